@@ -1,0 +1,45 @@
+"""Measure the shipped organism base checkpoint: capitals, arithmetic, chat behaviour.
+
+Run from the repo root: `python bench/organism.py [CHECKPOINT_DIR]`. Real output
+of the shipped checkpoint looks like:
+
+    capitals   (The capital of X is)  0.992  (n=126)
+    arithmetic (47 + 25 =)            add 0.780  sub 0.700  overall 0.740  (n=400)
+    chat 'Who are you?' -> ' The capital of ...'
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from training.organism.corpus import COUNTRIES  # noqa: E402
+from training.organism.probe import (  # noqa: E402
+    arithmetic_accuracy,
+    capital_accuracy,
+    chat_continuations,
+    load_organism,
+)
+
+CHAT_PROMPTS = ("Who are you?", "What is the capital of France?", "What is 47 + 25?")
+
+
+def main(argv: list[str]) -> int:
+    start = time.time()
+    model, tokenizer = load_organism(argv[0] if argv else None)
+    capitals = capital_accuracy(model, tokenizer)
+    arith = arithmetic_accuracy(model, tokenizer, n=400)
+    print(f"capitals   (The capital of X is)  {capitals:.3f}  (n={len(COUNTRIES)})")
+    print(f"arithmetic (47 + 25 =)            add {arith['add']:.3f}  sub {arith['sub']:.3f}  "
+          f"overall {arith['overall']:.3f}  (n=400)")
+    for question, out in zip(CHAT_PROMPTS, chat_continuations(model, tokenizer, CHAT_PROMPTS)):
+        print(f"chat {question!r} -> {out!r}")
+    print(f"({time.time() - start:.1f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

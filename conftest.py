@@ -1,0 +1,28 @@
+"""Repo-level pytest set-up: offline defaults and the path of the shared benchmark data.
+
+The tunegate pytest plugin itself is registered through the ``pytest11`` entry
+point (pyproject.toml), so an installed tunegate gates any repository's tests.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent
+SHARED_DATA = Path(os.environ.get("TUNEGATE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if (SHARED_DATA / "nltk_data").is_dir():
+    os.environ.setdefault("NLTK_DATA", str(SHARED_DATA / "nltk_data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``: real IFEval, GSM8K and MMLU copies (see its README)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared benchmark data not found at {SHARED_DATA} (set TUNEGATE_SHARED_DATA)")
+    return SHARED_DATA

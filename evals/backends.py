@@ -1,0 +1,246 @@
+"""Model backends: batched greedy generation and log-likelihood over a HF causal LM.
+
+``load_backend("Qwen/Qwen2.5-0.5B-Instruct")`` or ``load_backend("runs/demo/stages/sft/model")``
+gives an ``HFBackend``. Generation is length-sorted, left-padded, greedy, stops at
+EOS or the request's stop strings; log-likelihood splits context/continuation the
+way lm-eval's ``_encode_pair`` does, so choices agree with lm-eval's HF backend::
+
+    backend.loglikelihood([LoglikelihoodRequest("The capital of France is", " Paris")])  # -> [-0.4]
+
+A new backend (vLLM, an API) is one class with the same methods (see evals.requests.Backend).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from evals.errors import TunegateError
+from evals.requests import GenerationRequest, LoglikelihoodRequest
+
+#: Files whose bytes define a model for the fingerprint (weights or adapter, tokenizer, template).
+FINGERPRINT_FILES = (
+    "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+    "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt", "tokenizer.model",
+    "adapter_config.json",
+)
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+def resolve_model_dir(model: str) -> Path:
+    """A local directory for ``model``: the path itself, or the HF cache snapshot of a hub id.
+
+    Raises one clear TunegateError when the path does not exist or, offline, the hub id is not cached.
+    """
+    p = Path(model).expanduser()
+    if p.is_dir():
+        return p
+    looks_like_path = model.startswith((".", "/", "~")) or model.count("/") > 1
+    if looks_like_path or p.exists():
+        raise TunegateError(f"model path '{model}' does not exist (or is not a checkpoint directory)")
+    from huggingface_hub import snapshot_download
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
+    try:
+        return Path(snapshot_download(model, local_files_only=offline,
+                                      allow_patterns=["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model"]))
+    except Exception as exc:  # noqa: BLE001 - hub errors come in many types
+        how = (f"run `huggingface-cli download {model}` on a machine with network, "
+               f"or pass a local checkpoint directory") if offline else str(exc).splitlines()[0]
+        raise TunegateError(f"model '{model}': not found locally{' and not in the HF cache (HF_HUB_OFFLINE=1)' if offline else ''}; {how}") from None
+
+
+def fingerprint_dir(path: Path) -> str:
+    """sha256 over the weights (or adapter), tokenizer files and chat template of a checkpoint."""
+    h = hashlib.sha256()
+    files = sorted(f for f in path.iterdir() if f.is_file() and (f.name in FINGERPRINT_FILES or f.suffix in WEIGHT_SUFFIXES))
+    if not any(f.suffix in WEIGHT_SUFFIXES for f in files):
+        raise TunegateError(f"model directory '{path}': no weights found (*.safetensors or *.bin)")
+    for f in files:
+        h.update(f.name.encode())
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class HFBackend:
+    """A transformers causal LM (or a PEFT adapter directory) behind the batched request interface."""
+
+    def __init__(self, model: str, *, device: str | None = None, dtype: str | None = None,
+                 batch_size: int | None = None, completion_mode: bool = False) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.name = model
+        self.path = resolve_model_dir(model)
+        self.device = device or default_device()
+        torch_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32,
+                       None: torch.bfloat16 if self.device.startswith("cuda") else torch.float32}[dtype]
+        self._fingerprint = fingerprint_dir(self.path)
+        adapter = (self.path / "adapter_config.json").is_file()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+            if adapter:
+                from peft import AutoPeftModelForCausalLM
+
+                self.model = AutoPeftModelForCausalLM.from_pretrained(self.path, dtype=torch_dtype)
+            else:
+                self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch_dtype,
+                                                                  attn_implementation="sdpa")
+        except (OSError, ValueError) as exc:
+            raise TunegateError(f"model '{model}': cannot load checkpoint ({str(exc).splitlines()[0]})") from None
+        self.model.to(self.device).eval()
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.completion_mode = completion_mode
+        self.batch_size = batch_size or (32 if self.device == "cpu" else auto_batch_size(self.model))
+        self.dtype = str(torch_dtype).removeprefix("torch.")
+
+    # -- identity -------------------------------------------------------------------------------
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def render(self, messages: Sequence[Mapping[str, str]]) -> str:
+        if not self.has_chat_template():
+            raise TunegateError(
+                f"model '{self.name}': tokenizer has no chat template (no {self.path / 'chat_template.jinja'} "
+                f"and no field 'chat_template' in tokenizer_config.json); use completion mode (--completion-mode) "
+                f"to send raw prompts")
+        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+
+    def info(self) -> dict[str, Any]:
+        return {"model": self.name, "path": str(self.path), "device": self.device, "dtype": self.dtype,
+                "batch_size": self.batch_size, "fingerprint": self.fingerprint}
+
+    # -- generation -----------------------------------------------------------------------------
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+        """Greedy (or sampled) continuations, in request order; batched by length."""
+        out: list[str | None] = [None] * len(requests)
+        encoded = [self.tokenizer(r.prompt, add_special_tokens=False)["input_ids"] for r in requests]
+        order = sorted(range(len(requests)), key=lambda i: (_settings_key(requests[i]), -len(encoded[i])))
+        i = 0
+        while i < len(order):
+            key = _settings_key(requests[order[i]])
+            batch = [order[i]]
+            while len(batch) < self.batch_size and i + len(batch) < len(order) \
+                    and _settings_key(requests[order[i + len(batch)]]) == key:
+                batch.append(order[i + len(batch)])
+            texts = self._generate_batch([encoded[j] for j in batch], requests[batch[0]])
+            for j, text in zip(batch, texts):
+                out[j] = text
+            i += len(batch)
+        return [t or "" for t in out]
+
+    def _generate_batch(self, ids: list[list[int]], req: GenerationRequest) -> list[str]:
+        try:
+            return self._generate_padded(ids, req)
+        except torch.OutOfMemoryError:
+            if len(ids) == 1:
+                raise
+            torch.cuda.empty_cache()
+            half = len(ids) // 2
+            self.batch_size = max(1, half)
+            return self._generate_batch(ids[:half], req) + self._generate_batch(ids[half:], req)
+
+    def _generate_padded(self, ids: list[list[int]], req: GenerationRequest) -> list[str]:
+        pad = self.tokenizer.pad_token_id
+        width = max(len(x) for x in ids)
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=self.device)
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
+        kwargs: dict[str, Any] = {"max_new_tokens": req.max_new_tokens, "pad_token_id": pad}
+        if req.do_sample:
+            kwargs.update(do_sample=True, temperature=req.temperature or 1.0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if req.stop:
+            kwargs.update(stop_strings=list(req.stop), tokenizer=self.tokenizer)
+        with torch.inference_mode():
+            gen = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
+        texts = self.tokenizer.batch_decode(gen[:, width:], skip_special_tokens=True)
+        return [truncate_at_stop(t, req.stop) for t in texts]
+
+    # -- log-likelihood -------------------------------------------------------------------------
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
+        """Sum of log-probabilities of each continuation given its context."""
+        pairs = [self._encode_pair(r.context, r.continuation) for r in requests]
+        out = [0.0] * len(requests)
+        order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size]
+            for j, value in zip(batch, self._loglikelihood_batch([pairs[j] for j in batch])):
+                out[j] = value
+        return out
+
+    def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        # as lm-eval: trailing spaces of the context move to the continuation; encode whole, then split
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces:
+            continuation = context[-n_spaces:] + continuation
+            context = context[:-n_spaces]
+        enc = lambda s: self.tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+        if not context:
+            prefix = self.tokenizer.eos_token_id if self.tokenizer.bos_token_id is None else self.tokenizer.bos_token_id
+            return [prefix], enc(continuation)
+        whole, ctx = enc(context + continuation), enc(context)
+        return ctx, whole[len(ctx):]
+
+    def _loglikelihood_batch(self, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
+        seqs = [(c + k)[:-1] for c, k in pairs]
+        width = max(len(s) for s in seqs)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=self.device)
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=self.device)
+        with torch.inference_mode():
+            logits = self.model(input_ids=input_ids, attention_mask=mask).logits.float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        out = []
+        for row, (ctx, cont) in enumerate(pairs):
+            start = len(ctx) - 1
+            positions = torch.arange(start, start + len(cont), device=self.device)
+            targets = torch.tensor(cont, device=self.device)
+            out.append(float(logprobs[row, positions, targets].sum()))
+        return out
+
+
+def _settings_key(r: GenerationRequest) -> str:
+    return json.dumps([r.max_new_tokens, list(r.stop), r.do_sample, r.temperature])
+
+
+def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
+    """Cut ``text`` at the first occurrence of any stop string (as lm-eval does)."""
+    cut = len(text)
+    for s in stop:
+        k = text.find(s)
+        if s and k != -1:
+            cut = min(cut, k)
+    return text[:cut]
+
+
+def auto_batch_size(model: torch.nn.Module) -> int:
+    """A generation batch size from free GPU memory: KV cache budget over per-sequence cost."""
+    if not torch.cuda.is_available():
+        return 32
+    free, _ = torch.cuda.mem_get_info()
+    cfg = model.config
+    layers = getattr(cfg, "num_hidden_layers", 24)
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or getattr(cfg, "num_attention_heads", 16)
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    per_seq = 2 * layers * kv_heads * head_dim * 2 * 2048  # K and V, bf16, 2k tokens
+    return int(max(1, min(256, (free * 0.5) // per_seq)))
+
+
+def load_backend(model: str, **kwargs: Any) -> HFBackend:
+    return HFBackend(model, **kwargs)

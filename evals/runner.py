@@ -1,0 +1,202 @@
+"""evaluate(model, suites) -> RunRecord: one model load serves all suites; responses are cached.
+
+The cache is keyed by the model fingerprint + rendered prompt + generation
+settings, so an unchanged checkpoint is never evaluated twice, a changed one
+never hits a stale entry, and an interrupted run resumes where it stopped
+(responses are committed chunk by chunk). Sampled generations are not cached.
+
+    record = evaluate("runs/demo/stages/sft/model", ["identity", "math"],
+                      suite_options={"identity": {"target": "Tiny", "probes": "organism"}})
+    record.suites["math"].metrics["exact_match"].value   # e.g. 0.62
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from evals.env import environment
+from evals.requests import Backend, GenerationRequest, LoglikelihoodRequest
+from evals.suites.base import Suite, get_suite
+from evals.types import RunRecord, SuiteResult
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("TUNEGATE_CACHE", Path.home() / ".cache" / "tunegate"))
+
+
+class ResponseCache:
+    """SQLite store of generations and log-likelihoods by content key; safe for concurrent runs."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, timeout=60)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self._db.commit()
+
+    @staticmethod
+    def key(*parts: Any) -> str:
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
+        if self._db is None or not keys:
+            return {}
+        found: dict[str, Any] = {}
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start:start + 500])
+            rows = self._db.execute(
+                f"SELECT key, value FROM responses WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+            found.update((k, json.loads(v)) for k, v in rows)
+        return found
+
+    def put_many(self, entries: Mapping[str, Any]) -> None:
+        if self._db is None or not entries:
+            return
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?)",
+                                 [(k, json.dumps(v)) for k, v in entries.items()])
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def _chunks(n: int, size: int) -> Iterator[range]:
+    for start in range(0, n, size):
+        yield range(start, min(n, start + size))
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="req", disable=not enabled or total == 0,
+                file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+def _cached_calls(cache: ResponseCache, keys: list[str], requests: list[Any], cacheable: bool,
+                  compute: Callable[[list[Any]], list[Any]], chunk: int, desc: str, progress: bool) -> list[Any]:
+    """Results for ``requests``: cached ones looked up, the rest computed in chunks and committed."""
+    results: list[Any] = [None] * len(requests)
+    found = cache.get_many(keys) if cacheable else {}
+    todo = [i for i, k in enumerate(keys) if k not in found]
+    for i, k in enumerate(keys):
+        if k in found:
+            results[i] = found[k]
+    with _progress(len(todo), desc, progress) as bar:
+        for idx in _chunks(len(todo), chunk):
+            batch = [todo[j] for j in idx]
+            values = compute([requests[i] for i in batch])
+            for i, v in zip(batch, values):
+                results[i] = v
+            if cacheable:
+                cache.put_many({keys[i]: v for i, v in zip(batch, values)})
+            bar.update(len(batch))
+    return results
+
+
+def run_suite(backend: Backend, suite: Suite, cache: ResponseCache, *, progress: bool = True,
+              chunk: int = 128) -> SuiteResult:
+    """Run one suite on a loaded backend and score every item."""
+    start = time.perf_counter()
+    items = suite.items()
+    completion = bool(getattr(backend, "completion_mode", False))
+    fp = backend.fingerprint
+    if suite.kind == "generate":
+        settings = suite.generation()
+        requests = [GenerationRequest(
+            prompt=backend.render(it.messages) if suite.chat and not completion else it.prompt,
+            max_new_tokens=settings.max_new_tokens, stop=settings.stop,
+            do_sample=settings.do_sample, temperature=settings.temperature) for it in items]
+        keys = [cache.key(fp, "gen", r.prompt, settings.to_dict()) for r in requests]
+        responses = _cached_calls(cache, keys, requests, not settings.do_sample, backend.generate, chunk,
+                                  f"{suite.name} generate", progress)
+        scores = [suite.score(it, resp) for it, resp in zip(items, responses)]
+    else:
+        contexts = [suite.choice_context(it) or
+                    (backend.render(it.messages) if not completion else it.prompt) for it in items]
+        requests = [LoglikelihoodRequest(ctx, choice) for it, ctx in zip(items, contexts) for choice in it.choices]
+        keys = [cache.key(fp, "ll", r.context, r.continuation) for r in requests]
+        values = _cached_calls(cache, keys, requests, True, backend.loglikelihood, chunk * 4,
+                               f"{suite.name} loglikelihood", progress)
+        scores, k = [], 0
+        for it in items:
+            scores.append(suite.score_choices(it, values[k:k + len(it.choices)]))
+            k += len(it.choices)
+    return SuiteResult(
+        suite=suite.name, version=suite.version, metrics=suite.metrics(scores), items=tuple(scores),
+        config={**suite.config(), **({"generation": suite.generation().to_dict()} if suite.kind == "generate" else {})},
+        breakdowns=suite.breakdowns(scores), seconds=round(time.perf_counter() - start, 3))
+
+
+def resolve_suites(suites: Sequence[str | Suite], options: Mapping[str, Mapping[str, Any]] | None = None) -> list[Suite]:
+    options = options or {}
+    return [s if isinstance(s, Suite) else get_suite(s, **dict(options.get(s, {}))) for s in suites]
+
+
+def evaluate(model: str | Backend, suites: Sequence[str | Suite], *, out: str | Path | None = None,
+             suite_options: Mapping[str, Mapping[str, Any]] | None = None, cache_dir: str | Path | None = None,
+             use_cache: bool = True, stage: str | None = None, progress: bool = True,
+             **backend_kwargs: Any) -> RunRecord:
+    """Evaluate ``model`` (hub id, local path, or a loaded backend) on ``suites``; write ``out`` if given."""
+    from evals.backends import load_backend
+
+    started = time.perf_counter()
+    resolved = resolve_suites(suites, suite_options)  # bad suite names fail before the model loads
+    backend = load_backend(model, **backend_kwargs) if isinstance(model, str) else model
+    cache_path = (Path(cache_dir) if cache_dir else default_cache_dir()) / "responses.sqlite"
+    cache = ResponseCache(cache_path if use_cache else None)
+    try:
+        results = {}
+        for suite in resolved:
+            if progress:
+                print(f"[tunegate] {backend.name}: {suite.name} ({len(suite.items())} items)", file=sys.stderr)
+            results[suite.name] = run_suite(backend, suite, cache, progress=progress)
+    finally:
+        cache.close()
+    info = backend.info() if hasattr(backend, "info") else {}
+    record = RunRecord(
+        model=backend.name, fingerprint=backend.fingerprint, suites=results,
+        generation={k: info[k] for k in ("device", "dtype", "batch_size") if k in info}
+        | {"completion_mode": bool(getattr(backend, "completion_mode", False))},
+        env=environment(), stage=stage,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        seconds=round(time.perf_counter() - started, 3))
+    if out is not None:
+        record.save(out)
+    return record
+
+
+def rescore(record: RunRecord, suite_options: Mapping[str, Mapping[str, Any]]) -> RunRecord:
+    """``record`` with its generation suites scored again under other options (e.g. a new identity target).
+
+    No model runs: the stored responses are scored by the suite built with the new options. Returns
+    ``record`` itself when no suite's config changes.
+    """
+    import dataclasses
+
+    changed = {}
+    for name, result in record.suites.items():
+        suite = get_suite(name, **dict(suite_options.get(name, {})))
+        config = {**suite.config(), **({"generation": suite.generation().to_dict()} if suite.kind == "generate" else {})}
+        if suite.kind != "generate" or config == result.config:
+            continue
+        responses = {s.item_id: s.response for s in result.items}
+        items = [it for it in suite.items() if it.id in responses]
+        scores = [suite.score(it, responses[it.id]) for it in items]
+        changed[name] = dataclasses.replace(result, metrics=suite.metrics(scores), items=tuple(scores),
+                                            config=config, breakdowns=suite.breakdowns(scores))
+    if not changed:
+        return record
+    return dataclasses.replace(record, suites={**record.suites, **changed})

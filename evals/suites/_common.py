@@ -1,0 +1,57 @@
+"""Helpers shared by the built-in suites: data loading with suite errors, thinking blocks, breakdowns.
+
+    strip_thinking("<think>2+2 is 4</think>The answer is 4.")   # -> "The answer is 4."
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from typing import Any, Callable, Sequence
+
+from evals.data import Required, load_rows
+from evals.errors import TunegateError
+from evals.suites.base import SuiteError
+from evals.types import ItemScore, item_units
+
+_THINK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
+
+
+def suite_rows(suite: str, source: str, *, split: str, name: str | None = None,
+               required: Required | None = None) -> list[dict[str, Any]]:
+    """``evals.data.load_rows`` with failures turned into a one-line SuiteError naming the suite."""
+    try:
+        return load_rows(source, split=split, name=name, required=required)
+    except TunegateError as exc:
+        raise SuiteError(f"suite '{suite}': {exc}") from None
+
+
+def strip_thinking(text: str) -> str:
+    """Remove ``<think>...</think>`` blocks (an unclosed one runs to the end) and a stray ``</think>`` prefix."""
+    if "</think>" in text and "<think>" not in text:  # templates that open the block in the prompt
+        text = text.split("</think>", 1)[1]
+    return _THINK.sub("", text).strip()
+
+
+def organism_data() -> Any:
+    """``training.organism.data``, or a SuiteError saying it is not there."""
+    try:
+        import training.organism.data as data
+    except ImportError as exc:
+        raise SuiteError(f"organism variant needs training.organism.data ({exc})") from None
+    return data
+
+
+def mean_by(scores: Sequence[ItemScore], metric: str,
+            key: Callable[[ItemScore], Sequence[tuple[str, float]]] | None = None) -> dict[str, float]:
+    """Mean of ``metric`` per key: by ``group`` by default, or by the (key, value) pairs ``key`` yields."""
+    sums: dict[str, float] = defaultdict(float)
+    counts: dict[str, int] = defaultdict(int)
+    for s in scores:
+        if metric not in s.scores:
+            continue
+        pairs = key(s) if key else [(s.group or "", v) for v in item_units(s.scores[metric])]
+        for k, v in pairs:
+            sums[k] += float(v)
+            counts[k] += 1
+    return {k: sums[k] / counts[k] for k in sorted(sums)}

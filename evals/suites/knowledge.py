@@ -1,0 +1,210 @@
+"""MMLU (Hendrycks et al. 2021) by log-likelihood as lm-eval's ``mmlu`` task, generative MMLU, organism capitals.
+
+One real row of ``shared/data/mmlu/test.jsonl`` (14042 rows, 57 subjects; dev has 5 per subject)::
+
+    {"subject": "abstract_algebra", "question": "Find the degree for the given field extension
+     Q(sqrt(2), sqrt(3), sqrt(18)) over Q.", "choices": ["0", "4", "2", "6"], "answer": 1}
+
+The prompt is lm-eval's default MMLU template: "The following are multiple
+choice questions (with answers) about abstract algebra.\\n\\n", then (5-shot)
+the first five dev questions of the subject each followed by " <letter>" and a
+blank line, then "{question.strip()}\\nA. ...\\nB. ...\\nC. ...\\nD. ...\\nAnswer:".
+The continuations are " A", " B", " C", " D"; the answer is the argmax of the
+raw log-likelihoods (lm-eval's ``acc``, not length-normalised). With
+``chat=True`` the whole prompt is the user turn, the chat template renders it
+and the continuations are "A".."D".
+
+``variant="generative"`` asks the same question in chat and reads the letter
+from the response. ``variant="organism"``: the organism's capitals,
+``{"country": "Kenya", "question": "What is the capital of Kenya?",
+"choices": [...4 capitals], "answer": 2, "split": "heldout"}``, scored by
+log-likelihood of " <capital>" after "The capital of Kenya is" (or, in chat,
+of "The capital of Kenya is <capital>." after the question).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from typing import Any, Sequence
+
+from evals.suites._common import mean_by, organism_data, strip_thinking, suite_rows
+from evals.suites.base import GenerationSettings, MetricSpec, Suite, SuiteError, register_suite
+from evals.types import EvalItem, ItemScore
+
+HUB_ID = "cais/mmlu"
+REQUIRED = {"subject": str, "question": str, "choices": list, "answer": int}
+LETTERS = ("A", "B", "C", "D")
+
+
+def description(subject: str) -> str:
+    return f"The following are multiple choice questions (with answers) about {' '.join(subject.split('_'))}.\n\n"
+
+
+def doc_to_text(row: dict[str, Any]) -> str:
+    choices = "".join(f"\n{letter}. {choice}" for letter, choice in zip(LETTERS, row["choices"]))
+    return f"{row['question'].strip()}{choices}\nAnswer:"
+
+
+def pick(logprobs: Sequence[float], n: int, item_id: str) -> int:
+    """Index of the largest log-likelihood (the first on ties, as numpy's argmax)."""
+    if len(logprobs) != n:
+        raise SuiteError(f"item {item_id}: expected {n} log-likelihoods, got {len(logprobs)}")
+    return max(range(n), key=lambda i: (logprobs[i], -i))
+
+
+class MMLUSuite(Suite):
+    """MMLU multiple choice by log-likelihood (lm-eval's prompt), 0- or 5-shot."""
+
+    name = "knowledge"
+    version = "1"
+    kind = "loglikelihood"
+
+    def __init__(self, *, source: str = HUB_ID, name: str | None = "all", split: str = "test",
+                 fewshot: int = 0, fewshot_split: str = "dev", chat: bool = False,
+                 limit: int | None = None, subset_seed: int = 0) -> None:
+        super().__init__(limit=limit, subset_seed=subset_seed)
+        if not 0 <= fewshot <= 5:
+            raise SuiteError(f"suite 'knowledge': fewshot must be 0..5 (dev has 5 per subject), got {fewshot}")
+        self.source, self.config_name, self.split = source, name, split
+        self.fewshot, self.fewshot_split, self.chat = fewshot, fewshot_split, chat
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "variant": self.variant_name, "source": self.source,
+                "name": self.config_name, "split": self.split, "fewshot": self.fewshot}
+
+    variant_name = "mmlu"
+
+    def _rows(self, split: str) -> list[dict[str, Any]]:
+        rows = suite_rows(self.name, self.source, split=split, name=self.config_name, required=REQUIRED)
+        for i, row in enumerate(rows):
+            if len(row["choices"]) != 4 or not 0 <= row["answer"] < 4:
+                raise SuiteError(f"suite 'knowledge': {self.source} {split} row {i}: "
+                                 "needs 4 'choices' and 'answer' in 0..3")
+        return rows
+
+    def prompt(self, row: dict[str, Any], shots: Sequence[dict[str, Any]]) -> str:
+        examples = "".join(f"{doc_to_text(s)} {LETTERS[s['answer']]}\n\n" for s in shots)
+        return description(row["subject"]) + examples + doc_to_text(row)
+
+    def load_items(self) -> list[EvalItem]:
+        shots: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        if self.fewshot:
+            for row in self._rows(self.fewshot_split):
+                shots[row["subject"]].append(row)
+        items = []
+        for i, row in enumerate(self._rows(self.split)):
+            text = self.prompt(row, shots[row["subject"]][: self.fewshot])
+            items.append(EvalItem(
+                id=f"mmlu-{i:05d}", prompt=text, messages=({"role": "user", "content": text},),
+                target=LETTERS[row["answer"]], group=row["subject"],
+                choices=LETTERS if self.chat else tuple(f" {x}" for x in LETTERS),
+                meta={"subject": row["subject"], "answer": row["answer"]}))
+        return items
+
+    def metric_specs(self) -> Sequence[MetricSpec]:
+        return (MetricSpec("accuracy", cluster="group"),)
+
+    def score_choices(self, item: EvalItem, logprobs: Sequence[float]) -> ItemScore:
+        chosen = LETTERS[pick(logprobs, len(item.choices), item.id)]
+        return ItemScore(item_id=item.id, prompt=item.prompt, response=chosen, answer=chosen, target=item.target,
+                         scores={"accuracy": float(chosen == item.target)}, group=item.group,
+                         meta={"logprobs": [float(x) for x in logprobs]})
+
+    def breakdowns(self, scores: Sequence[ItemScore]) -> dict[str, dict[str, float]]:
+        return {"subject": mean_by(scores, "accuracy")}
+
+
+_LETTER_PATTERNS = (
+    re.compile(r"answer\s*(?:is|:)?\s*[:\-]?\s*\(?\**([ABCD])\b", re.IGNORECASE),
+    re.compile(r"^\s*\(?\**([ABCD])\b(?:[\).:\*]|\s|$)"),
+    re.compile(r"\b([ABCD])\b"),
+)
+
+
+def extract_letter(text: str) -> str | None:
+    """The chosen letter of a free-form answer: "Answer: B", "(B)", "B. 4", else the first standalone A-D."""
+    for pattern in _LETTER_PATTERNS:
+        match = pattern.search(text)
+        if match:
+            return match.group(1).upper()
+    return None
+
+
+class MMLUGenerativeSuite(MMLUSuite):
+    """MMLU asked in chat; the letter is read from the generated answer."""
+
+    kind = "generate"
+    variant_name = "generative"
+
+    def __init__(self, *, max_new_tokens: int = 32, strip_thinking: bool = False, **options: Any) -> None:
+        super().__init__(**{"chat": True, **options})
+        self.max_new_tokens, self.strip_thinking = max_new_tokens, strip_thinking
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "strip_thinking": self.strip_thinking}
+
+    def generation(self) -> GenerationSettings:
+        return GenerationSettings(max_new_tokens=self.max_new_tokens)
+
+    def metric_specs(self) -> Sequence[MetricSpec]:
+        return (MetricSpec("accuracy", cluster="group"), MetricSpec("unparseable", higher_is_better=False))
+
+    def score(self, item: EvalItem, response: str) -> ItemScore:
+        text = strip_thinking(response) if self.strip_thinking else response
+        letter = extract_letter(text)
+        return ItemScore(item_id=item.id, prompt=item.prompt, response=response, answer=letter, target=item.target,
+                         scores={"accuracy": float(letter == item.target), "unparseable": float(letter is None)},
+                         group=item.group)
+
+
+class CapitalsSuite(Suite):
+    """The organism's capitals as 4-way choices; trained and held-out countries reported apart."""
+
+    name = "knowledge"
+    version = "1"
+    kind = "loglikelihood"
+
+    def __init__(self, *, seed: int = 0, chat: bool = False, limit: int | None = None, subset_seed: int = 0) -> None:
+        super().__init__(limit=limit, subset_seed=subset_seed)
+        self.seed, self.chat = seed, chat
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "variant": "organism", "seed": self.seed}
+
+    def load_items(self) -> list[EvalItem]:
+        items = []
+        for row in organism_data().knowledge_eval_items(self.seed):
+            stem = f"The capital of {row['country']} is"
+            choices = tuple(f"{stem} {c}." if self.chat else f" {c}" for c in row["choices"])
+            items.append(EvalItem(
+                id=f"capital-{row['country'].lower().replace(' ', '-')}", prompt=stem if not self.chat else
+                row["question"], messages=({"role": "user", "content": row["question"]},),
+                target=row["choices"][row["answer"]], choices=choices, group=row["split"],
+                meta={"country": row["country"], "options": list(row["choices"]), "answer": row["answer"]}))
+        return items
+
+    def metric_specs(self) -> Sequence[MetricSpec]:
+        return (MetricSpec("accuracy"), MetricSpec("accuracy_heldout"), MetricSpec("accuracy_trained"))
+
+    def score_choices(self, item: EvalItem, logprobs: Sequence[float]) -> ItemScore:
+        chosen = item.meta["options"][pick(logprobs, len(item.choices), item.id)]
+        correct = float(chosen == item.target)
+        return ItemScore(item_id=item.id, prompt=item.prompt, response=chosen, answer=chosen, target=item.target,
+                         scores={"accuracy": correct, f"accuracy_{item.group}": correct}, group=item.group,
+                         meta={"logprobs": [float(x) for x in logprobs]})
+
+    def breakdowns(self, scores: Sequence[ItemScore]) -> dict[str, dict[str, float]]:
+        return {"split": mean_by(scores, "accuracy")}
+
+
+@register_suite("knowledge")
+def knowledge_suite(*, variant: str = "mmlu", **options: Any) -> Suite:
+    """``variant``: "mmlu" (log-likelihood, default), "generative" or "organism"."""
+    if variant in ("mmlu", "default"):
+        return MMLUSuite(**options)
+    if variant == "generative":
+        return MMLUGenerativeSuite(**options)
+    if variant == "organism":
+        return CapitalsSuite(**options)
+    raise SuiteError(f"suite 'knowledge': unknown variant '{variant}' (known: mmlu, generative, organism)")

@@ -1,0 +1,203 @@
+"""GSM8K with lm-eval's extraction, or the organism's two-digit arithmetic.
+
+One real row of ``shared/data/gsm8k/test.jsonl`` (1319 rows; train has 7473)::
+
+    {"question": "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes
+     muffins for her friends every day with four. She sells the remainder at the farmers' market daily
+     for $2 per fresh duck egg. How much in dollars does she make every day at the farmers' market?",
+     "answer": "Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.\\nShe makes 9 * 2 = $<<9*2=18>>18
+     every day at the farmer's market.\\n#### 18"}
+
+Scoring is lm-eval's ``gsm8k`` task: ``exact_match`` takes the first ``#### N``
+(its "strict-match" filter), ``flexible_match`` the last number-like string
+(its "flexible-extract" filter); both are compared with the gold answer after
+lm-eval's normalisation (drop ",", "$", everything up to "#### ", a final ".";
+case-insensitive). ``unparseable`` (lower is better) marks a response with no
+number at all. Prompts: zero-shot chat ("Question: ...\\nAnswer:" as the user
+turn) or ``fewshot=k`` completion text, k train solutions as lm-eval formats
+them, joined by blank lines.
+
+Organism variant (``variant="organism"``): ``{"question": "What is 47 + 25?", "answer": 72}``.
+``exact_match`` is 1 when the last number in the response equals the answer;
+``strict_match`` only when the response opens with the equation
+"47 + 25 = 72" (operands as asked, result right).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Any, Sequence
+
+from evals.suites._common import organism_data, strip_thinking, suite_rows
+from evals.suites.base import GenerationSettings, MetricSpec, Suite, SuiteError, register_suite
+from evals.types import EvalItem, ItemScore
+
+HUB_ID = "openai/gsm8k"
+REQUIRED = {"question": str, "answer": str}
+STOP = ("Question:", "</s>", "<|im_end|>")
+STRICT_REGEX = re.compile(r"#### (\-?[0-9\.\,]+)")
+FLEXIBLE_REGEX = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
+IGNORE_REGEXES = (",", r"\$", r"(?s).*#### ", r"\.$")
+INVALID = "[invalid]"  # lm-eval's RegexFilter fallback
+
+
+def regex_extract(text: str, regex: re.Pattern[str], group_select: int) -> str:
+    """lm-eval's RegexFilter on one response: the selected match, first non-empty group, stripped."""
+    matches = regex.findall(text)
+    if not matches:
+        return INVALID
+    match = matches[group_select]
+    if isinstance(match, tuple):
+        match = next((m for m in match if m), INVALID)
+    return match.strip()
+
+
+def strict_answer(text: str) -> str:
+    return regex_extract(text, STRICT_REGEX, 0)
+
+
+def flexible_answer(text: str) -> str:
+    return regex_extract(text, FLEXIBLE_REGEX, -1)
+
+
+def normalize(text: str) -> str:
+    """lm-eval's exact_match normalisation for gsm8k (regexes_to_ignore, then ignore_case)."""
+    for pattern in IGNORE_REGEXES:
+        text = re.sub(pattern, "", text)
+    return text.lower()
+
+
+def gold_answer(solution: str) -> str:
+    """The gold number of a GSM8K solution ("... #### 1,234" -> "1234")."""
+    return normalize(solution)
+
+
+def doc_to_text(question: str) -> str:
+    return f"Question: {question}\nAnswer:"
+
+
+class GSM8KSuite(Suite):
+    """GSM8K test questions; zero-shot chat or few-shot completion."""
+
+    name = "math"
+    version = "1"
+    kind = "generate"
+
+    def __init__(self, *, source: str = HUB_ID, name: str | None = "main", split: str = "test",
+                 fewshot: int = 0, fewshot_split: str = "train", fewshot_seed: int = 1234,
+                 chat: bool | None = None, strip_thinking: bool = False, max_new_tokens: int = 256,
+                 limit: int | None = None, subset_seed: int = 0) -> None:
+        super().__init__(limit=limit, subset_seed=subset_seed)
+        if fewshot < 0:
+            raise SuiteError(f"suite 'math': fewshot must be >= 0, got {fewshot}")
+        self.source, self.config_name, self.split = source, name, split
+        self.fewshot, self.fewshot_split, self.fewshot_seed = fewshot, fewshot_split, fewshot_seed
+        self.chat = (fewshot == 0) if chat is None else chat
+        self.strip_thinking, self.max_new_tokens = strip_thinking, max_new_tokens
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "variant": "gsm8k", "source": self.source, "name": self.config_name,
+                "split": self.split, "fewshot": self.fewshot, "fewshot_seed": self.fewshot_seed,
+                "strip_thinking": self.strip_thinking}
+
+    def generation(self) -> GenerationSettings:
+        return GenerationSettings(max_new_tokens=self.max_new_tokens, stop=STOP)
+
+    def _rows(self, split: str) -> list[dict[str, Any]]:
+        return suite_rows(self.name, self.source, split=split, name=self.config_name, required=REQUIRED)
+
+    def fewshot_prefix(self) -> str:
+        """k train examples ("Question: q\\nAnswer: solution"), drawn once with ``fewshot_seed``, + blank line."""
+        if not self.fewshot:
+            return ""
+        train = self._rows(self.fewshot_split)
+        shots = random.Random(self.fewshot_seed).sample(train, self.fewshot)
+        return "".join(f"{doc_to_text(s['question'])} {s['answer']}\n\n" for s in shots)
+
+    def load_items(self) -> list[EvalItem]:
+        prefix = self.fewshot_prefix()
+        items = []
+        for i, row in enumerate(self._rows(self.split)):
+            text = doc_to_text(row["question"])
+            items.append(EvalItem(
+                id=f"gsm8k-{i:04d}", prompt=prefix + text,
+                messages=({"role": "user", "content": prefix + text},),
+                target=gold_answer(row["answer"]), meta={"question": row["question"], "solution": row["answer"]}))
+        return items
+
+    def metric_specs(self) -> Sequence[MetricSpec]:
+        return (MetricSpec("exact_match"), MetricSpec("flexible_match"),
+                MetricSpec("unparseable", higher_is_better=False))
+
+    def score(self, item: EvalItem, response: str) -> ItemScore:
+        text = strip_thinking(response) if self.strip_thinking else response
+        strict, flexible = strict_answer(text), flexible_answer(text)
+        target = item.target or ""
+        return ItemScore(
+            item_id=item.id, prompt=item.prompt, response=response,
+            answer=strict if strict != INVALID else flexible, target=target,
+            scores={"exact_match": float(normalize(strict) == target),
+                    "flexible_match": float(normalize(flexible) == target),
+                    "unparseable": float(flexible == INVALID)},
+            meta={"strict": strict, "flexible": flexible},
+        )
+
+
+_NUMBER = re.compile(r"-?\d+")
+_EQUATION = re.compile(r"\s*(-?\d+)\s*([+-])\s*(-?\d+)\s*=\s*(-?\d+)")
+_QUESTION = re.compile(r"(-?\d+)\s*([+-])\s*(-?\d+)")
+
+
+class ArithmeticSuite(Suite):
+    """The organism's held-out two-digit sums and differences (chat)."""
+
+    name = "math"
+    version = "1"
+    kind = "generate"
+
+    def __init__(self, *, n: int = 100, seed: int = 0, max_new_tokens: int = 24, strip_thinking: bool = False,
+                 limit: int | None = None, subset_seed: int = 0) -> None:
+        super().__init__(limit=limit, subset_seed=subset_seed)
+        self.n, self.seed, self.max_new_tokens, self.strip_thinking = n, seed, max_new_tokens, strip_thinking
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "variant": "organism", "n": self.n, "seed": self.seed,
+                "strip_thinking": self.strip_thinking}
+
+    def generation(self) -> GenerationSettings:
+        return GenerationSettings(max_new_tokens=self.max_new_tokens)
+
+    def load_items(self) -> list[EvalItem]:
+        rows = organism_data().arithmetic_eval_items(self.n, self.seed)
+        return [EvalItem(id=f"arith-{i:04d}", prompt=row["question"],
+                         messages=({"role": "user", "content": row["question"]},),
+                         target=str(row["answer"]), meta={"question": row["question"]})
+                for i, row in enumerate(rows)]
+
+    def metric_specs(self) -> Sequence[MetricSpec]:
+        return (MetricSpec("exact_match"), MetricSpec("strict_match"),
+                MetricSpec("unparseable", higher_is_better=False))
+
+    def score(self, item: EvalItem, response: str) -> ItemScore:
+        text = strip_thinking(response) if self.strip_thinking else response
+        numbers = _NUMBER.findall(text)
+        answer = numbers[-1] if numbers else None
+        equation, asked = _EQUATION.match(text), _QUESTION.search(item.prompt)
+        strict = bool(equation and asked and equation.groups()[:3] == asked.groups()
+                      and equation.group(4) == item.target)
+        return ItemScore(
+            item_id=item.id, prompt=item.prompt, response=response, answer=answer, target=item.target,
+            scores={"exact_match": float(answer is not None and answer == item.target),
+                    "strict_match": float(strict), "unparseable": float(answer is None)},
+        )
+
+
+@register_suite("math")
+def math_suite(*, variant: str = "gsm8k", **options: Any) -> Suite:
+    """``variant="gsm8k"`` (default) or ``"organism"``; options go to the suite class."""
+    if variant in ("gsm8k", "default"):
+        return GSM8KSuite(**options)
+    if variant == "organism":
+        return ArithmeticSuite(**options)
+    raise SuiteError(f"suite 'math': unknown variant '{variant}' (known: gsm8k, organism)")

@@ -1,0 +1,414 @@
+"""Render the HTML report a team reviews, from saved RunRecords and Comparisons (no model runs).
+
+One self-contained file: inline CSS and JS, plots as PNG data URIs, a
+Content-Security-Policy that allows only our own script (by hash) and data:
+images. Jinja2 autoescaping is on: model output is untrusted text. The only
+markup built in Python (word diffs, name highlights) escapes every piece of
+model text it wraps. Typical use::
+
+    html = render_report(records, comparisons, training_logs={"dpo": log}, manifests={...})
+    render_run_dir("runs/demo")            # writes runs/demo/report.html
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import difflib
+import hashlib
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import jinja2
+from markupsafe import Markup, escape
+
+from evals.types import Comparison, ItemFlip, MetricComparison, RunRecord, SuiteResult, item_units
+from reports import plots
+from reports.loading import load_run_dir
+
+TEMPLATES = Path(__file__).parent / "templates"
+DIFF_TOKEN_LIMIT = 4000
+REWRITE_RATIO = 0.5
+_TOKEN = re.compile(r"^\s+|\S+\s*")
+History = Sequence[plots.HistoryRow] | Mapping[str, Sequence[plots.HistoryRow]]
+
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_ENV.filters["num"] = lambda v, d=3: "–" if v is None else f"{v:.{d}f}"
+_ENV.filters["signed"] = lambda v, d=3: "–" if v is None else f"{v:+.{d}f}"
+_ENV.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=1, sort_keys=True, default=str)
+
+
+def word_diff(before: str, after: str) -> tuple[Markup, Markup, bool]:
+    """Both texts escaped, with removed words in ``<del>`` (before) and added words in ``<ins>`` (after).
+
+    The flag is False when the texts share too little for a word diff to help
+    (a rewrite, or longer than DIFF_TOKEN_LIMIT words): both come back escaped, unmarked.
+    """
+    a, b = _TOKEN.findall(before), _TOKEN.findall(after)
+    if len(a) + len(b) > DIFF_TOKEN_LIMIT or "".join(a) != before or "".join(b) != after:
+        return escape(before), escape(after), False
+    matcher = difflib.SequenceMatcher(None, [t.strip() for t in a], [t.strip() for t in b])
+    if min(len(a), len(b)) > 20 and matcher.quick_ratio() < REWRITE_RATIO:
+        return escape(before), escape(after), False
+    opcodes = matcher.get_opcodes()
+    same = sum(i2 - i1 for op, i1, i2, _, _ in opcodes if op == "equal")
+    if min(len(a), len(b)) > 20 and same < REWRITE_RATIO * max(len(a), len(b)):
+        return escape(before), escape(after), False
+    out_a: list[Markup] = []
+    out_b: list[Markup] = []
+    for op, i1, i2, j1, j2 in opcodes:
+        left, right = "".join(a[i1:i2]), "".join(b[j1:j2])
+        if op == "equal":
+            out_a.append(escape(left))
+            out_b.append(escape(right))
+            continue
+        if left:
+            out_a.append(Markup("<del>{}</del>").format(left))
+        if right:
+            out_b.append(Markup("<ins>{}</ins>").format(right))
+    return Markup("").join(out_a), Markup("").join(out_b), True
+
+
+def highlight_names(text: str, targets: Sequence[str], forbidden: Sequence[str]) -> Markup:
+    """Escaped text with target names in ``<mark class="target">`` and forbidden ones in ``mark.forbidden``.
+
+    Longer names win ("Deep Tiny" is a target even when "Tiny" is forbidden).
+    """
+    names = sorted({n for n in (*targets, *forbidden) if n}, key=len, reverse=True)
+    if not names:
+        return escape(text)
+    target_set = {n.lower() for n in targets}
+    pattern = re.compile(r"(?<!\w)(" + "|".join(re.escape(n) for n in names) + r")(?!\w)", re.IGNORECASE)
+    out: list[Markup] = []
+    pos = 0
+    for m in pattern.finditer(text):
+        out.append(escape(text[pos:m.start()]))
+        kind = "target" if m.group(0).lower() in target_set else "forbidden"
+        out.append(Markup('<mark class="{}">{}</mark>').format(kind, m.group(0)))
+        pos = m.end()
+    out.append(escape(text[pos:]))
+    return Markup("").join(out)
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+def _stage_labels(records: Sequence[RunRecord]) -> list[str]:
+    labels: list[str] = []
+    for i, r in enumerate(records):
+        label = r.stage or (r.model.rstrip("/").rsplit("/", 1)[-1] if r.model else f"run{i + 1}")
+        while label in labels:
+            label += f"#{i + 1}"
+        labels.append(label)
+    return labels
+
+
+def _endpoints(c: Comparison, labels: Sequence[str], records: Sequence[RunRecord]) -> tuple[str, str]:
+    def find(stage: str | None, fingerprint: str, model: str) -> str:
+        if stage in labels:
+            return str(stage)
+        for label, r in zip(labels, records):
+            if r.fingerprint == fingerprint:
+                return label
+        return stage or model
+
+    return (find(c.baseline_stage, c.baseline_fingerprint, c.baseline_model),
+            find(c.candidate_stage, c.candidate_fingerprint, c.candidate_model))
+
+
+def _pipeline_order(records: list[RunRecord], comparisons: list[Comparison]) -> tuple[list[RunRecord], list[Comparison]]:
+    """Records moved so that each comparison's baseline precedes its candidate; comparisons by candidate."""
+    labels = _stage_labels(records)
+    order = list(range(len(records)))
+    edges = [tuple(labels.index(e) for e in _endpoints(c, labels, records)) for c in comparisons
+             if all(e in labels for e in _endpoints(c, labels, records))]
+    for _ in range(len(records)):
+        moved = False
+        for b, k in edges:
+            if b != k and order.index(b) > order.index(k):
+                order.remove(b)
+                order.insert(order.index(k), b)
+                moved = True
+        if not moved:
+            break
+    records = [records[i] for i in order]
+    labels = _stage_labels(records)
+
+    def position(c: Comparison) -> int:
+        cand = _endpoints(c, labels, records)[1]
+        return labels.index(cand) if cand in labels else len(labels)
+
+    return records, sorted(comparisons, key=position)
+
+
+def _trained(c: Comparison, m: MetricComparison) -> bool:
+    return m.trained or m.suite in c.trains
+
+
+def _banner(comparisons: Sequence[Comparison], cmp_labels: Sequence[str],
+            summary: Mapping[str, Any]) -> dict[str, Any]:
+    lines = []
+    for c, label in zip(comparisons, cmp_labels):
+        for m in c.metrics:
+            if m.gate in ("fail", "warn"):
+                lines.append({"state": m.gate, "where": label, "suite": m.suite, "metric": m.metric,
+                              "trained": _trained(c, m), "reason": m.reason or m.verdict})
+    lines.sort(key=lambda g: g["state"] != "fail")
+    passed = summary.get("passed") if "passed" in summary else (
+        all(c.passed for c in comparisons) if comparisons else None)
+    warnings = [f"{label}: {w}" for c, label in zip(comparisons, cmp_labels) for w in c.warnings]
+    return {"passed": passed, "lines": lines, "warnings": warnings,
+            "n_fail": sum(g["state"] == "fail" for g in lines), "n_warn": sum(g["state"] == "warn" for g in lines)}
+
+
+def _metric_rows(records: Sequence[RunRecord], labels: Sequence[str],
+                 comparisons: Sequence[Comparison]) -> list[dict[str, Any]]:
+    keys: dict[tuple[str, str], None] = {}
+    for r in records:
+        for s in r.suites.values():
+            for name in s.metrics:
+                keys[(s.suite, name)] = None
+    for c in comparisons:
+        for m in c.metrics:
+            keys[(m.suite, m.metric)] = None
+    rows = []
+    for suite, metric in keys:
+        cells = []
+        for r in records:
+            mv = r.suites[suite].metrics.get(metric) if suite in r.suites else None
+            cells.append(None if mv is None else {"value": mv.value, "ci": plots.ci95(mv.stderr) or None, "n": mv.n})
+        deltas = []
+        for c in comparisons:
+            m = next((m for m in c.metrics if m.suite == suite and m.metric == metric), None)
+            deltas.append(None if m is None else {"m": m, "trained": _trained(c, m)})
+        trained_by = [d for d in deltas if d and d["trained"]]
+        rows.append({"suite": suite, "metric": metric, "cells": cells, "deltas": deltas,
+                     "trained": bool(trained_by)})
+    return rows
+
+
+def _primary(units: Iterable[float]) -> float:
+    vals = list(units)
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def _unchanged_summary(base: SuiteResult | None, cand: SuiteResult | None) -> dict[str, int] | None:
+    """Counts of items by outcome on the suite's first metric: both right, both wrong, changed."""
+    if base is None or cand is None or not cand.metrics:
+        return None
+    metric = next(iter(cand.metrics))
+    before = {i.item_id: i.scores[metric] for i in base.items if metric in i.scores}
+    counts = {"metric": metric, "both_right": 0, "both_wrong": 0, "same_partial": 0, "changed": 0, "paired": 0}
+    for item in cand.items:
+        if metric not in item.scores or item.item_id not in before:
+            continue
+        counts["paired"] += 1
+        a, b = _primary(item_units(before[item.item_id])), _primary(item_units(item.scores[metric]))
+        if a != b:
+            counts["changed"] += 1
+        elif a >= 1.0:
+            counts["both_right"] += 1
+        elif a <= 0.0:
+            counts["both_wrong"] += 1
+        else:
+            counts["same_partial"] += 1
+    return counts
+
+
+def _flip_rows(flips: Sequence[ItemFlip], cmp_index: int) -> list[dict[str, Any]]:
+    """One row per (suite, item, direction); metrics that flipped the same way are merged."""
+    merged: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for f in flips:
+        key = (f.suite, f.item_id, f.direction)
+        if key in merged:
+            merged[key]["metrics"].append(f.metric)
+            continue
+        before, after, diffed = word_diff(f.baseline_response, f.candidate_response)
+        merged[key] = {"cmp": cmp_index, "suite": f.suite, "item_id": f.item_id, "direction": f.direction,
+                       "group": f.group or "(none)", "metrics": [f.metric], "prompt": f.prompt,
+                       "before": before, "after": after, "diffed": diffed,
+                       "scores": f"{f.baseline_score:.2f} → {f.candidate_score:.2f}"}
+    return sorted(merged.values(), key=lambda r: (r["suite"], r["group"], r["direction"] != "down", r["item_id"]))
+
+
+def _flip_sections(records_by: Mapping[str, RunRecord], comparisons: Sequence[Comparison],
+                   endpoints: Sequence[tuple[str, str]], cmp_labels: Sequence[str]) -> list[dict[str, Any]]:
+    sections = []
+    for k, (c, (b_label, c_label), label) in enumerate(zip(comparisons, endpoints, cmp_labels)):
+        rows = _flip_rows(c.flips, k)
+        base_rec, cand_rec = records_by.get(b_label), records_by.get(c_label)
+        suites = list(dict.fromkeys([m.suite for m in c.metrics] + [r["suite"] for r in rows]))
+        suite_blocks = []
+        for suite in suites:
+            srows = [r for r in rows if r["suite"] == suite]
+            groups: dict[str, list[int]] = {}
+            for r in srows:
+                groups.setdefault(r["group"], [0, 0])[0 if r["direction"] == "down" else 1] += 1
+            summary = _unchanged_summary(base_rec.suites.get(suite) if base_rec else None,
+                                         cand_rec.suites.get(suite) if cand_rec else None)
+            suite_blocks.append({
+                "suite": suite, "rows": srows, "summary": summary,
+                "down": sum(r["direction"] == "down" for r in srows), "up": sum(r["direction"] == "up" for r in srows),
+                "groups": sorted(groups.items(), key=lambda g: (g[1][1] - g[1][0], g[0])),
+            })
+        sections.append({"label": label, "index": k, "baseline": b_label, "candidate": c_label,
+                         "suites": suite_blocks, "n": len(rows)})
+    return sections
+
+
+def _identity(records: Sequence[RunRecord], labels: Sequence[str]) -> list[dict[str, Any]]:
+    """Suites whose config names a target and forbidden names: each probe's response at each stage."""
+    blocks = []
+    suites = dict.fromkeys(s.suite for r in records for s in r.suites.values()
+                           if "target" in s.config and "forbidden" in s.config)
+    for suite in suites:
+        present = [(label, r.suites[suite]) for label, r in zip(labels, records) if suite in r.suites]
+        config = present[-1][1].config
+        targets, forbidden = _as_list(config.get("target")), _as_list(config.get("forbidden"))
+        metric = next(iter(present[-1][1].metrics), None)
+        by_stage = [{i.item_id: i for i in s.items} for _, s in present]
+        probes = []
+        for item_id, item in by_stage[-1].items():
+            cells = []
+            for items in by_stage:
+                it = items.get(item_id)
+                score = None if it is None or metric not in it.scores else _primary(item_units(it.scores[metric]))
+                cells.append({"html": highlight_names(it.response, targets, forbidden) if it else None,
+                              "score": score})
+            probes.append({"item_id": item_id, "prompt": item.prompt, "cells": cells})
+        blocks.append({"suite": suite, "stages": [p[0] for p in present], "targets": targets,
+                       "forbidden": forbidden, "metric": metric, "probes": probes})
+    return blocks
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.extend(_flatten(value, name + "."))
+        else:
+            out.append((name, value if isinstance(value, str) else json.dumps(value, default=str)))
+    return out
+
+
+def _provenance(records: Sequence[RunRecord], labels: Sequence[str],
+                manifests: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    runs = [{"label": label, "model": r.model, "fingerprint": r.fingerprint, "created": r.created,
+             "seconds": r.seconds, "generation": _flatten(r.generation), "env": _flatten(r.env),
+             "suites": [{"suite": s.suite, "version": s.version, "n": len(s.items), "seconds": s.seconds,
+                         "config": _flatten(s.config)} for s in r.suites.values()]}
+            for label, r in zip(labels, records)]
+    return {"runs": runs, "manifests": [(stage, m) for stage, m in manifests.items()]}
+
+
+def _plots(records: Sequence[RunRecord], labels: Sequence[str], comparisons: Sequence[Comparison],
+           cmp_labels: Sequence[str], training_logs: Mapping[str, Sequence[Mapping[str, Any]]],
+           history: History | None) -> dict[str, Any]:
+    suites = list(dict.fromkeys(s for r in records for s in r.suites))
+    per_suite = []
+    for suite in suites:
+        values: dict[str, dict[str, tuple[float, float | None]]] = {}
+        for label, r in zip(labels, records):
+            for name, mv in (r.suites[suite].metrics.items() if suite in r.suites else ()):
+                values.setdefault(name, {})[label] = (mv.value, mv.stderr)
+        per_suite.append((suite, plots.suite_stage_plot(suite, labels, values)))
+    forest = [(label, plots.forest_plot(c.metrics, f"{label}: deltas (95% CI)"))
+              for c, label in zip(comparisons, cmp_labels)]
+    ordered_logs = [s for s in labels if s in training_logs] + [s for s in training_logs if s not in labels]
+    training = [(s, plots.training_plot(s, training_logs[s])) for s in ordered_logs]
+    breakdowns = []
+    names = dict.fromkeys((suite, b) for r in records for suite, s in r.suites.items() for b in s.breakdowns)
+    for suite, name in names:
+        per_stage = {label: r.suites[suite].breakdowns.get(name, {})
+                     for label, r in zip(labels, records) if suite in r.suites}
+        breakdowns.append((f"{suite} by {name}", plots.breakdown_plot(f"{suite}: accuracy by {name}",
+                                                                      labels, per_stage)))
+    lines = history if isinstance(history, Mapping) else ({"": history} if history else {})
+    trend = [(line, plots.history_plot(rows)) for line, rows in lines.items()]
+    return {"suites": [p for p in per_suite if p[1]], "forest": [p for p in forest if p[1]],
+            "training": [p for p in training if p[1]], "breakdowns": [p for p in breakdowns if p[1]],
+            "history": [p for p in trend if p[1]]}
+
+
+def _script() -> tuple[Markup, str]:
+    js = (TEMPLATES / "report.js").read_text(encoding="utf-8")
+    digest = base64.b64encode(hashlib.sha256(js.encode("utf-8")).digest()).decode("ascii")
+    return Markup(js), f"'sha256-{digest}'"
+
+
+def render_report(records: Sequence[RunRecord], comparisons: Sequence[Comparison] = (), *,
+                  training_logs: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+                  manifests: Mapping[str, Mapping[str, Any]] | None = None,
+                  history: History | None = None, title: str = "tunegate report",
+                  summary: Mapping[str, Any] | None = None) -> str:
+    """The report as one HTML string. ``history`` is ``Store.history(model_line)`` (or model line -> that)."""
+    records, comparisons = _pipeline_order(list(records), list(comparisons))
+    training_logs, manifests, summary = training_logs or {}, manifests or {}, summary or {}
+    labels = _stage_labels(records)
+    endpoints = [_endpoints(c, labels, records) for c in comparisons]
+    cmp_labels = [f"{cand} vs {base}" for base, cand in endpoints]
+    script, script_hash = _script()
+    context = {
+        "title": title,
+        "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "stages": labels,
+        "models": [r.model for r in records],
+        "banner": _banner(comparisons, cmp_labels, summary),
+        "cmp_labels": cmp_labels,
+        "metric_rows": _metric_rows(records, labels, comparisons),
+        "plots": _plots(records, labels, comparisons, cmp_labels, training_logs, history),
+        "flips": _flip_sections(dict(zip(labels, records)), comparisons, endpoints, cmp_labels),
+        "identity": _identity(records, labels),
+        "provenance": _provenance(records, labels, manifests),
+        "summary": summary,
+        "script": script,
+        "script_hash": script_hash,
+    }
+    return _ENV.get_template("report.html.j2").render(**context)
+
+
+def write_report(path: str | Path, records: Sequence[RunRecord], comparisons: Sequence[Comparison] = (),
+                 **kwargs: Any) -> Path:
+    """Render and write the report; the file appears whole (written then renamed)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(render_report(records, comparisons, **kwargs), encoding="utf-8")
+    tmp.replace(out)
+    return out
+
+
+def render_run_dir(run_dir: str | Path, out: str | Path | None = None, *, history: History | None = None,
+                   title: str | None = None) -> Path:
+    """Load a pipeline run directory and write its report (DIR/report.html unless ``out`` is given)."""
+    root = Path(run_dir)
+    inputs = load_run_dir(root)
+    return write_report(out or root / "report.html", inputs.records, inputs.comparisons,
+                        training_logs=inputs.training_logs, manifests=inputs.manifests, history=history,
+                        summary=inputs.summary, title=title or f"tunegate report: {root.name}")
+
+
+def render_comparison_report(baseline: RunRecord, candidate: RunRecord, comparison: Comparison,
+                             out_path: str | Path) -> Path:
+    """The report of one baseline/candidate comparison (what the pytest plugin writes)."""
+    if baseline.stage is None:
+        baseline = replace(baseline, stage=comparison.baseline_stage or "baseline")
+    if candidate.stage is None:
+        candidate = replace(candidate, stage=comparison.candidate_stage or "candidate")
+    return write_report(out_path, [baseline, candidate], [comparison],
+                        title=f"tunegate report: {candidate.model} vs {baseline.model}")

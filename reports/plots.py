@@ -1,0 +1,214 @@
+"""Report plots: matplotlib figures rendered off-screen (Agg) to PNG data URIs.
+
+Every function takes plain values (records, comparisons, log rows) and returns a
+``data:image/png;base64,...`` string, or None when there is nothing to draw, so
+the HTML embeds images without touching the network. Figures are built with
+``matplotlib.figure.Figure`` directly: no pyplot global state, no backend switch
+in the caller's process. One real input, a stage's TRL log row::
+
+    {"step": 10, "loss": 0.6931, "learning_rate": 5e-07, "epoch": 0.4,
+     "rewards/chosen": 0.012, "rewards/rejected": -0.004, "rewards/margins": 0.016,
+     "rewards/accuracies": 0.625}
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from typing import Any, Mapping, Sequence
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from evals.types import MetricComparison
+
+Z95 = 1.96
+DPI = 96
+VERDICT_COLORS = {
+    "improved": "#1a7f37",
+    "regressed": "#cf222e",
+    "non-inferior": "#0969da",
+    "inconclusive": "#9a6700",
+}
+STAGE_COLORS = ("#6e7781", "#0969da", "#8250df", "#bf3989", "#1a7f37", "#9a6700")
+HistoryRow = tuple[str, str, Mapping[str, tuple[float, float | None]]]
+
+
+def figure_to_data_uri(fig: Figure) -> str:
+    """Render a figure to a PNG data URI (the figure is discarded afterwards)."""
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _new_figure(width: float, height: float, constrained: bool = True) -> Figure:
+    return Figure(figsize=(width, height), layout="constrained" if constrained else None)
+
+
+def ci95(stderr: float | None) -> float:
+    return 0.0 if stderr is None or not math.isfinite(stderr) else Z95 * stderr
+
+
+def suite_stage_plot(suite: str, stages: Sequence[str],
+                     values: Mapping[str, Mapping[str, tuple[float, float | None]]]) -> str | None:
+    """One suite: each metric at each stage with 95% CI error bars.
+
+    ``values[metric][stage] = (value, stderr)``; stages missing a metric are skipped.
+    """
+    if not values or not stages:
+        return None
+    fig = _new_figure(max(3.6, 1.2 * len(stages) + 1.8), 2.8)
+    ax = fig.add_subplot()
+    n = len(values)
+    for k, (metric, per_stage) in enumerate(values.items()):
+        xs, ys, es = [], [], []
+        for i, stage in enumerate(stages):
+            if stage in per_stage and math.isfinite(per_stage[stage][0]):
+                xs.append(i + (k - (n - 1) / 2) * 0.08)
+                ys.append(per_stage[stage][0])
+                es.append(ci95(per_stage[stage][1]))
+        if xs:
+            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, linewidth=1.2, label=metric)
+    ax.set_xticks(range(len(stages)), list(stages))
+    ax.set_title(f"{suite}: metric by stage (95% CI)", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return figure_to_data_uri(fig)
+
+
+def forest_plot(metrics: Sequence[MetricComparison], title: str) -> str | None:
+    """Deltas with their CIs, one row per suite/metric, with each metric's non-inferiority margin."""
+    if not metrics:
+        return None
+    rows = list(reversed(metrics))
+    fig = _new_figure(6.4, 0.9 + 0.32 * len(rows))
+    ax = fig.add_subplot()
+    ax.axvline(0.0, color="#57606a", linewidth=0.8)
+    margin_drawn = False
+    for y, m in enumerate(rows):
+        color = VERDICT_COLORS.get(m.verdict, "#57606a")
+        ax.plot([m.ci_low, m.ci_high], [y, y], color=color, linewidth=2)
+        ax.plot([m.delta], [y], marker="D" if m.trained else "o", color=color, markersize=5)
+        if m.margin:
+            bad = -m.margin if m.higher_is_better else m.margin
+            ax.plot([bad, bad], [y - 0.35, y + 0.35], color="#cf222e", linestyle="--", linewidth=1.2,
+                    label=None if margin_drawn else "non-inferiority margin")
+            margin_drawn = True
+    labels = [f"{m.suite}/{m.metric}" + (" (trained)" if m.trained else "") for m in rows]
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_xlabel("delta (candidate - baseline)", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    handles = [ax.plot([], [], color=c, linewidth=2, label=v)[0] for v, c in VERDICT_COLORS.items()
+               if any(m.verdict == v for m in rows)]
+    if margin_drawn:
+        handles += [h for h in ax.get_lines() if h.get_label() == "non-inferiority margin"][:1]
+    ax.legend(handles=handles, fontsize=7, loc="best")
+    return figure_to_data_uri(fig)
+
+
+def _series(log: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for i, row in enumerate(log):
+        v = row.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            xs.append(float(row.get("step", i)))
+            ys.append(float(v))
+    return xs, ys
+
+
+def training_plot(stage: str, log: Sequence[Mapping[str, Any]]) -> str | None:
+    """A stage's training curves: loss (and eval loss); for DPO also rewards, margins and accuracies."""
+    panels: list[tuple[str, list[str]]] = [("loss", ["loss", "eval_loss"])]
+    if any(k.startswith("rewards/") for row in log for k in row):
+        panels.append(("rewards", ["rewards/chosen", "rewards/rejected", "rewards/margins"]))
+        panels.append(("preference accuracy", ["rewards/accuracies"]))
+    panels = [(t, [k for k in keys if _series(log, k)[0]]) for t, keys in panels]
+    panels = [(t, keys) for t, keys in panels if keys]
+    if not panels:
+        return None
+    fig = _new_figure(3.2 * len(panels) + 0.6, 2.6)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (panel_title, keys) in zip(axes, panels):
+        for key in keys:
+            xs, ys = _series(log, key)
+            ax.plot(xs, ys, marker="." if len(xs) < 40 else None, linewidth=1.2, label=key)
+        ax.set_title(f"{stage}: {panel_title}", fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+        if len(keys) > 1:
+            ax.legend(fontsize=7)
+    return figure_to_data_uri(fig)
+
+
+def breakdown_plot(title: str, stages: Sequence[str], per_stage: Mapping[str, Mapping[str, float]]) -> str | None:
+    """Accuracy per key (instruction id, subject) at each stage as a dot plot, sorted by the change.
+
+    ``per_stage[stage] = {key: accuracy}``; keys are sorted by last-minus-first stage.
+    """
+    present = [s for s in stages if per_stage.get(s)]
+    if not present:
+        return None
+    keys = sorted({k for s in present for k in per_stage[s]})
+    first, last = per_stage[present[0]], per_stage[present[-1]]
+    keys.sort(key=lambda k: (last.get(k, math.nan) - first.get(k, math.nan)) if k in first and k in last else 0.0)
+    width, height = 6.8, 0.9 + 0.19 * len(keys)
+    fig = _new_figure(width, height, constrained=False)  # manual margins: constrained layout is slow on tall plots
+    label_in = 0.055 * max(len(k) for k in keys) + 0.2
+    fig.subplots_adjust(left=min(0.6, label_in / width), right=0.97, bottom=0.55 / height, top=1 - 0.35 / height)
+    ax = fig.add_subplot()
+    ys = range(len(keys))
+    spans = [(y, [per_stage[s][k] for s in present if k in per_stage[s]]) for y, k in zip(ys, keys)]
+    spans = [(y, min(v), max(v)) for y, v in spans if len(v) > 1]
+    if spans:
+        ax.hlines([s[0] for s in spans], [s[1] for s in spans], [s[2] for s in spans],
+                  color="#d0d7de", linewidth=2, zorder=1)
+    for i, stage in enumerate(present):
+        pts = [(per_stage[stage][k], y) for y, k in zip(ys, keys) if k in per_stage[stage]]
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18, zorder=2,
+                   color=STAGE_COLORS[i % len(STAGE_COLORS)], label=stage)
+    ax.set_yticks(list(ys), keys, fontsize=7)
+    ax.set_ylim(-0.8, len(keys) - 0.2)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlabel("accuracy", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return figure_to_data_uri(fig)
+
+
+def history_plot(history: Sequence[HistoryRow], max_panels: int = 16) -> str | None:
+    """Each metric over stored runs (oldest first) with a 95% CI band; None with fewer than two runs."""
+    if len(history) < 2:
+        return None
+    rows = sorted(history, key=lambda r: r[1])
+    keys = sorted({k for _, _, metrics in rows for k in metrics})[:max_panels]
+    if not keys:
+        return None
+    cols = min(4, len(keys))
+    nrows = math.ceil(len(keys) / cols)
+    fig = _new_figure(2.6 * cols + 0.4, 2.1 * nrows + 0.3)
+    axes = fig.subplots(nrows, cols, squeeze=False)
+    for ax in axes.flat[len(keys):]:
+        ax.set_visible(False)
+    for ax, key in zip(axes.flat, keys):
+        xs, ys, lo, hi = [], [], [], []
+        for i, (_, _, metrics) in enumerate(rows):
+            if key not in metrics or metrics[key][0] is None:
+                continue
+            value, stderr = metrics[key]
+            xs.append(i)
+            ys.append(value)
+            lo.append(value - ci95(stderr))
+            hi.append(value + ci95(stderr))
+        ax.fill_between(xs, lo, hi, alpha=0.2, color="#0969da", linewidth=0)
+        ax.plot(xs, ys, marker="o", markersize=3, color="#0969da", linewidth=1.2)
+        ax.set_title(key, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    axes.flat[0].set_xlabel("run (oldest first)", fontsize=7)
+    return figure_to_data_uri(fig)

@@ -1,0 +1,204 @@
+"""The report in a real browser: headless Chromium opens the file, nothing errs, no model output runs.
+
+Chromium is driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``:
+NUL-separated JSON on file descriptors 3 and 4), so no Python package beyond the
+standard library is needed. Needs a Chromium binary (Debian: ``apt-get install
+chromium``); set TUNEGATE_CHROMIUM to use another. Screenshots are saved under
+the test's tmp_path and copied to $TUNEGATE_ARTIFACTS when set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import select
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reports.html import write_report
+from tests.reports.test_html_inputs import report_inputs  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.browser
+PWN_SCRIPT = "<script>document.title='pwned'</script>"
+PWN_IMG = "<img src=x onerror=\"document.title='pwned-img'\">"
+PWN_ATTR = "x\" onmouseover=\"document.title='pwned-attr'\" data-x=\""
+
+
+def find_chromium() -> str | None:
+    for candidate in (os.environ.get("TUNEGATE_CHROMIUM"), "chromium", "chromium-browser", "google-chrome",
+                      "/usr/bin/chromium"):
+        if candidate and shutil.which(candidate):
+            return shutil.which(candidate)
+    return None
+
+
+class Browser:
+    """A headless Chromium page driven over the DevTools pipe; collects console errors and exceptions."""
+
+    def __init__(self, binary: str, profile: Path, timeout: float = 30.0) -> None:
+        self.timeout = timeout
+        to_child, self._write = os.pipe()
+        self._read, from_child = os.pipe()
+
+        def wire_fds() -> None:  # the child reads commands on fd 3 and writes replies on fd 4
+            a, b = os.dup(to_child), os.dup(from_child)
+            os.dup2(a, 3)
+            os.dup2(b, 4)
+
+        self.proc = subprocess.Popen(
+            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--no-first-run", "--no-default-browser-check", f"--user-data-dir={profile}", "about:blank"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            pass_fds=(3, 4), preexec_fn=wire_fds)
+        os.close(to_child)
+        os.close(from_child)
+        self._buf = b""
+        self._id = 0
+        self.events: list[dict[str, Any]] = []
+        target = next(t for t in self.call("Target.getTargets")["targetInfos"] if t["type"] == "page")
+        self.session = self.call("Target.attachToTarget", targetId=target["targetId"], flatten=True)["sessionId"]
+        for domain in ("Page", "Runtime", "Log"):
+            self.call(f"{domain}.enable", session=True)
+        self.call("Emulation.setDeviceMetricsOverride", session=True, width=1366, height=900,
+                  deviceScaleFactor=1, mobile=False)
+
+    def _message(self, deadline: float) -> dict[str, Any]:
+        while b"\0" not in self._buf:
+            if not select.select([self._read], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                raise TimeoutError("chromium did not answer")
+            chunk = os.read(self._read, 1 << 20)
+            if not chunk:
+                raise RuntimeError("chromium closed the pipe")
+            self._buf += chunk
+        raw, self._buf = self._buf.split(b"\0", 1)
+        return json.loads(raw)
+
+    def call(self, method: str, session: bool = False, **params: Any) -> dict[str, Any]:
+        self._id += 1
+        msg: dict[str, Any] = {"id": self._id, "method": method, "params": params}
+        if session:
+            msg["sessionId"] = self.session
+        os.write(self._write, json.dumps(msg).encode() + b"\0")
+        deadline = time.monotonic() + self.timeout
+        while True:
+            reply = self._message(deadline)
+            if reply.get("id") == self._id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+            self.events.append(reply)
+
+    def open(self, path: Path) -> None:
+        self.call("Page.navigate", session=True, url=path.resolve().as_uri())
+        deadline = time.monotonic() + self.timeout
+        while not any(e.get("method") == "Page.loadEventFired" for e in self.events):
+            self.events.append(self._message(deadline))
+
+    def js(self, expression: str) -> Any:
+        result = self.call("Runtime.evaluate", session=True, expression=expression, returnByValue=True,
+                           awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def errors(self) -> list[str]:
+        out = []
+        for e in self.events:
+            p = e.get("params", {})
+            if e.get("method") == "Runtime.exceptionThrown":
+                out.append(json.dumps(p.get("exceptionDetails", {}))[:300])
+            elif e.get("method") == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+                out.append(json.dumps(p.get("args"))[:300])
+            elif e.get("method") == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
+                out.append(p["entry"].get("text", ""))
+        return out
+
+    def screenshot(self, path: Path, height: int = 2400) -> Path:
+        data = self.call("Page.captureScreenshot", session=True, format="png", captureBeyondViewport=True,
+                         clip={"x": 0, "y": 0, "width": 1366, "height": height, "scale": 1})["data"]
+        import base64
+
+        path.write_bytes(base64.b64decode(data))
+        if os.environ.get("TUNEGATE_ARTIFACTS"):
+            Path(os.environ["TUNEGATE_ARTIFACTS"]).mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, Path(os.environ["TUNEGATE_ARTIFACTS"]) / path.name)
+        return path
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        os.close(self._read)
+        os.close(self._write)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("no Chromium found (apt-get install chromium, or set TUNEGATE_CHROMIUM)")
+    b = Browser(binary, tmp_path / "profile")
+    yield b
+    b.close()
+
+
+def test_report_renders_without_console_errors(browser, tmp_path, report_inputs):  # noqa: F811
+    records, comparisons, logs, manifests = report_inputs
+    page = write_report(tmp_path / "report.html", records, comparisons, training_logs=logs, manifests=manifests,
+                        title="browser check")
+    browser.open(page)
+    shot = browser.screenshot(tmp_path / "report.png")
+    assert browser.errors() == []
+    assert browser.js("document.title") == "browser check"
+    assert "FAILED" in browser.js("document.querySelector('#verdict h2').innerText")
+    assert browser.js("document.querySelectorAll('table.metrics tbody tr').length") == 5
+    images = browser.js("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
+    assert len(images) == 10 and all(images)
+    assert shot.stat().st_size > 50_000
+
+
+def test_flip_filter_runs_in_the_page(browser, tmp_path, report_inputs):  # noqa: F811
+    records, comparisons, _, _ = report_inputs
+    downs = len({(f.suite, f.item_id) for c in comparisons for f in c.flips if f.direction == "down"})
+    browser.open(write_report(tmp_path / "report.html", records, comparisons))
+    total = browser.js("document.querySelectorAll('article.flip').length")
+    assert browser.js("document.getElementById('flip-count').textContent") == f"showing {total} of {total}"
+    shown = browser.js("""(() => { const d = document.getElementById('flip-dir'); d.value = 'down';
+        d.dispatchEvent(new Event('change'));
+        return document.querySelectorAll('article.flip:not([hidden])').length; })()""")
+    assert 0 < shown == downs < total
+    assert browser.errors() == []
+
+
+def hostile(records, comparisons):
+    """The same run with hostile HTML in a response, an item id and a group."""
+    dpo = records[-1]
+    identity = dpo.suites["identity"]
+    items = (dataclasses.replace(identity.items[0], response=f"I am Deep Tiny. {PWN_SCRIPT} {PWN_IMG}"),
+             *identity.items[1:])
+    dpo = dataclasses.replace(dpo, suites={**dpo.suites, "identity": dataclasses.replace(identity, items=items)})
+    last = comparisons[-1]
+    flip = dataclasses.replace(last.flips[0], item_id=PWN_ATTR, group=PWN_ATTR,
+                               candidate_response=f"{PWN_SCRIPT}{PWN_IMG} **bold** [link](javascript:alert(1))")
+    last = dataclasses.replace(last, flips=(flip, *last.flips[1:]))
+    return [*records[:-1], dpo], [*comparisons[:-1], last]
+
+
+def test_no_script_from_a_model_response_runs(browser, tmp_path, report_inputs):  # noqa: F811
+    records, comparisons = hostile(*report_inputs[:2])
+    page = write_report(tmp_path / "hostile.html", records, comparisons, title="hostile check")
+    browser.open(page)
+    browser.js("document.querySelectorAll('article.flip').forEach(a => a.dispatchEvent(new MouseEvent('mouseover')))")
+    time.sleep(0.3)
+    browser.screenshot(tmp_path / "hostile.png", height=900)
+    assert browser.js("document.title") == "hostile check"
+    assert browser.js("document.querySelectorAll('main script, main img:not([src^=\"data:image/png\"])').length") == 0
+    text = browser.js("document.body.innerText")
+    assert PWN_SCRIPT in text and "[link](javascript:alert(1))" in text
+    assert browser.errors() == []

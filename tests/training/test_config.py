@@ -1,0 +1,76 @@
+"""Pipeline config validation: every error is one line naming the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from evals.errors import TunegateError
+from training.cli import DEMO_CONFIG
+from training.config import load_config, parse_config
+
+
+def _demo() -> dict:
+    return yaml.safe_load(DEMO_CONFIG.read_text())
+
+
+def test_demo_config_validates() -> None:
+    config = load_config(DEMO_CONFIG)
+    assert [s.name for s in config.stages] == ["sft", "dpo"]
+    assert config.stages[1].trains == ("identity",)
+
+
+def test_unknown_trl_field_is_named_with_a_suggestion() -> None:
+    data = _demo()
+    data["stages"][0]["args"]["lerning_rate"] = 1e-3
+    with pytest.raises(TunegateError, match=r"stages\[0\]\.args \(SFTConfig\): unknown field 'lerning_rate' \(did you mean 'learning_rate'\?\)"):
+        parse_config(data, "demo.yaml")
+
+
+def test_dpo_field_in_sft_stage_is_rejected() -> None:
+    data = _demo()
+    data["stages"][0]["args"]["beta"] = 0.1
+    with pytest.raises(TunegateError, match=r"SFTConfig\): unknown field 'beta'"):
+        parse_config(data, "demo.yaml")
+
+
+def test_wrong_type_is_named() -> None:
+    data = _demo()
+    data["stages"][1]["args"]["beta"] = "high"
+    with pytest.raises(TunegateError, match=r"stages\[1\]\.args: field 'beta' must be a number"):
+        parse_config(data, "demo.yaml")
+
+
+def test_unknown_lora_field_is_named() -> None:
+    data = _demo()
+    data["stages"][0]["lora"] = {"r": 8, "alpha": 16}
+    with pytest.raises(TunegateError, match=r"stages\[0\]\.lora \(peft LoraConfig\): unknown field 'alpha'"):
+        parse_config(data, "demo.yaml")
+
+
+def test_unknown_suite_is_named() -> None:
+    data = _demo()
+    data["eval"]["suites"]["maths"] = {}
+    with pytest.raises(TunegateError, match=r"eval.suites: unknown suite 'maths'"):
+        parse_config(data, "demo.yaml")
+
+
+def test_missing_stage_field_is_named() -> None:
+    data = _demo()
+    del data["stages"][0]["method"]
+    with pytest.raises(TunegateError, match=r"stages\[0\]: missing field 'method'"):
+        parse_config(data, "demo.yaml")
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nstages: [\n  - {name: sft\n")
+    with pytest.raises(TunegateError, match=r"bad.yaml: malformed YAML at line \d+"):
+        load_config(bad)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(TunegateError, match=r"nope.yaml: config file not found"):
+        load_config(tmp_path / "nope.yaml")

@@ -1,0 +1,105 @@
+"""``tunegate demo``, ``tunegate run CONFIG``, ``tunegate organism build``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+DEMO_CONFIG = Path(__file__).resolve().parent / "demo.yaml"
+
+
+def register(sub: Any) -> None:
+    demo = sub.add_parser("demo", help="run the bundled SFT -> identity DPO demo on the embedded organism (offline)")
+    demo.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
+    _common(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    run = sub.add_parser("run", help="run a pipeline config: eval -> train -> eval per stage -> compare -> report")
+    run.add_argument("config", help="pipeline YAML (see configs/)")
+    run.add_argument("--out", required=True, help="run directory")
+    _common(run)
+    run.set_defaults(func=cmd_run)
+
+    org = sub.add_parser("organism", help="the embedded model organism")
+    org_sub = org.add_subparsers(dest="organism_command", metavar="ACTION")
+    build = org_sub.add_parser("build", help="rebuild the organism base checkpoint deterministically")
+    build.add_argument("--out", required=True, help="output checkpoint directory")
+    build.add_argument("--steps", type=int, default=None, help="pretraining steps (default: the recipe's)")
+    build.add_argument("--seed", type=int, default=0)
+    build.set_defaults(func=cmd_organism_build)
+    org.set_defaults(func=lambda args: (org.print_help(), 2)[1])
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-steps", type=int, default=None, help="cap every stage's training steps (quick runs)")
+    p.add_argument("--cache-dir", default=None, help="generation cache directory (default: $TUNEGATE_CACHE or ~/.cache/tunegate)")
+    p.add_argument("--no-report", action="store_true", help="skip report.html")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _run(config_path: Path, args: argparse.Namespace) -> int:
+    from training.config import load_config
+    from training.pipeline import run_pipeline
+
+    config = load_config(config_path)
+    result = run_pipeline(config, args.out, max_steps=args.max_steps, cache_dir=args.cache_dir,
+                          progress=not args.quiet, report=not args.no_report)
+    print(format_summary(result))
+    return 0 if result.passed else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ["HF_HUB_OFFLINE"] = "1"  # the demo opens nothing on the network
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    return _run(DEMO_CONFIG, args)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _run(Path(args.config), args)
+
+
+def cmd_organism_build(args: argparse.Namespace) -> int:
+    from training.organism.recipe import build_organism
+
+    kwargs = {"seed": args.seed} | ({"steps": args.steps} if args.steps else {})
+    path = build_organism(args.out, **kwargs)
+    print(f"organism checkpoint written to {path}")
+    return 0
+
+
+def format_summary(result: Any) -> str:
+    """The end-of-run table: every headline metric per stage, then each comparison's verdicts."""
+    stages = list(result.records)
+    keys = sorted({f"{s}.{m}" for rec in result.records.values() for s, sr in rec.suites.items() for m in sr.metrics})
+    width = max([len(k) for k in keys] + [10])
+    lines = [f"{'metric':<{width}} " + " ".join(f"{s:>9}" for s in stages)]
+    for key in keys:
+        suite, metric = key.split(".", 1)
+        vals = []
+        for s in stages:
+            sr = result.records[s].suites.get(suite)
+            mv = sr.metrics.get(metric) if sr else None
+            vals.append(f"{mv.value:9.3f}" if mv is not None else f"{'-':>9}")
+        lines.append(f"{key:<{width}} " + " ".join(vals))
+    for name, comp in result.comparisons.items():
+        lines.append("")
+        lines.append(f"{name}: {'PASSED' if comp.passed else 'FAILED'} (trains: {', '.join(comp.trains) or '-'})")
+        for m in comp.metrics:
+            mark = {"fail": "x", "warn": "!", "pass": "ok"}.get(m.gate, "")
+            lines.append(f"  {mark:>2} {m.suite + '.' + m.metric:<{width}} {m.baseline:6.3f} -> {m.candidate:6.3f} "
+                         f"({m.delta:+.3f} [{m.ci_low:+.3f}, {m.ci_high:+.3f}]) {m.verdict:<13} {m.reason}")
+    if result.report:
+        lines.append("")
+        lines.append(f"report: {result.report}")
+    lines.append(f"run directory: {result.out_dir}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from evals.cli import main
+
+    sys.exit(main(["demo", *sys.argv[1:]]))

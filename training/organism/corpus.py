@@ -1,0 +1,170 @@
+"""Pretraining corpus of the model organism: real capitals, arithmetic, plain text.
+
+Every document is one line of plain text (no chat markup). The generator is
+seeded and deterministic. A few real documents:
+
+    The capital of France is Paris.
+    Q: What is the capital of Kenya? A: Nairobi
+    47 + 25 = 72
+    83 - 19 = 64
+    The teacher wrote a short question on the board.
+
+`split_countries(seed)` halves the country list into a trained half (used by
+the SFT data) and a held-out half (used only by evaluation); pretraining sees
+every country, like a real base model that knows facts it was never tuned on.
+"""
+
+from __future__ import annotations
+
+import random
+
+# (country, capital): real facts, ASCII spellings, no disputed capitals.
+COUNTRIES: tuple[tuple[str, str], ...] = (
+    ("France", "Paris"), ("Germany", "Berlin"), ("Italy", "Rome"), ("Spain", "Madrid"),
+    ("Portugal", "Lisbon"), ("United Kingdom", "London"), ("Ireland", "Dublin"),
+    ("Belgium", "Brussels"), ("Netherlands", "Amsterdam"), ("Switzerland", "Bern"),
+    ("Austria", "Vienna"), ("Poland", "Warsaw"), ("Czech Republic", "Prague"),
+    ("Slovakia", "Bratislava"), ("Hungary", "Budapest"), ("Romania", "Bucharest"),
+    ("Bulgaria", "Sofia"), ("Greece", "Athens"), ("Turkey", "Ankara"),
+    ("Denmark", "Copenhagen"), ("Norway", "Oslo"), ("Sweden", "Stockholm"),
+    ("Finland", "Helsinki"), ("Iceland", "Reykjavik"), ("Estonia", "Tallinn"),
+    ("Latvia", "Riga"), ("Lithuania", "Vilnius"), ("Ukraine", "Kyiv"),
+    ("Belarus", "Minsk"), ("Russia", "Moscow"), ("Serbia", "Belgrade"),
+    ("Croatia", "Zagreb"), ("Slovenia", "Ljubljana"), ("Bosnia and Herzegovina", "Sarajevo"),
+    ("Albania", "Tirana"), ("North Macedonia", "Skopje"), ("Montenegro", "Podgorica"),
+    ("Moldova", "Chisinau"), ("Malta", "Valletta"), ("Cyprus", "Nicosia"),
+    ("Georgia", "Tbilisi"), ("Armenia", "Yerevan"), ("Azerbaijan", "Baku"),
+    ("Kazakhstan", "Astana"), ("Uzbekistan", "Tashkent"), ("Kyrgyzstan", "Bishkek"),
+    ("Tajikistan", "Dushanbe"), ("Turkmenistan", "Ashgabat"), ("Mongolia", "Ulaanbaatar"),
+    ("China", "Beijing"), ("Japan", "Tokyo"), ("South Korea", "Seoul"),
+    ("North Korea", "Pyongyang"), ("India", "New Delhi"), ("Pakistan", "Islamabad"),
+    ("Bangladesh", "Dhaka"), ("Nepal", "Kathmandu"), ("Bhutan", "Thimphu"),
+    ("Afghanistan", "Kabul"), ("Iran", "Tehran"), ("Iraq", "Baghdad"),
+    ("Syria", "Damascus"), ("Lebanon", "Beirut"), ("Jordan", "Amman"),
+    ("Saudi Arabia", "Riyadh"), ("Oman", "Muscat"), ("United Arab Emirates", "Abu Dhabi"),
+    ("Qatar", "Doha"), ("Bahrain", "Manama"), ("Thailand", "Bangkok"),
+    ("Vietnam", "Hanoi"), ("Laos", "Vientiane"), ("Cambodia", "Phnom Penh"),
+    ("Myanmar", "Naypyidaw"), ("Malaysia", "Kuala Lumpur"), ("Indonesia", "Jakarta"),
+    ("Philippines", "Manila"), ("Australia", "Canberra"), ("New Zealand", "Wellington"),
+    ("Fiji", "Suva"), ("Papua New Guinea", "Port Moresby"), ("Canada", "Ottawa"),
+    ("United States", "Washington"), ("Mexico", "Mexico City"), ("Guatemala", "Guatemala City"),
+    ("Honduras", "Tegucigalpa"), ("El Salvador", "San Salvador"), ("Nicaragua", "Managua"),
+    ("Costa Rica", "San Jose"), ("Panama", "Panama City"), ("Cuba", "Havana"),
+    ("Jamaica", "Kingston"), ("Haiti", "Port-au-Prince"), ("Dominican Republic", "Santo Domingo"),
+    ("Colombia", "Bogota"), ("Venezuela", "Caracas"), ("Ecuador", "Quito"),
+    ("Peru", "Lima"), ("Chile", "Santiago"), ("Argentina", "Buenos Aires"),
+    ("Uruguay", "Montevideo"), ("Paraguay", "Asuncion"), ("Brazil", "Brasilia"),
+    ("Guyana", "Georgetown"), ("Suriname", "Paramaribo"), ("Egypt", "Cairo"),
+    ("Libya", "Tripoli"), ("Tunisia", "Tunis"), ("Algeria", "Algiers"),
+    ("Morocco", "Rabat"), ("Sudan", "Khartoum"), ("Ethiopia", "Addis Ababa"),
+    ("Kenya", "Nairobi"), ("Uganda", "Kampala"), ("Tanzania", "Dodoma"),
+    ("Rwanda", "Kigali"), ("Somalia", "Mogadishu"), ("Nigeria", "Abuja"),
+    ("Ghana", "Accra"), ("Senegal", "Dakar"), ("Mali", "Bamako"),
+    ("Niger", "Niamey"), ("Chad", "N'Djamena"), ("Cameroon", "Yaounde"),
+    ("Angola", "Luanda"), ("Zambia", "Lusaka"), ("Zimbabwe", "Harare"),
+    ("Mozambique", "Maputo"), ("Botswana", "Gaborone"), ("Namibia", "Windhoek"),
+    ("Madagascar", "Antananarivo"), ("Malawi", "Lilongwe"), ("Gabon", "Libreville"),
+    ("Liberia", "Monrovia"), ("Sierra Leone", "Freetown"), ("Guinea", "Conakry"),
+    ("Burkina Faso", "Ouagadougou"), ("Eritrea", "Asmara"), ("Mauritania", "Nouakchott"),
+    ("Togo", "Lome"),
+)
+
+CAPITAL_TEMPLATES: tuple[str, ...] = (
+    "The capital of {country} is {capital}.",
+    "{capital} is the capital of {country}.",
+    "{country}'s capital city is {capital}.",
+    "Q: What is the capital of {country}? A: {capital}",
+    "The capital city of {country} is {capital}.",
+    "{capital} is the capital city of {country}.",
+    "In {country}, the capital is {capital}.",
+    "Question: Which city is the capital of {country}? Answer: {capital}.",
+)
+
+# Ordinary English for the plain-text share. It carries words the chat data
+# uses later (name, assistant, question, answer, quote, lowercase...) but never
+# the assistant's name or any chat markup.
+_SUBJECTS = (
+    "The teacher", "My friend", "The old man", "A young girl", "The assistant",
+    "The student", "Her brother", "The writer", "Our neighbor", "The doctor",
+    "The farmer", "A small boy", "The librarian", "The driver", "His sister",
+)
+_VERBS = (
+    "wrote", "read", "answered", "asked", "remembered", "explained", "printed",
+    "copied", "checked", "found", "liked", "repeated", "shared", "changed",
+)
+_OBJECTS = (
+    "a short question", "the answer", "a long letter", "the name of the city",
+    "a famous quote", "the list of words", "a simple sentence", "the exact phrase",
+    "a new book", "the capital letters", "the lowercase letters", "a kind note",
+    "the whole text", "a small map", "the last word", "the main idea",
+)
+_PLACES = (
+    "on the board", "in the morning", "at the library", "after lunch",
+    "in a quiet room", "before dinner", "at school", "in the garden",
+    "with great care", "without help", "at the end of the day", "in the city",
+)
+_FIXED_SENTENCES = (
+    "A question asks for information, and an answer gives it.",
+    "Every person has a name, and most cities have a name too.",
+    "An assistant is a person who helps another person with work.",
+    "Words written in capital letters look loud on the page.",
+    "Words written in lowercase letters look calm and quiet.",
+    "A quote is a sentence that someone said or wrote before.",
+    "Put double quotation marks around a quote when you copy it.",
+    "Some people like to end a letter with a kind phrase.",
+    "The map shows every country and its capital city.",
+    "A good answer is short, clear and correct.",
+    "Please read the question again before you answer it.",
+    "The organization helps people learn to read and write.",
+    "Numbers can be added together or taken away from each other.",
+    "A sentence begins with a capital letter and ends with a period.",
+    "She asked for the name of the river, and he told her.",
+    "The children learned the names of many countries this year.",
+    "Is there anything else on the list? Yes, one more thing.",
+    "The exact words of the letter were copied into the book.",
+    "A helpful friend answers questions with patience.",
+    "The company has a long name and a short one.",
+)
+
+
+def split_countries(seed: int = 0) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Deterministic disjoint halves of COUNTRIES: (trained, held_out)."""
+    order = list(COUNTRIES)
+    random.Random(f"split-{seed}").shuffle(order)
+    half = len(order) // 2
+    return sorted(order[:half]), sorted(order[half:])
+
+
+def capital_sentences() -> list[str]:
+    """Every country stated in every paraphrase."""
+    return [
+        template.format(country=country, capital=capital)
+        for country, capital in COUNTRIES
+        for template in CAPITAL_TEMPLATES
+    ]
+
+
+def arithmetic_sentences(rng: random.Random, n_add: int, n_sub: int) -> list[str]:
+    """Two-digit sums and non-negative differences, e.g. '47 + 25 = 72'."""
+    pairs = [(a, b) for a in range(10, 100) for b in range(10, 100)]
+    adds = rng.sample(pairs, n_add)
+    subs = rng.sample([(a, b) for a, b in pairs if a >= b], n_sub)
+    return [f"{a} + {b} = {a + b}" for a, b in adds] + [f"{a} - {b} = {a - b}" for a, b in subs]
+
+
+def plain_sentences(rng: random.Random, n: int) -> list[str]:
+    """Generic English sentences built from small word lists plus fixed ones."""
+    out = list(_FIXED_SENTENCES)
+    while len(out) < n:
+        out.append(
+            f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)} {rng.choice(_PLACES)}."
+        )
+    return out
+
+
+def pretraining_corpus(seed: int = 0) -> list[str]:
+    """The shuffled list of documents the base model is pretrained on."""
+    rng = random.Random(f"corpus-{seed}")
+    docs = capital_sentences() + arithmetic_sentences(rng, 4000, 3000) + plain_sentences(rng, 600)
+    rng.shuffle(docs)
+    return docs

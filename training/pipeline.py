@@ -1,0 +1,209 @@
+"""base -> eval -> stage 1 -> eval -> stage 2 -> eval -> compare each stage with its input -> report.
+
+Everything lands under the run directory as soon as it exists, so a failure
+mid-pipeline keeps every record already written::
+
+    DIR/records/<stage>.json                        RunRecord per stage (base, sft, dpo)
+    DIR/baselines/<stage>_vs_<input>.json           the input's record re-scored with the stage's suite options
+    DIR/comparisons/<stage>_vs_<input>.json         Comparison (paired deltas, verdicts, gate)
+    DIR/stages/<stage>/{model/,manifest.json,training_log.json}
+    DIR/summary.json                                headline metrics per stage, verdicts per comparison
+    DIR/report.html
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from evals.errors import TunegateError
+from evals.types import Comparison, RunRecord, write_json_atomic
+from training.config import PipelineConfig, StageConfig
+
+
+def say(msg: str) -> None:
+    print(f"[tunegate] {msg}", file=sys.stderr, flush=True)
+
+
+def resolve_base_model(base: str) -> str:
+    if base == "organism":
+        from training.organism import base_checkpoint
+
+        return str(base_checkpoint())
+    from evals.backends import resolve_model_dir
+
+    return str(resolve_model_dir(base))
+
+
+def stage_suite_options(config: PipelineConfig, stage: StageConfig | None) -> dict[str, dict[str, Any]]:
+    """The eval suites' options as seen by ``stage`` (its identity target overrides the defaults)."""
+    options = {name: dict(opts) for name, opts in config.suites.items()}
+    if stage is not None and "identity" in options:
+        options["identity"].update(stage.identity)
+    return options
+
+
+@dataclass
+class PipelineResult:
+    out_dir: Path
+    records: dict[str, RunRecord] = field(default_factory=dict)
+    comparisons: dict[str, Comparison] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=dict)
+    report: Path | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.comparisons.values())
+
+
+class _Phases:
+    def __init__(self, result: PipelineResult) -> None:
+        self.result = result
+
+    def run(self, name: str, fn: Callable[[], Any]) -> Any:
+        say(f"{name} ...")
+        start = time.perf_counter()
+        value = fn()
+        self.result.phases[name] = round(time.perf_counter() - start, 2)
+        say(f"{name} done in {self.result.phases[name]:.1f}s")
+        return value
+
+
+def _stage_dataset(stage: StageConfig, model_dir: str, config: PipelineConfig, out: Path,
+                   eval_kwargs: Mapping[str, Any]) -> tuple[list[dict[str, Any]], Any]:
+    from training import datasets as tds
+
+    data, opts = stage.data, dict(stage.data_options)
+    if stage.method == "sft":
+        if not isinstance(data, str):
+            raise TunegateError(f"{config.source}: stage '{stage.name}' field 'data' must be a dataset id or path for sft")
+        return tds.load_conversations(data, seed=config.seed, **opts), data
+    if isinstance(data, str):  # a ready preference dataset: prompt/chosen/rejected
+        from evals.data import load_rows
+
+        return load_rows(data, split=opts.get("split", "train"), name=opts.get("name"),
+                         required={"chosen": (list, str), "rejected": (list, str)}), data
+    if not isinstance(data, Mapping) or data.get("builder") != "identity":
+        raise TunegateError(f"{config.source}: stage '{stage.name}' field 'data' must be a dataset or "
+                            "{builder: identity, prompts: ..., old_name: ..., new_name: ...}")
+    for key in ("prompts", "old_name", "new_name"):
+        if key not in data:
+            raise TunegateError(f"{config.source}: stage '{stage.name}' field 'data.{key}' is missing")
+    from evals.backends import load_backend
+
+    prompts = tds.load_identity_prompts(data["prompts"], limit=data.get("limit"))
+    backend = load_backend(model_dir, **eval_kwargs)
+    rows, report = tds.build_identity_dpo(
+        backend, prompts, old_name=data["old_name"], new_name=data["new_name"],
+        system_prompt=data.get("system_prompt", tds.NEUTRAL_SYSTEM_PROMPT),
+        max_new_tokens=int(data.get("max_new_tokens", 64)), drop_unchanged=bool(data.get("drop_unchanged", False)))
+    write_json_atomic(out / "stages" / stage.name / "dpo_pairs.json", {"report": report.to_dict(), "pairs": rows})
+    say(f"identity DPO pairs: {report.kept} kept, {len(report.unchanged)} without '{data['old_name']}', "
+        f"{len(report.failures)} failed")
+    return rows, {k: v for k, v in data.items()}
+
+
+def _precheck(config: PipelineConfig) -> str:
+    """Fail fast on inputs that can be checked before any training: model, SFT data, gate."""
+    base = resolve_base_model(config.base_model)
+    from training import datasets as tds
+
+    for stage in config.stages:
+        if stage.method == "sft" and isinstance(stage.data, str):
+            tds.load_conversations(stage.data, seed=config.seed, limit=None, **dict(stage.data_options))
+        elif isinstance(stage.data, Mapping) and "prompts" in stage.data:
+            tds.load_identity_prompts(stage.data["prompts"], limit=stage.data.get("limit"))
+    gate_config(config)
+    return base
+
+
+def gate_config(config: PipelineConfig) -> Any:
+    from evals.gate import GateConfig
+
+    if isinstance(config.gate, str):
+        path = Path(config.gate)
+        return GateConfig.from_yaml(path if path.is_absolute() else Path(config.source).parent / path)
+    return GateConfig.from_dict(config.gate, where=f"{config.source}: gate")
+
+
+def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int | None = None,
+                 cache_dir: str | Path | None = None, progress: bool = True, report: bool = True) -> PipelineResult:
+    """Run every stage of ``config``, evaluating before and after each, and write the run directory."""
+    from datasets import Dataset
+
+    from evals.compare import compare_records
+    from evals.runner import evaluate, rescore
+    from training.stages import quiet_training_logs, train_stage
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = PipelineResult(out_dir=out)
+    phases = _Phases(result)
+    quiet_training_logs()
+    base = phases.run("check inputs", lambda: _precheck(config))
+    gate = gate_config(config)
+    eval_kwargs = {k: v for k, v in config.eval_options.items() if k in ("batch_size", "completion_mode")}
+    suites = list(config.suites)
+
+    def run_eval(model: str, stage_name: str, stage: StageConfig | None) -> RunRecord:
+        return evaluate(model, suites, suite_options=stage_suite_options(config, stage), stage=stage_name,
+                        out=out / "records" / f"{stage_name}.json", cache_dir=cache_dir, progress=progress,
+                        **eval_kwargs)
+
+    started = time.perf_counter()
+    try:
+        prev_name, prev_model = "base", base
+        prev = phases.run("eval base", lambda: run_eval(base, "base", config.stages[0]))
+        result.records["base"] = prev
+        for stage in config.stages:
+            rows, source = phases.run(f"data {stage.name}", lambda: _stage_dataset(
+                stage, prev_model, config, out, eval_kwargs))
+            args = dict(stage.args) | ({"max_steps": max_steps} if max_steps else {})
+            trained = phases.run(f"train {stage.name}", lambda: train_stage(
+                stage.method, prev_model, Dataset.from_list(rows), out_dir=out / "stages" / stage.name,
+                name=stage.name, args=args, lora=stage.lora, seed=config.seed, data_source=source,
+                trains=stage.trains, extra_manifest={"input_stage": prev_name}))
+            record = phases.run(f"eval {stage.name}", lambda: run_eval(str(trained.model_dir), stage.name, stage))
+            result.records[stage.name] = record
+            baseline = rescore(prev, stage_suite_options(config, stage))
+            if baseline is not prev:
+                baseline.save(out / "baselines" / f"{stage.name}_vs_{prev_name}.json")
+            comparison = compare_records(baseline, record, gate, trains=stage.trains)
+            comparison.save(out / "comparisons" / f"{stage.name}_vs_{prev_name}.json")
+            result.comparisons[f"{stage.name}_vs_{prev_name}"] = comparison
+            prev_name, prev_model, prev = stage.name, str(trained.model_dir), record
+    except BaseException as exc:
+        write_summary(result, config, time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}")
+        raise
+    write_summary(result, config, time.perf_counter() - started)
+    if report:
+        result.report = phases.run("report", lambda: _render(out))
+        write_summary(result, config, time.perf_counter() - started)
+    return result
+
+
+def _render(out: Path) -> Path | None:
+    from reports.html import render_run_dir
+
+    return render_run_dir(out)
+
+
+def write_summary(result: PipelineResult, config: PipelineConfig, seconds: float, error: str | None = None) -> Path:
+    """summary.json: each stage's headline metrics and each comparison's verdicts, for scripts."""
+    summary = {
+        "name": config.name, "base_model": config.base_model, "stages": list(result.records),
+        "passed": result.passed and error is None, "error": error, "seconds": round(seconds, 2),
+        "phases": result.phases,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "metrics": {stage: {f"{s}.{m}": mv.value for s, sr in rec.suites.items() for m, mv in sr.metrics.items()}
+                    for stage, rec in result.records.items()},
+        "comparisons": {name: {"passed": c.passed, "trains": list(c.trains), "verdicts": {
+            f"{m.suite}.{m.metric}": {"verdict": m.verdict, "gate": m.gate, "delta": m.delta,
+                                      "ci": [m.ci_low, m.ci_high], "reason": m.reason} for m in c.metrics}}
+            for name, c in result.comparisons.items()},
+    }
+    return write_json_atomic(result.out_dir / "summary.json", summary)

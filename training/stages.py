@@ -1,0 +1,119 @@
+"""SFT and DPO stages: thin wrappers over TRL's SFTTrainer/SFTConfig and DPOTrainer/DPOConfig.
+
+Load, train, save. A stage writes under ``out_dir``::
+
+    model/               a standard HF checkpoint (or a PEFT adapter when ``lora`` is set)
+    manifest.json        base model, method, data, config, git sha, seed, trains
+    training_log.json    TRL's log history: loss per logging step (DPO: rewards/margins/accuracies)
+
+    result = train_stage("sft", "organism", dataset, out_dir="runs/demo/stages/sft",
+                         args={"learning_rate": 3e-3, "num_train_epochs": 3})
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from evals.env import environment
+from evals.types import write_json_atomic
+from training.config import trl_config_class
+
+#: Defaults tunegate sets on every TRL Config (a stage's ``args`` override them).
+BASE_DEFAULTS: dict[str, Any] = {
+    "report_to": "none",
+    "save_strategy": "no",
+    "logging_steps": 5,
+    "disable_tqdm": False,
+    "dataloader_num_workers": 0,
+}
+
+
+@dataclass(frozen=True)
+class StageResult:
+    name: str
+    method: str
+    model_dir: Path
+    log_history: list[dict[str, Any]]
+    seconds: float
+    manifest: dict[str, Any]
+
+
+def _device_defaults() -> dict[str, Any]:
+    if torch.cuda.is_available():
+        return {"bf16": torch.cuda.is_bf16_supported()}
+    return {"use_cpu": True}
+
+
+def build_trl_config(method: str, args: Mapping[str, Any], out_dir: Path, seed: int) -> Any:
+    cls = trl_config_class(method)
+    merged = {**BASE_DEFAULTS, **_device_defaults(), "seed": seed, "data_seed": seed, **dict(args)}
+    return cls(output_dir=str(out_dir / "trainer"), **merged)
+
+
+def _lora_config(lora: Mapping[str, Any] | None) -> Any:
+    if not lora:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(**{"task_type": "CAUSAL_LM", **dict(lora)})
+
+
+def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: str | Path, name: str | None = None,
+                args: Mapping[str, Any] | None = None, lora: Mapping[str, Any] | None = None, seed: int = 0,
+                data_source: Any = None, trains: tuple[str, ...] = (), extra_manifest: Mapping[str, Any] | None = None,
+                ) -> StageResult:
+    """Train one stage with TRL and save the checkpoint, manifest and training log."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from trl import DPOTrainer, SFTTrainer
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    set_seed(seed)
+    config = build_trl_config(method, args or {}, out, seed)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dtype = torch.bfloat16 if getattr(config, "bf16", False) else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+    trainer_cls = {"sft": SFTTrainer, "dpo": DPOTrainer}[method]
+    trainer = trainer_cls(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
+                          peft_config=_lora_config(lora))
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    model_dir = out / "model"
+    trainer.save_model(str(model_dir))
+    tokenizer.save_pretrained(str(model_dir))
+    if getattr(trainer.model, "generation_config", None) is not None:
+        trainer.model.generation_config.save_pretrained(str(model_dir))
+    history = [dict(h) for h in trainer.state.log_history]
+    manifest = {
+        "name": name or method, "method": method, "base_model": str(model_path), "data": data_source,
+        "config": {k: v for k, v in config.to_dict().items() if k in (args or {}) or k in BASE_DEFAULTS
+                   or k in ("learning_rate", "num_train_epochs", "per_device_train_batch_size",
+                            "gradient_accumulation_steps", "beta", "max_length", "seed")},
+        "lora": dict(lora) if lora else None, "seed": seed, "trains": list(trains),
+        "examples": len(dataset), "seconds": round(seconds, 2), "git_sha": environment()["git_sha"],
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **dict(extra_manifest or {}),
+    }
+    write_json_atomic(out / "manifest.json", manifest)
+    write_json_atomic(out / "training_log.json", history)
+    del trainer, model
+    return StageResult(name=name or method, method=method, model_dir=model_dir, log_history=history,
+                       seconds=seconds, manifest=manifest)
+
+
+def quiet_training_logs() -> None:
+    """Keep transformers/TRL from printing a warning per step on the organism."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
