@@ -77,7 +77,7 @@ class HFBackend:
     """A transformers causal LM (or a PEFT adapter directory) behind the batched request interface."""
 
     def __init__(self, model: str, *, device: str | None = None, dtype: str | None = None,
-                 batch_size: int | None = None, completion_mode: bool = False) -> None:
+                 batch_size: int | None = None, completion_mode: bool = False, threads: int | None = None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.name = model
@@ -103,6 +103,8 @@ class HFBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.completion_mode = completion_mode
         self.batch_size = batch_size or (32 if self.device == "cpu" else auto_batch_size(self.model))
+        #: torch intra-op threads while this backend computes (None: leave torch's setting alone)
+        self.threads = threads if threads is not None else auto_threads(self.model, self.device)
         self.dtype = str(torch_dtype).removeprefix("torch.")
 
     # -- identity -------------------------------------------------------------------------------
@@ -123,13 +125,32 @@ class HFBackend:
 
     def info(self) -> dict[str, Any]:
         return {"model": self.name, "path": str(self.path), "device": self.device, "dtype": self.dtype,
-                "batch_size": self.batch_size, "fingerprint": self.fingerprint}
+                "batch_size": self.batch_size, "threads": self.threads, "fingerprint": self.fingerprint}
 
     # -- generation -----------------------------------------------------------------------------
+    @property
+    def max_length(self) -> int:
+        """The model's context length, resolved as lm-eval's HF backend does (config, then tokenizer, then 2048)."""
+        cfg = getattr(self.model.config, "text_config", None) or self.model.config
+        for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+            if getattr(cfg, attr, None) is not None:
+                return int(getattr(cfg, attr))
+        tok_max = getattr(self.tokenizer, "model_max_length", None)
+        return int(tok_max) if tok_max is not None and tok_max < 10 ** 12 else 2048
+
+    def _encode(self, text: str) -> list[int]:
+        """Token ids as lm-eval's ``tok_encode``: the tokenizer's special tokens (BOS) unless the text has them."""
+        bos = self.tokenizer.bos_token if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token
+        return self.tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
+
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
         """Greedy (or sampled) continuations, in request order; batched by length."""
+        with torch_threads(self.threads):
+            return self._generate(requests)
+
+    def _generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
         out: list[str | None] = [None] * len(requests)
-        encoded = [self.tokenizer(r.prompt, add_special_tokens=False)["input_ids"] for r in requests]
+        encoded = [self._encode(r.prompt) for r in requests]
         order = sorted(range(len(requests)), key=lambda i: (_settings_key(requests[i]), -len(encoded[i])))
         i = 0
         while i < len(order):
@@ -157,6 +178,9 @@ class HFBackend:
 
     def _generate_padded(self, ids: list[list[int]], req: GenerationRequest) -> list[str]:
         pad = self.tokenizer.pad_token_id
+        room = self.max_length - req.max_new_tokens  # as lm-eval: keep the last (max_length - max_new) prompt tokens
+        if room > 0:
+            ids = [x[-room:] for x in ids]
         width = max(len(x) for x in ids)
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=self.device)
         mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
@@ -166,7 +190,12 @@ class HFBackend:
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if req.stop:
-            kwargs.update(stop_strings=list(req.stop), tokenizer=self.tokenizer)
+            # HF's own stop_strings criterion costs more than the tiny models' forward pass; this one
+            # decodes only the last few tokens of each unfinished row per step.
+            from transformers import StoppingCriteriaList
+
+            kwargs["stopping_criteria"] = StoppingCriteriaList(
+                [stop_on_strings(self.tokenizer, req.stop, prompt_len=width, batch=len(ids))])
         with torch.inference_mode():
             gen = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
         texts = self.tokenizer.batch_decode(gen[:, width:], skip_special_tokens=True)
@@ -174,14 +203,29 @@ class HFBackend:
 
     # -- log-likelihood -------------------------------------------------------------------------
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
-        """Sum of log-probabilities of each continuation given its context."""
+        """Sum of log-probabilities of each continuation given its context.
+
+        As lm-eval: (context + continuation) keeps its last ``max_length + 1`` tokens, and requests whose
+        model input is the same (MMLU's " A".." D" after one prompt) share one forward pass.
+        """
+        with torch_threads(self.threads):
+            return self._loglikelihood(requests)
+
+    def _loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
         pairs = [self._encode_pair(r.context, r.continuation) for r in requests]
+        limit = self.max_length + 1
+        inputs = [tuple((c + k)[-limit:][:-1]) for c, k in pairs]
+        members: dict[tuple[int, ...], list[int]] = {}
+        for i, seq in enumerate(inputs):
+            members.setdefault(seq, []).append(i)
+        seqs = sorted(members, key=len, reverse=True)
         out = [0.0] * len(requests)
-        order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start:start + self.batch_size]
-            for j, value in zip(batch, self._loglikelihood_batch([pairs[j] for j in batch])):
-                out[j] = value
+        for start in range(0, len(seqs), self.batch_size):
+            batch = seqs[start:start + self.batch_size]
+            conts = [[pairs[i][1] for i in members[s]] for s in batch]
+            for s, values in zip(batch, self._loglikelihood_batch(batch, conts)):
+                for i, v in zip(members[s], values):
+                    out[i] = v
         return out
 
     def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -190,29 +234,61 @@ class HFBackend:
         if n_spaces:
             continuation = context[-n_spaces:] + continuation
             context = context[:-n_spaces]
-        enc = lambda s: self.tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
         if not context:
             prefix = self.tokenizer.eos_token_id if self.tokenizer.bos_token_id is None else self.tokenizer.bos_token_id
-            return [prefix], enc(continuation)
-        whole, ctx = enc(context + continuation), enc(context)
+            return [prefix], self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+        whole, ctx = self._encode(context + continuation), self._encode(context)
         return ctx, whole[len(ctx):]
 
-    def _loglikelihood_batch(self, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
-        seqs = [(c + k)[:-1] for c, k in pairs]
+    def _loglikelihood_batch(self, seqs: list[tuple[int, ...]], conts: list[list[list[int]]]) -> list[list[float]]:
+        """One forward over left-padded ``seqs``; per row, the log-likelihood of each continuation that ends it."""
         width = max(len(s) for s in seqs)
+        keep = max(len(k) for row in conts for k in row)  # only the last positions are scored
         pad = self.tokenizer.pad_token_id
-        input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=self.device)
-        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=self.device)
+        input_ids = torch.tensor([[pad] * (width - len(s)) + list(s) for s in seqs], device=self.device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
-            logits = self.model(input_ids=input_ids, attention_mask=mask).logits.float()
-        logprobs = torch.log_softmax(logits, dim=-1)
+            try:
+                logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
+                                    logits_to_keep=keep).logits
+            except TypeError:  # a model without logits_to_keep
+                logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids).logits
+            logprobs = torch.log_softmax(logits[:, -keep:].float(), dim=-1)
         out = []
-        for row, (ctx, cont) in enumerate(pairs):
-            start = len(ctx) - 1
-            positions = torch.arange(start, start + len(cont), device=self.device)
-            targets = torch.tensor(cont, device=self.device)
-            out.append(float(logprobs[row, positions, targets].sum()))
+        for row, row_conts in enumerate(conts):
+            values = []
+            for cont in row_conts:
+                positions = torch.arange(keep - len(cont), keep, device=self.device)
+                values.append(float(logprobs[row, positions, torch.tensor(cont, device=self.device)].sum()))
+            out.append(values)
         return out
+
+
+def stop_on_strings(tokenizer: Any, stops: Sequence[str], *, prompt_len: int, batch: int) -> Any:
+    """A transformers StoppingCriteria that stops each row once one of ``stops`` is in its last tokens' text.
+
+    A stop string of n characters spans at most n tokens, so a window of n + 2 tokens always sees it;
+    finished rows are not decoded again. The text is cut at the stop string afterwards (truncate_at_stop).
+    """
+    from transformers import StoppingCriteria
+
+    class StopOnStrings(StoppingCriteria):
+        def __init__(self) -> None:
+            self.stops = [s for s in stops if s]
+            self.window = max((len(s) for s in self.stops), default=0) + 2
+            self.done = torch.zeros(batch, dtype=torch.bool)
+
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+            rows = (~self.done).nonzero().flatten().tolist()
+            if rows and self.stops:
+                tails = input_ids[rows, prompt_len:][:, -self.window:].tolist()
+                for row, text in zip(rows, tokenizer.batch_decode(tails)):
+                    if any(s in text for s in self.stops):
+                        self.done[row] = True
+            return self.done.to(input_ids.device)
+
+    return StopOnStrings()
 
 
 def _settings_key(r: GenerationRequest) -> str:
@@ -227,6 +303,35 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
         if s and k != -1:
             cut = min(cut, k)
     return text[:cut]
+
+
+#: Below this many parameters a CPU model runs on one intra-op thread: its matrices (e.g. 128 x 512 for
+#: the organism) are too small for OpenMP to pay off, and on shared cores the threads' barriers make
+#: every step wait for a descheduled peer (measured 5-20x slower with 2 threads on 2 busy cores).
+SMALL_MODEL_PARAMS = 20_000_000
+
+
+def auto_threads(model: torch.nn.Module, device: str) -> int | None:
+    """1 for a small model on CPU, else None (torch's own setting)."""
+    if not str(device).startswith("cpu"):
+        return None
+    return 1 if sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMS else None
+
+
+class torch_threads:  # noqa: N801 - used as a context manager
+    """``with torch_threads(n):`` runs with ``n`` intra-op threads and restores the previous count."""
+
+    def __init__(self, n: int | None) -> None:
+        self.n, self.previous = n, None
+
+    def __enter__(self) -> None:
+        if self.n:
+            self.previous = torch.get_num_threads()
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.previous:
+            torch.set_num_threads(self.previous)
 
 
 def auto_batch_size(model: torch.nn.Module) -> int:

@@ -19,7 +19,7 @@ from evals.errors import TunegateError
 COMMAND_MODULES = (
     "training.cli",  # demo, run, organism
     "evals.cli_evaluate",  # eval
-    "evals.cli_eval",  # score
+    "evals.cli_score",  # score
     "evals.cli_compare",  # compare, history
     "reports.cli",  # report
 )

@@ -142,3 +142,20 @@ def _load_hub(source: str, *, split: str, name: str | None) -> list[dict[str, An
         raise TunegateError(f"dataset {what} could not be loaded ({first}); "
                             f"give a local .jsonl file or directory instead") from None
     return [dict(row) for row in ds]
+
+
+def read_yaml(path: str | Path, what: str = "config") -> Any:
+    """Parse a YAML file; a missing file, bad YAML or non-UTF-8 text is one TunegateError naming the line."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise TunegateError(f"{p}: {what} file not found")
+    try:
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise TunegateError(f"{p}: malformed YAML{at} ({getattr(exc, 'problem', None) or exc})") from None
+    except UnicodeDecodeError:
+        raise TunegateError(f"{p}: not UTF-8 text") from None

@@ -121,15 +121,10 @@ class GateConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "GateConfig":
-        import yaml
+        from evals.data import read_yaml
 
         p = Path(path)
-        if not p.is_file():
-            raise TunegateError(f"{p}: gate config not found")
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise TunegateError(f"{p}: invalid YAML ({str(exc).splitlines()[0]})") from None
+        data = read_yaml(p, "gate config")
         if data is not None and not isinstance(data, Mapping):
             raise TunegateError(f"{p}: expected a mapping at the top level")
         return cls.from_dict(data, where=str(p))

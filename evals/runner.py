@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+from evals import distributed
 from evals.env import environment
 from evals.requests import Backend, GenerationRequest, LoglikelihoodRequest
 from evals.suites.base import Suite, get_suite
@@ -89,7 +90,8 @@ def _cached_calls(cache: ResponseCache, keys: list[str], requests: list[Any], ca
                   compute: Callable[[list[Any]], list[Any]], chunk: int, desc: str, progress: bool) -> list[Any]:
     """Results for ``requests``: cached ones looked up, the rest computed in chunks and committed."""
     results: list[Any] = [None] * len(requests)
-    found = cache.get_many(keys) if cacheable else {}
+    # rank 0 owns the cache: it looks up, every rank computes its shard of the rest, rank 0 writes
+    found = distributed.broadcast_from_main(cache.get_many(keys) if cacheable else {})
     todo = [i for i, k in enumerate(keys) if k not in found]
     for i, k in enumerate(keys):
         if k in found:
@@ -97,7 +99,7 @@ def _cached_calls(cache: ResponseCache, keys: list[str], requests: list[Any], ca
     with _progress(len(todo), desc, progress) as bar:
         for idx in _chunks(len(todo), chunk):
             batch = [todo[j] for j in idx]
-            values = compute([requests[i] for i in batch])
+            values = distributed.map_sharded(compute, [requests[i] for i in batch])
             for i, v in zip(batch, values):
                 results[i] = v
             if cacheable:
@@ -154,9 +156,11 @@ def evaluate(model: str | Backend, suites: Sequence[str | Suite], *, out: str | 
 
     started = time.perf_counter()
     resolved = resolve_suites(suites, suite_options)  # bad suite names fail before the model loads
+    distributed.init_from_env()  # under accelerate launch / torchrun: split items across the processes
+    progress = progress and distributed.is_main()
     backend = load_backend(model, **backend_kwargs) if isinstance(model, str) else model
     cache_path = (Path(cache_dir) if cache_dir else default_cache_dir()) / "responses.sqlite"
-    cache = ResponseCache(cache_path if use_cache else None)
+    cache = ResponseCache(cache_path if use_cache and distributed.is_main() else None)
     try:
         results = {}
         for suite in resolved:
@@ -173,8 +177,9 @@ def evaluate(model: str | Backend, suites: Sequence[str | Suite], *, out: str | 
         env=environment(), stage=stage,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         seconds=round(time.perf_counter() - started, 3))
-    if out is not None:
+    if out is not None and distributed.is_main():
         record.save(out)
+    distributed.barrier()
     return record
 
 

@@ -100,11 +100,7 @@ def highlight_names(text: str, targets: Sequence[str], forbidden: Sequence[str])
 
 
 def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    return [str(v) for v in value]
+    return [] if value is None else [value] if isinstance(value, str) else [str(v) for v in value]
 
 
 def _stage_labels(records: Sequence[RunRecord]) -> list[str]:
@@ -177,14 +173,8 @@ def _banner(comparisons: Sequence[Comparison], cmp_labels: Sequence[str],
 
 def _metric_rows(records: Sequence[RunRecord], labels: Sequence[str],
                  comparisons: Sequence[Comparison]) -> list[dict[str, Any]]:
-    keys: dict[tuple[str, str], None] = {}
-    for r in records:
-        for s in r.suites.values():
-            for name in s.metrics:
-                keys[(s.suite, name)] = None
-    for c in comparisons:
-        for m in c.metrics:
-            keys[(m.suite, m.metric)] = None
+    keys = dict.fromkeys([(suite, name) for r in records for suite, s in r.suites.items() for name in s.metrics]
+                         + [(m.suite, m.metric) for c in comparisons for m in c.metrics])
     rows = []
     for suite, metric in keys:
         cells = []
@@ -195,9 +185,8 @@ def _metric_rows(records: Sequence[RunRecord], labels: Sequence[str],
         for c in comparisons:
             m = next((m for m in c.metrics if m.suite == suite and m.metric == metric), None)
             deltas.append(None if m is None else {"m": m, "trained": _trained(c, m)})
-        trained_by = [d for d in deltas if d and d["trained"]]
         rows.append({"suite": suite, "metric": metric, "cells": cells, "deltas": deltas,
-                     "trained": bool(trained_by)})
+                     "trained": any(d and d["trained"] for d in deltas)})
     return rows
 
 

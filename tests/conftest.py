@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +28,30 @@ def organism_copy(organism_dir: Path, tmp_path: Path) -> Path:
 @pytest.fixture()
 def cache_dir(tmp_path: Path) -> Path:
     return tmp_path / "cache"
+
+
+def quick_config(tmp_path: Path, **changes) -> Path:
+    """The bundled demo config, shrunk: 8 items per suite, 6 DPO prompts."""
+    from training.cli import DEMO_CONFIG
+
+    data = yaml.safe_load(DEMO_CONFIG.read_text())
+    for opts in data["eval"]["suites"].values():
+        opts["limit"] = 8
+    data["stages"][1]["data"]["limit"] = 6
+    for key, value in changes.items():
+        data[key] = value
+    path = tmp_path / "quick.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory) -> tuple[Path, int]:
+    """One real pipeline run on the organism in quick mode (2 training steps per stage): (run dir, exit code)."""
+    from evals.cli import main
+
+    tmp = tmp_path_factory.mktemp("pipeline")
+    out = tmp / "run"
+    code = main(["run", str(quick_config(tmp)), "--out", str(out), "--max-steps", "2", "--quiet",
+                 "--cache-dir", str(tmp / "cache")])
+    return out, code

@@ -37,6 +37,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=None, help="generation cache directory (default: $TUNEGATE_CACHE or ~/.cache/tunegate)")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--num-processes", type=int, default=1, metavar="N",
+                   help="train each stage on N processes under `accelerate launch` (DDP; default 1: in-process)")
+    p.add_argument("--accelerate-config", default=None, metavar="FILE",
+                   help="accelerate config for the training launch (e.g. configs/accelerate/fsdp.yaml)")
 
 
 def _run(config_path: Path, args: argparse.Namespace) -> int:
@@ -45,17 +49,27 @@ def _run(config_path: Path, args: argparse.Namespace) -> int:
 
     config = load_config(config_path)
     result = run_pipeline(config, args.out, max_steps=args.max_steps, cache_dir=args.cache_dir,
-                          progress=not args.quiet, report=not args.no_report)
+                          progress=not args.quiet, report=not args.no_report,
+                          num_processes=args.num_processes, accelerate_config=args.accelerate_config)
     print(format_summary(result))
     return 0 if result.passed else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    go_offline()
+    return _run(DEMO_CONFIG, args)
+
+
+def go_offline() -> None:
+    """The demo opens nothing on the network: no hub calls, no telemetry."""
     import os
 
-    os.environ["HF_HUB_OFFLINE"] = "1"  # the demo opens nothing on the network
-    os.environ["HF_DATASETS_OFFLINE"] = "1"
-    return _run(DEMO_CONFIG, args)
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY", "TRANSFORMERS_OFFLINE"):
+        os.environ[var] = "1"
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:  # already imported: its flags were read at import time
+        constants.HF_HUB_OFFLINE = True
+        constants.HF_HUB_DISABLE_TELEMETRY = True
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from evals.errors import TunegateError
 
 METHODS = ("sft", "dpo")
@@ -173,15 +171,6 @@ def parse_config(data: Any, source: str = "<config>") -> PipelineConfig:
 
 
 def load_config(path: str | Path) -> PipelineConfig:
-    p = Path(path)
-    if not p.is_file():
-        raise TunegateError(f"{p}: config file not found")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise TunegateError(f"{p}: malformed YAML{at} ({getattr(exc, 'problem', exc)})") from None
-    except UnicodeDecodeError:
-        raise TunegateError(f"{p}: not UTF-8 text") from None
-    return parse_config(data, str(p))
+    from evals.data import read_yaml
+
+    return parse_config(read_yaml(path, "config"), str(path))

@@ -114,7 +114,7 @@ def _precheck(config: PipelineConfig) -> str:
 
     for stage in config.stages:
         if stage.method == "sft" and isinstance(stage.data, str):
-            tds.load_conversations(stage.data, seed=config.seed, limit=None, **dict(stage.data_options))
+            tds.load_conversations(stage.data, seed=config.seed, **{**dict(stage.data_options), "limit": None})
         elif isinstance(stage.data, Mapping) and "prompts" in stage.data:
             tds.load_identity_prompts(stage.data["prompts"], limit=stage.data.get("limit"))
     gate_config(config)
@@ -131,14 +131,22 @@ def gate_config(config: PipelineConfig) -> Any:
 
 
 def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int | None = None,
-                 cache_dir: str | Path | None = None, progress: bool = True, report: bool = True) -> PipelineResult:
-    """Run every stage of ``config``, evaluating before and after each, and write the run directory."""
+                 cache_dir: str | Path | None = None, progress: bool = True, report: bool = True,
+                 num_processes: int = 1, accelerate_config: str | Path | None = None) -> PipelineResult:
+    """Run every stage of ``config``, evaluating before and after each, and write the run directory.
+
+    ``num_processes`` > 1 (or an ``accelerate_config``) trains each stage under ``accelerate launch``
+    (training.launch); evaluation stays in this process.
+    """
     from datasets import Dataset
 
     from evals.compare import compare_records
     from evals.runner import evaluate, rescore
+    from training.launch import train_stage_launched
     from training.stages import quiet_training_logs, train_stage
 
+    if num_processes < 1:
+        raise TunegateError(f"--num-processes must be at least 1, got {num_processes}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = PipelineResult(out_dir=out)
@@ -163,10 +171,15 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int 
             rows, source = phases.run(f"data {stage.name}", lambda: _stage_dataset(
                 stage, prev_model, config, out, eval_kwargs))
             args = dict(stage.args) | ({"max_steps": max_steps} if max_steps else {})
-            trained = phases.run(f"train {stage.name}", lambda: train_stage(
-                stage.method, prev_model, Dataset.from_list(rows), out_dir=out / "stages" / stage.name,
-                name=stage.name, args=args, lora=stage.lora, seed=config.seed, data_source=source,
-                trains=stage.trains, extra_manifest={"input_stage": prev_name}))
+            stage_kwargs = dict(out_dir=out / "stages" / stage.name, name=stage.name, args=args, lora=stage.lora,
+                                seed=config.seed, data_source=source, trains=stage.trains,
+                                extra_manifest={"input_stage": prev_name})
+            if num_processes == 1 and accelerate_config is None:
+                train = lambda: train_stage(stage.method, prev_model, Dataset.from_list(rows), **stage_kwargs)  # noqa: E731
+            else:
+                train = lambda: train_stage_launched(stage.method, prev_model, rows, num_processes=num_processes,  # noqa: E731
+                                                     accelerate_config=accelerate_config, **stage_kwargs)
+            trained = phases.run(f"train {stage.name}", train)
             record = phases.run(f"eval {stage.name}", lambda: run_eval(str(trained.model_dir), stage.name, stage))
             result.records[stage.name] = record
             baseline = rescore(prev, stage_suite_options(config, stage))

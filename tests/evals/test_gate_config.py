@@ -49,7 +49,7 @@ def test_invalid_gate_config_is_a_clear_error(data, message):
 def test_invalid_yaml_names_the_file(tmp_path):
     path = tmp_path / "gate.yaml"
     path.write_text("metrics: [unclosed")
-    with pytest.raises(TunegateError, match=f"{path}: invalid YAML"):
+    with pytest.raises(TunegateError, match=f"{path}: malformed YAML"):
         GateConfig.from_yaml(path)
 
 

@@ -9,6 +9,7 @@ the test's tmp_path and copied to $TUNEGATE_ARTIFACTS when set.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
@@ -96,6 +97,8 @@ class Browser:
             self.events.append(reply)
 
     def open(self, path: Path) -> None:
+        """Load a file and wait for its load event; events (and errors) start afresh."""
+        self.events.clear()
         self.call("Page.navigate", session=True, url=path.resolve().as_uri())
         deadline = time.monotonic() + self.timeout
         while not any(e.get("method") == "Page.loadEventFired" for e in self.events):
@@ -123,8 +126,6 @@ class Browser:
     def screenshot(self, path: Path, height: int = 2400) -> Path:
         data = self.call("Page.captureScreenshot", session=True, format="png", captureBeyondViewport=True,
                          clip={"x": 0, "y": 0, "width": 1366, "height": height, "scale": 1})["data"]
-        import base64
-
         path.write_bytes(base64.b64decode(data))
         if os.environ.get("TUNEGATE_ARTIFACTS"):
             Path(os.environ["TUNEGATE_ARTIFACTS"]).mkdir(parents=True, exist_ok=True)
@@ -138,12 +139,12 @@ class Browser:
         os.close(self._write)
 
 
-@pytest.fixture
-def browser(tmp_path):
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
     binary = find_chromium()
     if binary is None:
         pytest.skip("no Chromium found (apt-get install chromium, or set TUNEGATE_CHROMIUM)")
-    b = Browser(binary, tmp_path / "profile")
+    b = Browser(binary, tmp_path_factory.mktemp("chromium-profile"))
     yield b
     b.close()
 

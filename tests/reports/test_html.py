@@ -183,3 +183,15 @@ def test_comparison_report_labels_stageless_records(tmp_path, report_inputs, fas
     comp = replace(comparisons[1], baseline_stage=None, candidate_stage=None)
     page = render_comparison_report(base, cand, comp, tmp_path / "r.html").read_text()
     assert ">baseline</th>" in page and ">candidate</th>" in page and "Δ candidate vs baseline" in page
+
+
+def test_unchanged_items_are_summarised_per_suite(html):
+    knowledge = re.search(r"<summary><b>knowledge</b>.*?</summary>", section(html, "flips"), re.S).group(0)
+    # base right on 9 of 12 capitals, sft on 11 (a superset): 9 right in both, 1 wrong in both, 2 changed
+    assert "over 12 paired items: 9 right in both, 1 wrong in both, 2 changed" in knowledge
+
+
+def test_banner_shows_a_pipeline_error(report_inputs, fast_plots):  # noqa: F811
+    records, comparisons, _, _ = report_inputs
+    page = render_report(records, comparisons, summary={"passed": False, "error": "RuntimeError: <oom>"})
+    assert "pipeline stopped with an error: RuntimeError: &lt;oom&gt;" in section(page, "verdict")

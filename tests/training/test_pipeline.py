@@ -10,28 +10,7 @@ import yaml
 
 from evals.cli import main
 from evals.types import Comparison, RunRecord
-from training.cli import DEMO_CONFIG
-
-
-def quick_config(tmp_path: Path, **changes) -> Path:
-    data = yaml.safe_load(DEMO_CONFIG.read_text())
-    for opts in data["eval"]["suites"].values():
-        opts["limit"] = 8
-    data["stages"][1]["data"]["limit"] = 6
-    for key, value in changes.items():
-        data[key] = value
-    path = tmp_path / "quick.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory) -> tuple[Path, int]:
-    tmp = tmp_path_factory.mktemp("pipeline")
-    out = tmp / "run"
-    code = main(["run", str(quick_config(tmp)), "--out", str(out), "--max-steps", "2", "--quiet",
-                 "--cache-dir", str(tmp / "cache")])
-    return out, code
+from tests.conftest import quick_config
 
 
 @pytest.mark.slow

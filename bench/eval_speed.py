@@ -1,0 +1,156 @@
+"""Wall time of tunegate's evaluation against lm-eval's on the same model and items, and of a cached re-run.
+
+The same items go through three runs in one process: tunegate's ``evaluate`` with a fresh cache,
+``lm_eval.simple_evaluate`` with its HF backend (same dtype, device and batch size), then tunegate
+again on the now full cache. Items: MMLU 0-shot by log-likelihood (3 subjects x 20, one of them past
+the organism's 512-token context) and GSM8K zero-shot completion with lm-eval's stop strings.
+Imports and a warm-up forward pass happen before any timer starts, so neither side pays them.
+
+    HF_HUB_OFFLINE=1 python bench/eval_speed.py [--model DIR] [--batch-size 32] [--gsm8k-n 40]
+
+Output ends with (real figures on 2 shared CPU cores are in the report of the change that added this)::
+
+    tunegate (fresh cache): 9.10 s   peak RSS 0.71 GB
+    lm-eval simple_evaluate: 16.30 s
+    tunegate (cached): 0.12 s
+    speedup_vs_lm_eval: 1.79
+    cached_speedup: 75.83
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+DATA = Path(os.environ.get("TUNEGATE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # ru_maxrss is KiB on Linux
+
+
+def warm_up(model_dir: str) -> None:
+    """Import both stacks and run one forward pass, so one-time costs land on neither timer."""
+    import lm_eval  # noqa: F401
+    import lm_eval.models.huggingface  # noqa: F401
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import evals.suites  # noqa: F401
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    with torch.inference_mode():
+        model.generate(**tok(["The capital of France is"], return_tensors="pt"), max_new_tokens=4,
+                       do_sample=False, pad_token_id=tok.pad_token_id)
+    del model
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="checkpoint directory (default: the shipped organism)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="batch size for both (default: tunegate's own default, also given to lm-eval)")
+    parser.add_argument("--per-subject", type=int, default=20)
+    parser.add_argument("--gsm8k-n", type=int, default=40)
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help="GSM8K generation budget (default: the checkpoint's generation_config "
+                             "max_new_tokens, which lm-eval's HF backend cannot override, else 64)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for both sides (default: each tool's own; tunegate runs a model "
+                             "under 20M parameters on one thread, lm-eval uses torch's default)")
+    parser.add_argument("--data", default=str(DATA), help="folder with mmlu/test.jsonl and gsm8k/test.jsonl")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore")
+    import logging
+
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)
+    if args.model is None:
+        from training.organism import base_checkpoint
+
+        args.model = str(base_checkpoint())
+    from evals.backends import HFBackend
+    from evals.lm_eval_adapter import agreement, build_mirror, per_item, run_lm_eval
+    from evals.runner import evaluate
+
+    max_new = args.max_new_tokens or lm_eval_max_new_tokens(args.model) or 64
+    warm_up(args.model)
+    with tempfile.TemporaryDirectory(prefix="tunegate-bench-") as tmp:
+        mirror = build_mirror(tmp, mmlu_test=Path(args.data) / "mmlu" / "test.jsonl",
+                              gsm8k_test=Path(args.data) / "gsm8k" / "test.jsonl",
+                              per_subject=args.per_subject, gsm8k_n=args.gsm8k_n, max_new_tokens=max_new)
+        backend_kwargs = {"device": "cpu", "dtype": "float32"}
+        if args.batch_size:
+            backend_kwargs["batch_size"] = args.batch_size
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+            backend_kwargs["threads"] = args.threads
+        n_items = sum(len(s.items()) for s in mirror.suites)
+        print(f"model {args.model}; {n_items} items (MMLU {args.per_subject}/subject x 3, "
+              f"GSM8K {args.gsm8k_n}, max_new_tokens {max_new}); torch threads {_threads()}", flush=True)
+
+        start = time.perf_counter()
+        record = evaluate(args.model, list(mirror.suites), cache_dir=Path(tmp) / "cache", progress=False,
+                          **backend_kwargs)
+        t_tunegate = time.perf_counter() - start
+        rss_tunegate = peak_rss_gb()
+        batch = record.generation.get("batch_size") or args.batch_size or 32
+        print(f"tunegate (fresh cache, batch {batch}): {t_tunegate:.2f} s   "
+              f"[{', '.join(f'{k} {v.seconds:.2f} s' for k, v in record.suites.items())}]   "
+              f"peak RSS {rss_tunegate:.2f} GB", flush=True)
+
+        start = time.perf_counter()
+        results = run_lm_eval(args.model, mirror.tasks, mirror.task_dir, batch_size=batch)
+        t_lm_eval = time.perf_counter() - start
+        print(f"lm-eval simple_evaluate (hf, batch {batch}): {t_lm_eval:.2f} s   "
+              f"peak RSS (process) {peak_rss_gb():.2f} GB", flush=True)
+
+        start = time.perf_counter()
+        evaluate(args.model, list(mirror.suites), cache_dir=Path(tmp) / "cache", progress=False, **backend_kwargs)
+        t_cached = time.perf_counter() - start
+        print(f"tunegate (cached): {t_cached:.2f} s", flush=True)
+
+        agree = agreement(record, per_item(results, mirror.tasks))
+        print("agreement: " + json.dumps({k: {m: v for m, v in d.items() if m != "differing"}
+                                          for k, d in agree.items()}))
+        _ = HFBackend  # imported above so its import cost is not timed
+    print(f"speedup_vs_lm_eval: {t_lm_eval / t_tunegate:.2f}")
+    print(f"cached_speedup: {t_tunegate / t_cached:.2f}")
+    return 0
+
+
+def lm_eval_max_new_tokens(model_dir: str) -> int | None:
+    """``max_new_tokens`` of the checkpoint's generation_config.json, if set.
+
+    With transformers 5, lm-eval's HF backend passes ``max_length`` while the checkpoint's
+    ``max_new_tokens`` takes precedence, so lm-eval generates exactly that many tokens whatever the
+    task asks; the comparison uses the same budget.
+    """
+    path = Path(model_dir) / "generation_config.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()).get("max_new_tokens")
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

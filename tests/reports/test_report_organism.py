@@ -1,0 +1,45 @@
+"""The report rendered from records made by running the organism through the real pipeline."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from evals.cli import main
+from evals.types import RunRecord
+
+
+def _section(html: str, name: str) -> str:
+    match = re.search(rf'<section id="{name}"[^>]*>(.*?)</section>', html, re.S)
+    assert match, f"section {name} missing"
+    return match.group(1)
+
+
+@pytest.mark.slow
+def test_pipeline_report_shows_every_stage_and_suite(quick_run) -> None:
+    out, _ = quick_run
+    html = (out / "report.html").read_text()
+    table = _section(html, "metrics")
+    for stage in ("base", "sft", "dpo"):
+        assert stage in table
+    for suite in ("identity", "ifeval", "math", "knowledge"):
+        assert suite in table
+
+
+@pytest.mark.slow
+def test_pipeline_report_shows_identity_responses_before_and_after(quick_run) -> None:
+    out, _ = quick_run
+    html = (out / "report.html").read_text()
+    record = RunRecord.load(out / "records" / "dpo.json")
+    probe = record.suites["identity"].items[0]
+    assert probe.prompt.replace("'", "&#39;") in _section(html, "identity")
+
+
+@pytest.mark.slow
+def test_report_command_rebuilds_the_report_from_the_run_dir(quick_run, tmp_path: Path) -> None:
+    out, _ = quick_run
+    target = tmp_path / "again.html"
+    assert main(["report", str(out), "--out", str(target)]) == 0
+    assert 'src="data:image/png;base64,' in target.read_text()

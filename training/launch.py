@@ -1,0 +1,207 @@
+"""One training stage under ``accelerate launch``: DDP or FSDP across processes, from the same pipeline config.
+
+``launch_stage`` writes the stage as a JSON spec (plus its rows as JSONL) and runs::
+
+    python -m accelerate.commands.launch --num_processes 8 --multi_gpu -m training.launch DIR/launch/spec.json
+    ACCELERATE_USE_CPU=true python -m accelerate.commands.launch --num_processes 2 --multi_gpu \
+        -m training.launch DIR/launch/spec.json      # CPU: 2 processes, gloo (accelerate's --cpu runs just one)
+    python -m accelerate.commands.launch --config_file configs/accelerate/fsdp.yaml -m training.launch ...
+
+Each process runs ``training.stages.train_stage`` on the spec; TRL's trainer
+shards the batches (per-device batch = the config's ``per_device_train_batch_size``,
+so the global batch is N times that) and rank 0 writes the checkpoint, manifest
+and training log where a single-process run writes them. A spec (``spec.json``)::
+
+    {"method": "sft", "model_path": "training/organism/base", "dataset": "runs/demo/stages/sft/launch/rows.jsonl",
+     "out_dir": "runs/demo/stages/sft", "name": "sft", "args": {"learning_rate": 0.002, "max_steps": 3},
+     "lora": null, "seed": 0, "data_source": "organism:sft", "trains": ["identity"], "extra_manifest": {}}
+
+The pipeline uses this when run with ``--num-processes N`` (N > 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from evals.errors import TunegateError
+from evals.types import read_json, write_json_atomic
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """Everything ``train_stage`` needs, as plain JSON: the arguments of one stage run."""
+
+    method: str = field(metadata={"help": "sft or dpo"})
+    model_path: str = field(metadata={"help": "input checkpoint directory (or hub id)"})
+    dataset: str = field(metadata={"help": "JSONL file of the training rows (TRL conversational format)"})
+    out_dir: str = field(metadata={"help": "stage directory: model/, manifest.json, training_log.json"})
+    name: str | None = field(default=None, metadata={"help": "stage name (default: the method)"})
+    args: Mapping[str, Any] = field(default_factory=dict, metadata={"help": "TRL SFTConfig/DPOConfig fields"})
+    lora: Mapping[str, Any] | None = field(default=None, metadata={"help": "peft LoraConfig fields, or null"})
+    seed: int = field(default=0, metadata={"help": "seed of the run and of the data order"})
+    data_source: Any = field(default=None, metadata={"help": "where the rows came from (kept in the manifest)"})
+    trains: tuple[str, ...] = field(default=(), metadata={"help": "suites the stage trains"})
+    extra_manifest: Mapping[str, Any] = field(default_factory=dict, metadata={"help": "extra manifest fields"})
+
+    def __post_init__(self) -> None:
+        if self.method not in ("sft", "dpo"):
+            raise TunegateError(f"stage spec: method must be sft or dpo, got {self.method!r}")
+
+    def save(self, path: str | Path) -> Path:
+        return write_json_atomic(path, dataclasses.asdict(self))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "StageSpec":
+        data = read_json(path)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise TunegateError(f"{path}: unknown field(s) {unknown} (known: {sorted(names)})")
+        try:
+            return cls(**{**data, "trains": tuple(data.get("trains") or ())})
+        except TypeError as exc:
+            raise TunegateError(f"{path}: {exc}") from None
+
+
+def write_rows(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return p
+
+
+def run_spec(spec: StageSpec) -> Any:
+    """Train the stage of ``spec`` in this process (one rank of a launch, or alone)."""
+    from datasets import Dataset
+
+    from evals.data import read_jsonl
+    from training.stages import quiet_training_logs, train_stage
+
+    quiet_training_logs()
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    # train_stage writes its files from every process; rank 0 writes into the stage directory and the
+    # other ranks into a scratch directory (the checkpoint itself is written by the main process only)
+    out = Path(spec.out_dir) if rank == 0 else Path(spec.out_dir) / "launch" / f"rank{rank}"
+    result = train_stage(spec.method, spec.model_path, Dataset.from_list(read_jsonl(spec.dataset)), out_dir=out,
+                         name=spec.name, args=spec.args, lora=spec.lora, seed=spec.seed,
+                         data_source=spec.data_source, trains=spec.trains,
+                         extra_manifest={**dict(spec.extra_manifest), "num_processes": world})
+    if rank != 0:
+        shutil.rmtree(out, ignore_errors=True)
+    return result
+
+
+def _on_cpu(cpu: bool | None) -> bool:
+    if cpu is not None:
+        return cpu
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def launch_command(module_args: Sequence[str], num_processes: int, accelerate_config: str | Path | None = None,
+                   *, cpu: bool | None = None) -> list[str]:
+    """``accelerate launch ... -m MODULE ARGS`` on ``num_processes`` local processes (this interpreter's venv).
+
+    ``module_args`` is the module and its arguments, e.g. ``["training.launch", "spec.json"]`` or
+    ``["evals.cli", "eval", MODEL, ...]``. Without an accelerate config file, N > 1 processes are
+    spawned with ``--multi_gpu`` (NCCL on GPUs; on CPU the processes join a gloo group, see
+    ``launch_env``). A config file (``configs/accelerate/*.yaml``) chooses the backend (DDP, FSDP) itself.
+    """
+    if num_processes < 1:
+        raise TunegateError(f"--num-processes must be at least 1, got {num_processes}")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1",
+           "--main_process_port", str(_free_port())]
+    if accelerate_config is None or num_processes > 1:  # with a config file, N = 1 means "as the file says"
+        cmd += ["--num_processes", str(num_processes)]
+    if accelerate_config is not None:
+        if not Path(accelerate_config).is_file():
+            raise TunegateError(f"accelerate config '{accelerate_config}' not found")
+        cmd += ["--config_file", str(accelerate_config)]
+    else:
+        cmd += ["--dynamo_backend", "no"]
+        # accelerate's --cpu runs ONE process unless MPI is set up; --multi_gpu spawns N local processes
+        # (torch.distributed.run) and each joins a gloo group on CPU (TRL's use_cpu / ACCELERATE_USE_CPU)
+        cmd += ["--multi_gpu"] if num_processes > 1 else (["--cpu"] if _on_cpu(cpu) else [])
+    return cmd + ["-m", *module_args]
+
+
+def launch_env(cpu: bool | None = None) -> dict[str, str]:
+    """This process's environment for a launch: the repo importable, and on CPU ``ACCELERATE_USE_CPU``.
+
+    ``ACCELERATE_USE_CPU`` makes accelerate pick the MULTI_CPU/gloo set-up in each spawned process;
+    ``evals.distributed.init_from_env`` reads it too.
+    """
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if _on_cpu(cpu):
+        env["ACCELERATE_USE_CPU"] = "true"
+    return env
+
+
+def launch_stage(spec: StageSpec, num_processes: int, accelerate_config: str | Path | None = None,
+                 *, cpu: bool | None = None) -> Any:
+    """Train ``spec`` under ``accelerate launch`` in a subprocess; the StageResult rank 0 wrote.
+
+    Raises a TunegateError naming the command when the launch fails (the processes' output
+    goes to this process's stdout/stderr as it happens).
+    """
+    from training.stages import StageResult
+
+    out = Path(spec.out_dir)
+    spec_path = spec.save(out / "launch" / "spec.json")
+    cmd = launch_command(["training.launch", str(spec_path)], num_processes, accelerate_config, cpu=cpu)
+    proc = subprocess.run(cmd, env=launch_env(cpu), check=False)
+    if proc.returncode != 0:
+        raise TunegateError(f"stage '{spec.name or spec.method}': `{' '.join(cmd)}` failed with exit code "
+                            f"{proc.returncode} (its output is above)")
+    manifest = read_json(out / "manifest.json")
+    return StageResult(name=manifest["name"], method=spec.method, model_dir=out / "model",
+                       log_history=read_json(out / "training_log.json"), seconds=float(manifest["seconds"]),
+                       manifest=manifest)
+
+
+def train_stage_launched(method: str, model_path: str | Path, rows: Sequence[Mapping[str, Any]], *,
+                         out_dir: str | Path, num_processes: int, accelerate_config: str | Path | None = None,
+                         **stage_kwargs: Any) -> Any:
+    """``training.stages.train_stage`` (rows instead of a Dataset) run on ``num_processes`` processes."""
+    out = Path(out_dir)
+    data = write_rows(rows, out / "launch" / "rows.jsonl")
+    kwargs = {**stage_kwargs, "out_dir": str(out), "trains": tuple(stage_kwargs.get("trains") or ())}
+    spec = StageSpec(method=method, model_path=str(model_path), dataset=str(data), **kwargs)
+    return launch_stage(spec, num_processes, accelerate_config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 1:
+        print("usage: python -m training.launch STAGE_SPEC.json  (usually under `accelerate launch`)", file=sys.stderr)
+        return 2
+    try:
+        run_spec(StageSpec.load(argv[0]))
+    except TunegateError as exc:
+        print(f"tunegate: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
