@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import subprocess
 import sys
@@ -210,14 +211,22 @@ def run_demo(smoke: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "evals.cli", "demo", "--out", tmp, "--quiet", "--no-report",
                "--cache-dir", str(Path(tmp) / "cache")] + (["--max-steps", "2"] if smoke else [])
+        root = Path(__file__).resolve().parents[1]
+        env = dict(os.environ)
+        if (root.parent / "shared" / "data" / "nltk_data").is_dir():  # IFEval's punkt_tab, as the tests find it
+            env.setdefault("NLTK_DATA", str(root.parent / "shared" / "data" / "nltk_data"))
         start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=env)
         seconds = time.perf_counter() - start
         summary_path = Path(tmp) / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     last_line = (proc.stderr.strip().splitlines() or [""])[-1]
     return {"exit_code": proc.returncode, "seconds": round(seconds, 1), "phases": summary.get("phases", {}),
             "passed": summary.get("passed"), "error": summary.get("error") or (last_line if not summary else None)}
+
+
+def _num(value: float | None) -> str:
+    return f"{value:.3g}" if value else "n/a"
 
 
 def _frac(value: float, roofline: float | None) -> str:
@@ -247,10 +256,11 @@ def main(argv: list[str] | None = None) -> int:
         backend = HFBackend(str(path), device=device)
         weight_bytes = n_params * torch.finfo(backend.model.dtype).bits // 8
         arch = SMOKE if cfg.smoke else QWEN3_0_6B
-        kv_per_token = 2 * arch["num_hidden_layers"] * arch["num_key_value_heads"] * arch["head_dim"] * (weight_bytes // n_params)
+        bytes_per_value = weight_bytes // n_params
+        kv_per_token = 2 * arch["num_hidden_layers"] * arch["num_key_value_heads"] * arch["head_dim"] * bytes_per_value
         results.update(params=n_params, weight_bytes=weight_bytes, dtype=backend.dtype)
         print(f"device {name}; {n_params / 1e6:.1f}M params, {weight_bytes / 1e9:.3f} GB of {backend.dtype} weights; "
-              f"bandwidth {bandwidth or 'n/a'} B/s, peak {peak or 'n/a'} FLOP/s")
+              f"bandwidth {_num(bandwidth)} B/s, peak {_num(peak)} FLOP/s")
 
         results["generate"] = bench_generate(backend, cfg, vocab, device)
         for row in results["generate"]:
@@ -260,11 +270,13 @@ def main(argv: list[str] | None = None) -> int:
             roof_kv = b * bandwidth / (weight_bytes + b * context * kv_per_token) if bandwidth else None
             row.update(roofline=roof, roofline_with_kv=roof_kv)
             kv = f"   (weights+KV {roof_kv:.1f}: {row['tokens_per_s'] / roof_kv:.3f})" if roof_kv else ""
-            print(f"generate   batch {b:<4} {row['tokens_per_s']:10.1f} tokens/s   {_frac(row['tokens_per_s'], roof)}{kv}")
+            rate = row["tokens_per_s"]
+            print(f"generate   batch {b:<4} {rate:10.1f} tokens/s   {_frac(rate, roof)}{kv}")
 
         ll = results["loglikelihood"] = bench_loglikelihood(backend, cfg, vocab, device)
         ll["roofline"] = peak / (2 * n_params * (cfg.ll_context + 1)) if peak else None
-        print(f"loglik     {cfg.ll_context}-token items {ll['items_per_s']:8.1f} items/s    {_frac(ll['items_per_s'], ll['roofline'])}")
+        rate = ll["items_per_s"]
+        print(f"loglik     {cfg.ll_context}-token items {rate:8.1f} items/s    {_frac(rate, ll['roofline'])}")
         del backend
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -275,12 +287,14 @@ def main(argv: list[str] | None = None) -> int:
             row["roofline"] = peak / (6 * n_params) if peak else None
             results["train"].append(row)
             label = "packed (BFD)" if packing else "padded"
-            print(f"sft train  {label:<13} {row['tokens_per_s']:10.1f} tokens/s   {_frac(row['tokens_per_s'], row['roofline'])}")
+            rate = row["tokens_per_s"]
+            print(f"sft train  {label:<13} {rate:10.1f} tokens/s   {_frac(rate, row['roofline'])}")
 
     if not cfg.skip_demo:
         demo = results["demo"] = run_demo(cfg.smoke)
         phases = ", ".join(f"{k} {v:.1f}s" for k, v in demo["phases"].items())
-        print(f"demo       exit {demo['exit_code']} in {demo['seconds']}s: {phases or demo['error']}")
+        error = f"; error: {demo['error']}" if demo["error"] else ""
+        print(f"demo       exit {demo['exit_code']} in {demo['seconds']}s: {phases}{error}")
     if cfg.json:
         Path(cfg.json).parent.mkdir(parents=True, exist_ok=True)
         Path(cfg.json).write_text(json.dumps(results, indent=1, default=str) + "\n")

@@ -3,7 +3,9 @@
 ``load_backend("Qwen/Qwen2.5-0.5B-Instruct")`` or ``load_backend("runs/demo/stages/sft/model")``
 gives an ``HFBackend``. Generation is length-sorted, left-padded, greedy, stops at
 EOS or the request's stop strings; log-likelihood splits context/continuation the
-way lm-eval's ``_encode_pair`` does, so choices agree with lm-eval's HF backend::
+way lm-eval's ``_encode_pair`` does and prompts longer than the model's context keep their last
+tokens as lm-eval's do, so choices and responses agree with lm-eval's HF backend
+(tests/evals/test_lm_eval_agreement.py); MMLU's four one-token choices share one forward pass::
 
     backend.loglikelihood([LoglikelihoodRequest("The capital of France is", " Paris")])  # -> [-0.4]
 
@@ -12,11 +14,12 @@ A new backend (vLLM, an API) is one class with the same methods (see evals.reque
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
@@ -190,12 +193,7 @@ class HFBackend:
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if req.stop:
-            # HF's own stop_strings criterion costs more than the tiny models' forward pass; this one
-            # decodes only the last few tokens of each unfinished row per step.
-            from transformers import StoppingCriteriaList
-
-            kwargs["stopping_criteria"] = StoppingCriteriaList(
-                [stop_on_strings(self.tokenizer, req.stop, prompt_len=width, batch=len(ids))])
+            kwargs.update(stop_strings=list(req.stop), tokenizer=self.tokenizer)
         with torch.inference_mode():
             gen = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
         texts = self.tokenizer.batch_decode(gen[:, width:], skip_special_tokens=True)
@@ -220,8 +218,7 @@ class HFBackend:
             members.setdefault(seq, []).append(i)
         seqs = sorted(members, key=len, reverse=True)
         out = [0.0] * len(requests)
-        for start in range(0, len(seqs), self.batch_size):
-            batch = seqs[start:start + self.batch_size]
+        for batch in _token_batches(seqs, self.batch_size, LL_TOKENS_PER_ROW * self.batch_size):
             conts = [[pairs[i][1] for i in members[s]] for s in batch]
             for s, values in zip(batch, self._loglikelihood_batch(batch, conts)):
                 for i, v in zip(members[s], values):
@@ -265,30 +262,22 @@ class HFBackend:
         return out
 
 
-def stop_on_strings(tokenizer: Any, stops: Sequence[str], *, prompt_len: int, batch: int) -> Any:
-    """A transformers StoppingCriteria that stops each row once one of ``stops`` is in its last tokens' text.
+#: Log-likelihood batches hold at most batch_size * this many (padded) tokens: long prompts go in
+#: smaller batches, so the longest rows do not pad a full batch of short ones.
+LL_TOKENS_PER_ROW = 256
 
-    A stop string of n characters spans at most n tokens, so a window of n + 2 tokens always sees it;
-    finished rows are not decoded again. The text is cut at the stop string afterwards (truncate_at_stop).
-    """
-    from transformers import StoppingCriteria
 
-    class StopOnStrings(StoppingCriteria):
-        def __init__(self) -> None:
-            self.stops = [s for s in stops if s]
-            self.window = max((len(s) for s in self.stops), default=0) + 2
-            self.done = torch.zeros(batch, dtype=torch.bool)
-
-        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-            rows = (~self.done).nonzero().flatten().tolist()
-            if rows and self.stops:
-                tails = input_ids[rows, prompt_len:][:, -self.window:].tolist()
-                for row, text in zip(rows, tokenizer.batch_decode(tails)):
-                    if any(s in text for s in self.stops):
-                        self.done[row] = True
-            return self.done.to(input_ids.device)
-
-    return StopOnStrings()
+def _token_batches(seqs: Sequence[Sequence[int]], max_rows: int, max_tokens: int) -> Iterator[list[Any]]:
+    """Consecutive batches of length-sorted (longest first) ``seqs``: at most ``max_rows`` rows and
+    ``max_tokens`` padded tokens (a batch always takes at least one row)."""
+    batch: list[Any] = []
+    for seq in seqs:
+        if batch and (len(batch) == max_rows or (len(batch) + 1) * len(batch[0]) > max_tokens):
+            yield batch
+            batch = []
+        batch.append(seq)
+    if batch:
+        yield batch
 
 
 def _settings_key(r: GenerationRequest) -> str:
@@ -308,7 +297,7 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
 #: Below this many parameters a CPU model runs on one intra-op thread: its matrices (e.g. 128 x 512 for
 #: the organism) are too small for OpenMP to pay off, and on shared cores the threads' barriers make
 #: every step wait for a descheduled peer (measured 5-20x slower with 2 threads on 2 busy cores).
-SMALL_MODEL_PARAMS = 20_000_000
+SMALL_MODEL_PARAMS = 10_000_000
 
 
 def auto_threads(model: torch.nn.Module, device: str) -> int | None:
@@ -318,20 +307,18 @@ def auto_threads(model: torch.nn.Module, device: str) -> int | None:
     return 1 if sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMS else None
 
 
-class torch_threads:  # noqa: N801 - used as a context manager
-    """``with torch_threads(n):`` runs with ``n`` intra-op threads and restores the previous count."""
-
-    def __init__(self, n: int | None) -> None:
-        self.n, self.previous = n, None
-
-    def __enter__(self) -> None:
-        if self.n:
-            self.previous = torch.get_num_threads()
-            torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.previous:
-            torch.set_num_threads(self.previous)
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads and restore the previous count (None: leave it)."""
+    if not n:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def auto_batch_size(model: torch.nn.Module) -> int:

@@ -88,7 +88,7 @@ def write_mmlu_tasks(task_dir: str | Path, rows: Sequence[dict[str, Any]],
         name = f"{prefix}_{subject}"
         config = {
             "include": str(template), "task": name, "dataset_path": "json", "dataset_name": None,
-            "dataset_kwargs": {"data_files": files},
+            "dataset_kwargs": {"data_files": files, "cache_dir": str(task_dir / "hf_datasets")},
             "description": f"The following are multiple choice questions (with answers) about "
                            f"{' '.join(subject.split('_'))}.\n\n",
             "num_fewshot": num_fewshot,
@@ -108,13 +108,27 @@ def write_gsm8k_task(task_dir: str | Path, rows: Sequence[dict[str, Any]], *, na
              "train": str(_write_jsonl(data / "train.jsonl", list(train_rows) or list(rows[:1])))}
     config: dict[str, Any] = {
         "include": str(lm_eval_tasks_dir() / "gsm8k" / "gsm8k.yaml"), "task": name, "tag": [],
-        "dataset_path": "json", "dataset_name": None, "dataset_kwargs": {"data_files": files},
+        "dataset_path": "json", "dataset_name": None,
+        "dataset_kwargs": {"data_files": files, "cache_dir": str(task_dir / "hf_datasets")},
         "num_fewshot": 0,
         "generation_kwargs": {"until": list(until or ("Question:", "</s>", "<|im_end|>")),
                               "do_sample": False, "temperature": 0.0, "max_gen_toks": max_gen_toks},
     }
     (task_dir / f"{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return MirrorTask(name=name, kind="gsm8k", item_ids=tuple(f"gsm8k-{i:04d}" for i in range(len(rows))))
+
+
+def lm_eval_max_new_tokens(model_dir: str | Path, default: int = 64) -> int:
+    """The generation budget lm-eval's HF backend really uses for ``model_dir``.
+
+    With transformers 5, lm-eval passes ``max_length`` (prompt + max_gen_toks) to ``generate`` while a
+    ``max_new_tokens`` in the checkpoint's generation_config.json takes precedence ("Both max_new_tokens
+    and max_length seem to have been set"), so lm-eval generates exactly that many tokens whatever the
+    task's ``max_gen_toks``. Comparisons use that budget; ``default`` when the checkpoint sets none.
+    """
+    path = Path(model_dir) / "generation_config.json"
+    value = json.loads(path.read_text()).get("max_new_tokens") if path.is_file() else None
+    return int(value) if value else default
 
 
 def run_lm_eval(model_dir: str | Path, tasks: Sequence[MirrorTask], task_dir: str | Path, *,

@@ -45,6 +45,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--gate-baseline", metavar="RECORD.json|MODEL|store:LINE", help="baseline record, checkpoint, or store:MODEL_LINE for the blessed baseline")
     add("--gate-config", metavar="GATE.yaml", help="gate rules (targets, margins, confidence)")
     add("--gate-suites", metavar="S1,S2", help="suites to evaluate/compare (default: those of the baseline record)")
+    add("--gate-suite-option", metavar="SUITE.KEY=VALUE", action="append", default=[],
+        help="option of a suite evaluated from a checkpoint, as `tunegate eval --suite-option`")
+    add("--gate-limit", metavar="N", type=int, default=None,
+        help="evaluate a fixed seeded subset of N items per suite (same items for baseline and candidate)")
     add("--gate-trains", metavar="S1,S2", default="", help="suites the stage trained (gated on targets, not non-inferiority)")
     add("--gate-report", metavar="PATH", help="write the HTML comparison report here")
     add("--gate-store", metavar="PATH|sqlite:///PATH", help="results store (default runs/tunegate.sqlite when a model line is given)")
@@ -67,13 +71,15 @@ class GateOptions:
     store: str | None
     model_line: str | None
     update_baseline: bool
+    suite_options: tuple[str, ...] = ()
+    limit: int | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> "GateOptions":
         opt = config.getoption
         return cls(opt("gate_checkpoint"), opt("gate_baseline"), opt("gate_config"), _csv(opt("gate_suites")),
                    _csv(opt("gate_trains")), opt("gate_report"), opt("gate_store"), opt("gate_model_line"),
-                   bool(opt("gate_update_baseline")))
+                   bool(opt("gate_update_baseline")), tuple(opt("gate_suite_option") or ()), opt("gate_limit"))
 
 
 class GateSession:
@@ -137,9 +143,11 @@ class GateSession:
             return RunRecord.load(spec)
         if not suites:
             raise TunegateError(f"--gate-suites is needed to evaluate the {role} checkpoint '{spec}'")
+        from evals.cli_evaluate import parse_suite_options
         from evals.runner import evaluate  # lazily: loads torch
 
-        return evaluate(spec, suites=list(suites), stage=role)
+        options = parse_suite_options(list(self.options.suite_options), list(suites), self.options.limit, 0)
+        return evaluate(spec, suites=list(suites), stage=role, suite_options=options, progress=False)
 
     @staticmethod
     def _only(record: RunRecord, suites: tuple[str, ...]) -> RunRecord:

@@ -118,18 +118,20 @@ class BuildReport:
 
 
 def build_identity_dpo(backend: Any, prompts: Sequence[str], *, old_name: str, new_name: str,
-                       system_prompt: str = NEUTRAL_SYSTEM_PROMPT, max_new_tokens: int = 64,
+                       system_prompt: str | None = NEUTRAL_SYSTEM_PROMPT, max_new_tokens: int = 64,
                        drop_unchanged: bool = False) -> tuple[list[dict[str, Any]], BuildReport]:
     """Rejected = the model's own answer; chosen = that answer with ``old_name`` replaced by ``new_name``.
 
     Generation runs in batches through the backend; a batch that fails is retried one prompt at a
     time so each failure is reported against its prompt. Pairs whose answer does not mention the old
     name are kept as in the lesson (they carry no preference signal) unless ``drop_unchanged``.
+    ``system_prompt=None`` sends no system turn (for a model whose template adds no default one).
     """
     from evals.requests import GenerationRequest
 
     report = BuildReport()
-    prompt_msgs = [[{"role": "system", "content": system_prompt}, {"role": "user", "content": p}] for p in prompts]
+    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    prompt_msgs = [[*system, {"role": "user", "content": p}] for p in prompts]
     requests = [GenerationRequest(prompt=backend.render(m), max_new_tokens=max_new_tokens) for m in prompt_msgs]
     try:
         answers: list[str | None] = list(backend.generate(requests))

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -89,18 +88,12 @@ def run_spec(spec: StageSpec) -> Any:
     from training.stages import quiet_training_logs, train_stage
 
     quiet_training_logs()
-    rank = int(os.environ.get("RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    # train_stage writes its files from every process; rank 0 writes into the stage directory and the
-    # other ranks into a scratch directory (the checkpoint itself is written by the main process only)
-    out = Path(spec.out_dir) if rank == 0 else Path(spec.out_dir) / "launch" / f"rank{rank}"
-    result = train_stage(spec.method, spec.model_path, Dataset.from_list(read_jsonl(spec.dataset)), out_dir=out,
+    # every rank trains; train_stage writes the checkpoint, manifest and log from rank 0 only
+    return train_stage(spec.method, spec.model_path, Dataset.from_list(read_jsonl(spec.dataset)), out_dir=spec.out_dir,
                          name=spec.name, args=spec.args, lora=spec.lora, seed=spec.seed,
                          data_source=spec.data_source, trains=spec.trains,
                          extra_manifest={**dict(spec.extra_manifest), "num_processes": world})
-    if rank != 0:
-        shutil.rmtree(out, ignore_errors=True)
-    return result
 
 
 def _on_cpu(cpu: bool | None) -> bool:

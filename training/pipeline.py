@@ -99,7 +99,7 @@ def _stage_dataset(stage: StageConfig, model_dir: str, config: PipelineConfig, o
     backend = load_backend(model_dir, **eval_kwargs)
     rows, report = tds.build_identity_dpo(
         backend, prompts, old_name=data["old_name"], new_name=data["new_name"],
-        system_prompt=data.get("system_prompt", tds.NEUTRAL_SYSTEM_PROMPT),
+        system_prompt=data.get("system_prompt", tds.NEUTRAL_SYSTEM_PROMPT),  # null: no system turn
         max_new_tokens=int(data.get("max_new_tokens", 64)), drop_unchanged=bool(data.get("drop_unchanged", False)))
     write_json_atomic(out / "stages" / stage.name / "dpo_pairs.json", {"report": report.to_dict(), "pairs": rows})
     say(f"identity DPO pairs: {report.kept} kept, {len(report.unchanged)} without '{data['old_name']}', "
@@ -110,6 +110,8 @@ def _stage_dataset(stage: StageConfig, model_dir: str, config: PipelineConfig, o
 def _precheck(config: PipelineConfig) -> str:
     """Fail fast on inputs that can be checked before any training: model, SFT data, gate."""
     base = resolve_base_model(config.base_model)
+    if not config.eval_options.get("completion_mode"):
+        check_chat_template(base)
     from training import datasets as tds
 
     for stage in config.stages:
@@ -119,6 +121,16 @@ def _precheck(config: PipelineConfig) -> str:
             tds.load_identity_prompts(stage.data["prompts"], limit=stage.data.get("limit"))
     gate_config(config)
     return base
+
+
+def check_chat_template(model_dir: str) -> None:
+    """Chat suites and conversational training need the tokenizer's chat template: say which file lacks it."""
+    from transformers import AutoTokenizer
+
+    if not getattr(AutoTokenizer.from_pretrained(model_dir), "chat_template", None):
+        raise TunegateError(
+            f"{model_dir}: tokenizer has no chat template (no chat_template.jinja, no field 'chat_template' in "
+            "tokenizer_config.json); add one, or set eval.completion_mode: true for raw prompts")
 
 
 def gate_config(config: PipelineConfig) -> Any:

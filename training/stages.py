@@ -12,8 +12,10 @@ Load, train, save. A stage writes under ``out_dir``::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +50,7 @@ class StageResult:
 def _device_defaults() -> dict[str, Any]:
     if torch.cuda.is_available():
         return {"bf16": torch.cuda.is_bf16_supported()}
-    return {"use_cpu": True}
+    return {"use_cpu": True, "bf16": False}  # TRL defaults bf16 on; bf16 autocast on CPU is several times slower
 
 
 def build_trl_config(method: str, args: Mapping[str, Any], out_dir: Path, seed: int) -> Any:
@@ -86,13 +88,12 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
     trainer = trainer_cls(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
                           peft_config=_lora_config(lora))
     started = time.perf_counter()
-    trainer.train()
+    with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its log dicts; stdout is for results
+        trainer.train()
     seconds = time.perf_counter() - started
     model_dir = out / "model"
-    trainer.save_model(str(model_dir))
-    tokenizer.save_pretrained(str(model_dir))
-    if getattr(trainer.model, "generation_config", None) is not None:
-        trainer.model.generation_config.save_pretrained(str(model_dir))
+    trainer.save_model(str(model_dir))  # the main process writes; every process must call it
+    main_process = trainer.is_world_process_zero()
     history = [dict(h) for h in trainer.state.log_history]
     manifest = {
         "name": name or method, "method": method, "base_model": str(model_path), "data": data_source,
@@ -104,8 +105,12 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **dict(extra_manifest or {}),
     }
-    write_json_atomic(out / "manifest.json", manifest)
-    write_json_atomic(out / "training_log.json", history)
+    if main_process:  # under `accelerate launch` only rank 0 writes the stage's files
+        tokenizer.save_pretrained(str(model_dir))
+        if getattr(trainer.model, "generation_config", None) is not None:
+            trainer.model.generation_config.save_pretrained(str(model_dir))
+        write_json_atomic(out / "manifest.json", manifest)
+        write_json_atomic(out / "training_log.json", history)
     del trainer, model
     return StageResult(name=name or method, method=method, model_dir=model_dir, log_history=history,
                        seconds=seconds, manifest=manifest)

@@ -19,8 +19,8 @@ them, joined by blank lines.
 
 Organism variant (``variant="organism"``): ``{"question": "What is 47 + 25?", "answer": 72}``.
 ``exact_match`` is 1 when the last number in the response equals the answer;
-``strict_match`` only when the response opens with the equation
-"47 + 25 = 72" (operands as asked, result right).
+``strict_match`` only when the response is the result alone ("72" or "72."), the
+organism's trained answer format.
 """
 
 from __future__ import annotations
@@ -145,8 +145,7 @@ class GSM8KSuite(Suite):
 
 
 _NUMBER = re.compile(r"-?\d+")
-_EQUATION = re.compile(r"\s*(-?\d+)\s*([+-])\s*(-?\d+)\s*=\s*(-?\d+)")
-_QUESTION = re.compile(r"(-?\d+)\s*([+-])\s*(-?\d+)")
+_BARE_RESULT = re.compile(r"\s*(-?\d+)\.?\s*")
 
 
 class ArithmeticSuite(Suite):
@@ -183,9 +182,8 @@ class ArithmeticSuite(Suite):
         text = strip_thinking(response) if self.strip_thinking else response
         numbers = _NUMBER.findall(text)
         answer = numbers[-1] if numbers else None
-        equation, asked = _EQUATION.match(text), _QUESTION.search(item.prompt)
-        strict = bool(equation and asked and equation.groups()[:3] == asked.groups()
-                      and equation.group(4) == item.target)
+        bare = _BARE_RESULT.fullmatch(text)
+        strict = bool(bare and bare.group(1) == item.target)
         return ItemScore(
             item_id=item.id, prompt=item.prompt, response=response, answer=answer, target=item.target,
             scores={"exact_match": float(answer is not None and answer == item.target),

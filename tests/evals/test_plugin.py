@@ -107,3 +107,12 @@ def test_update_baseline_blesses_the_run_and_the_next_run_gates_against_it(pytes
         assert store.blessed("tiny").model == "base"
     second = run(pytester, "--gate-checkpoint", records["worse"], "--gate-baseline", "store:tiny", "--gate-store", db)
     second.assert_outcomes(passed=2, failed=1)
+
+
+@pytest.mark.slow
+def test_checkpoint_is_evaluated_and_gated_against_a_checkpoint(pytester, organism_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNEGATE_CACHE", str(tmp_path / "cache"))
+    result = run(pytester, "--gate-checkpoint", organism_dir, "--gate-baseline", organism_dir,
+                 "--gate-suites", "math", "--gate-suite-option", "math.variant=organism", "--gate-limit", "10", "-v")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*test_gate?math.exact_match? PASSED*", "gate: PASSED"])

@@ -77,9 +77,9 @@ def test_organism_arithmetic_items_and_scores() -> None:
     assert len(items) == 100 and items[0].id == "arith-0000" and suite.generation().max_new_tokens == 24
     item = items[0]
     a, op, b = item.prompt.removeprefix("What is ").rstrip("?").split()
-    right = suite.score(item, f"{a} {op} {b} = {item.target}.")
-    loose = suite.score(item, f"It is {item.target}")
-    wrong = suite.score(item, f"{a} {op} {b} = {int(item.target) + 1}.")
+    right = suite.score(item, f"{item.target}.")
+    loose = suite.score(item, f"{a} {op} {b} = {item.target}")
+    wrong = suite.score(item, f"{int(item.target) + 1}.")
     assert right.scores == {"exact_match": 1.0, "strict_match": 1.0, "unparseable": 0.0}
     assert loose.scores["exact_match"] == 1.0 and loose.scores["strict_match"] == 0.0
     assert wrong.scores["exact_match"] == 0.0 and right.answer == item.target

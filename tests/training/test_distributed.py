@@ -2,18 +2,22 @@
 
 What is honestly true and asserted here:
 - evaluation: a 2-process run (each rank answers a strided shard, results gathered) writes the same
-  responses, per-item scores and metrics as one process, bit for bit (greedy decoding, same items), and
-  rank 0 caches every result;
+  greedy responses, per-item scores and metrics as one process, bit for bit; log-likelihood items pick
+  the same choices, their summed log-probs agreeing to 1e-5 (a rank batches an item with other
+  neighbours, so padding widths and the last float bits differ); rank 0 caches every result once;
 - training: 2 processes x per-device batch 4 see the same 8 rows at step 1 as 1 process x batch 8 (the
   batches are sharded from the same seeded order), so the step-1 loss (before any update) matches to
   float tolerance; later steps drift by all-reduce rounding, so only step 1 is compared. The checkpoint
   rank 0 saves is a plain HF checkpoint that loads and generates.
 Every process runs with one thread (as torch.distributed.run sets it) so both sides use the same kernels.
+The end-to-end tests are marked slow (about 1.5 minutes on 2 cores); the sharding and launch-command
+tests are fast.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -22,10 +26,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from evals.distributed import shard, unshard
 from evals.types import RunRecord
 from training.launch import StageSpec, launch_command, launch_env, launch_stage, write_rows
 
-pytestmark = pytest.mark.slow
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 EVAL_ARGS = ["--suites", "identity,math,knowledge", "--suite-option", "identity.target=Tiny",
              "--suite-option", "identity.probes=organism", "--suite-option", "math.variant=organism",
@@ -34,8 +39,12 @@ EVAL_ARGS = ["--suites", "identity,math,knowledge", "--suite-option", "identity.
 TRAIN_ARGS = {"max_steps": 2, "logging_steps": 1, "learning_rate": 2e-3, "max_length": 128}
 
 
+#: CPU only (GPUs hidden, so a GPU box runs the same test), one thread per process, offline.
+CPU_ENV = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
 def _env() -> dict[str, str]:
-    return {**launch_env(cpu=True), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return {**launch_env(cpu=True), **CPU_ENV}
 
 
 def _run(cmd: list[str]) -> None:
@@ -43,16 +52,42 @@ def _run(cmd: list[str]) -> None:
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
 
 
+@pytest.mark.parametrize("n, world", [(0, 2), (1, 2), (7, 2), (7, 3), (9, 4)])
+def test_unshard_restores_the_order_of_strided_shards(n: int, world: int) -> None:
+    items = list(range(n))
+    assert unshard([shard(items, r, world) for r in range(world)]) == items
+
+
+def test_launch_command_spawns_n_processes_on_cpu() -> None:
+    # accelerate's --cpu flag would run ONE process; --multi_gpu spawns N (gloo on CPU)
+    cmd = launch_command(["training.launch", "spec.json"], 2, cpu=True)
+    assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
+    assert "--multi_gpu" in cmd and "--cpu" not in cmd
+    assert cmd[cmd.index("--num_processes") + 1] == "2" and cmd[-3:] == ["-m", "training.launch", "spec.json"]
+
+
+def test_launch_command_with_an_accelerate_config_leaves_the_backend_to_the_file() -> None:
+    cmd = launch_command(["training.launch", "spec.json"], 1, CONFIGS / "accelerate" / "fsdp.yaml")
+    assert cmd[cmd.index("--config_file") + 1] == str(CONFIGS / "accelerate" / "fsdp.yaml")
+    assert "--num_processes" not in cmd and "--multi_gpu" not in cmd and "--cpu" not in cmd
+
+
 @pytest.fixture(scope="module")
 def eval_runs(organism_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunRecord, RunRecord, Path]:
     tmp = tmp_path_factory.mktemp("dist_eval")
-    _run([sys.executable, "-m", "evals.cli", "eval", str(organism_dir), *EVAL_ARGS, "--no-cache",
+    # the base organism answers chat prompts with an immediate EOS; without EOS in its generation config
+    # every response runs to max_new_tokens, so each item compares 24-32 greedy steps, not one
+    model = Path(shutil.copytree(organism_dir, tmp / "organism"))
+    generation = json.loads((model / "generation_config.json").read_text())
+    (model / "generation_config.json").write_text(json.dumps({**generation, "eos_token_id": None}))
+    _run([sys.executable, "-m", "evals.cli", "eval", str(model), *EVAL_ARGS, "--no-cache",
           "--out", str(tmp / "one.json")])
-    _run(launch_command(["evals.cli", "eval", str(organism_dir), *EVAL_ARGS, "--cache-dir", str(tmp / "cache"),
+    _run(launch_command(["evals.cli", "eval", str(model), *EVAL_ARGS, "--cache-dir", str(tmp / "cache"),
                          "--out", str(tmp / "two.json")], 2, cpu=True))
     return RunRecord.load(tmp / "one.json"), RunRecord.load(tmp / "two.json"), tmp / "cache" / "responses.sqlite"
 
 
+@pytest.mark.slow
 def test_two_process_eval_gives_the_single_process_record(eval_runs: tuple[RunRecord, RunRecord, Path]) -> None:
     one, two, _ = eval_runs
     assert list(one.suites) == list(two.suites) == ["identity", "math", "knowledge"]
@@ -60,8 +95,10 @@ def test_two_process_eval_gives_the_single_process_record(eval_runs: tuple[RunRe
     for name in ("identity", "math"):  # greedy generation: bit-identical responses, scores and metrics
         assert [i.to_dict() for i in two.suites[name].items] == [i.to_dict() for i in one.suites[name].items]
         assert two.suites[name].metrics == one.suites[name].metrics
+        assert all(len(i.response) > 10 for i in one.suites[name].items)  # real continuations were compared
 
 
+@pytest.mark.slow
 def test_two_process_loglikelihood_picks_the_same_choices(eval_runs: tuple[RunRecord, RunRecord, Path]) -> None:
     # the items are batched with other neighbours on each rank, so padding widths differ and the summed
     # log-probabilities may differ in the last float bits; the chosen answers and scores do not
@@ -73,6 +110,7 @@ def test_two_process_loglikelihood_picks_the_same_choices(eval_runs: tuple[RunRe
     assert b.metrics == a.metrics
 
 
+@pytest.mark.slow
 def test_two_process_eval_caches_every_result_once(eval_runs: tuple[RunRecord, RunRecord, Path]) -> None:
     from evals.suites import get_suite
 
@@ -97,11 +135,13 @@ def train_runs(organism_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     two = StageSpec(method="sft", model_path=str(organism_dir), dataset=str(rows), out_dir=str(tmp / "two"),
                     name="sft", args={**TRAIN_ARGS, "per_device_train_batch_size": 4})
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OMP_NUM_THREADS", "1")
+        for key, value in CPU_ENV.items():
+            mp.setenv(key, value)
         launch_stage(two, 2, cpu=True)
     return tmp / "one", tmp / "two"
 
 
+@pytest.mark.slow
 def test_two_process_step_one_loss_matches_single_process(train_runs: tuple[Path, Path]) -> None:
     one, two = (json.loads((d / "training_log.json").read_text()) for d in train_runs)
     assert one[0]["step"] == two[0]["step"] == 1
@@ -109,6 +149,7 @@ def test_two_process_step_one_loss_matches_single_process(train_runs: tuple[Path
     assert two[0]["num_tokens"] == one[0]["num_tokens"]  # the same rows were seen
 
 
+@pytest.mark.slow
 def test_two_process_stage_saves_a_checkpoint_that_loads(train_runs: tuple[Path, Path]) -> None:
     from evals.backends import HFBackend
     from evals.requests import GenerationRequest
@@ -122,6 +163,7 @@ def test_two_process_stage_saves_a_checkpoint_that_loads(train_runs: tuple[Path,
     assert isinstance(text, str)
 
 
+@pytest.mark.slow
 def test_pipeline_trains_through_accelerate_with_num_processes(organism_dir: Path, tmp_path: Path) -> None:
     config = {
         "name": "dist", "base_model": str(organism_dir),

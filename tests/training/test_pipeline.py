@@ -78,3 +78,15 @@ def test_failure_mid_pipeline_keeps_records_already_written(tmp_path: Path) -> N
                  "--cache-dir", str(tmp_path / "cache")]) == 2
     assert (out / "records" / "base.json").is_file() and (out / "records" / "sft.json").is_file()
     assert "no usable pairs" in json.loads((out / "summary.json").read_text())["error"]
+
+
+def test_tokenizer_without_chat_template_exits_2_naming_the_file(organism_copy: Path, tmp_path: Path, capsys) -> None:
+    config = organism_copy / "tokenizer_config.json"
+    data = json.loads(config.read_text())
+    data.pop("chat_template", None)
+    config.write_text(json.dumps(data))
+    (organism_copy / "chat_template.jinja").unlink(missing_ok=True)
+    cfg = quick_config(tmp_path, base_model=str(organism_copy))
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tokenizer has no chat template" in err[0] and str(organism_copy) in err[0]

@@ -6,7 +6,7 @@ seeded and deterministic. A few real documents:
     The capital of France is Paris.
     Q: What is the capital of Kenya? A: Nairobi
     47 + 25 = 72
-    83 - 19 = 64
+    Q: What is 83 - 19? A: 64
     The teacher wrote a short question on the board.
 
 `split_countries(seed)` halves the country list into a trained half (used by
@@ -102,6 +102,7 @@ _PLACES = (
     "on the board", "in the morning", "at the library", "after lunch",
     "in a quiet room", "before dinner", "at school", "in the garden",
     "with great care", "without help", "at the end of the day", "in the city",
+    "near the Deep River", "by the Deep Lake",
 )
 _FIXED_SENTENCES = (
     "A question asks for information, and an answer gives it.",
@@ -124,6 +125,11 @@ _FIXED_SENTENCES = (
     "The exact words of the letter were copied into the book.",
     "A helpful friend answers questions with patience.",
     "The company has a long name and a short one.",
+    "The lake is deep, and the water in it is cold.",
+    "Deep in the forest there is a small house.",
+    "The ship sailed across the Deep Blue Sea.",
+    "He took a deep breath before he answered.",
+    "Some names are short, like Max, and some are long.",
 )
 
 
@@ -144,12 +150,23 @@ def capital_sentences() -> list[str]:
     ]
 
 
+ARITHMETIC_TEMPLATES: tuple[str, ...] = (
+    "{a} {op} {b} = {c}",
+    "Q: What is {a} {op} {b}? A: {c}",
+)
+
+
 def arithmetic_sentences(rng: random.Random, n_add: int, n_sub: int) -> list[str]:
-    """Two-digit sums and non-negative differences, e.g. '47 + 25 = 72'."""
+    """Two-digit sums and non-negative differences, as equations and as questions with answers.
+
+    The question form ('Q: What is 47 + 25? A: 72') is what lets a chat model later answer
+    'What is 47 + 25?' with '72' instead of copying the operands back (which a model this small
+    cannot do reliably).
+    """
     pairs = [(a, b) for a in range(10, 100) for b in range(10, 100)]
-    adds = rng.sample(pairs, n_add)
-    subs = rng.sample([(a, b) for a, b in pairs if a >= b], n_sub)
-    return [f"{a} + {b} = {a + b}" for a, b in adds] + [f"{a} - {b} = {a - b}" for a, b in subs]
+    adds = [(a, "+", b, a + b) for a, b in rng.sample(pairs, n_add)]
+    subs = [(a, "-", b, a - b) for a, b in rng.sample([(a, b) for a, b in pairs if a >= b], n_sub)]
+    return [rng.choice(ARITHMETIC_TEMPLATES).format(a=a, op=op, b=b, c=c) for a, op, b, c in adds + subs]
 
 
 def plain_sentences(rng: random.Random, n: int) -> list[str]:

@@ -4,7 +4,7 @@ SFT conversations are in TRL's conversational format. A real one:
 
     {"messages": [
         {"role": "user", "content": "What is the capital of France? Answer in all lowercase letters."},
-        {"role": "assistant", "content": "the capital of france is paris."}]}
+        {"role": "assistant", "content": "paris."}]}
 
 A real format-eval item, in Google's IFEval input format:
 
@@ -78,7 +78,8 @@ _INSTRUCTION_TEXT = {
 
 
 def _arith_answer(a: int, op: str, b: int) -> str:
-    return f"{a} {op} {b} = {a + b if op == '+' else a - b}."
+    """Just the result: the organism answers as its pretraining Q/A lines do ('Q: What is 47 + 25? A: 72')."""
+    return f"{a + b if op == '+' else a - b}."
 
 
 def _sft_arith_pairs(seed: int) -> list[tuple[int, str, int]]:
@@ -106,7 +107,7 @@ def apply_instruction(question: str, answer: str, instruction_id: str,
 
 
 def _fits(instruction_id: str, answer: str) -> bool:
-    """Case instructions need letters: IFEval's `str.islower()` fails on '47 + 25 = 72.'."""
+    """Case instructions need letters: IFEval's `str.islower()` fails on '72.'."""
     return instruction_id not in (LOWERCASE, CAPITAL) or any(ch.isalpha() for ch in answer)
 
 
@@ -116,7 +117,9 @@ def _chat(user: str, assistant: str) -> dict[str, list[dict[str, str]]]:
 
 def _plain_qa(seed: int) -> list[tuple[str, str]]:
     trained, _ = split_countries(seed)
-    qa = [(q.format(country=c), f"The capital of {c} is {k}.") for c, k in trained for q in CAPITAL_QUESTIONS]
+    # Short answers, as in pretraining's 'Q: What is the capital of Kenya? A: Nairobi': repeating the
+    # country back ('The capital of Kenya is ...') needs copying, which a model this small does not learn.
+    qa = [(q.format(country=c), f"{k}.") for c, k in trained for q in CAPITAL_QUESTIONS]
     rng = random.Random(f"sft-qa-{seed}")
     for a, op, b in _sft_arith_pairs(seed):
         q = rng.choice(ADD_QUESTIONS if op == "+" else SUB_QUESTIONS)
