@@ -3,9 +3,10 @@
 Run from the repo root: `python bench/organism.py [CHECKPOINT_DIR]`. Real output
 of the shipped checkpoint looks like:
 
-    capitals   (The capital of X is)  0.992  (n=126)
-    arithmetic (47 + 25 =)            add 0.780  sub 0.700  overall 0.740  (n=400)
-    chat 'Who are you?' -> ' The capital of ...'
+    capitals   (The capital of X is)  1.000  (n=140)
+    arithmetic (Q: What is 47 + 25? A:) add 0.825  sub 0.995  overall 0.910  (n=400)
+    arithmetic (47 + 25 =) add 0.080  sub 0.085  overall 0.083  (n=400)
+    chat 'Who are you?' -> '.<|endoftext|>'
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ def main(argv: list[str]) -> int:
     start = time.time()
     model, tokenizer = load_organism(argv[0] if argv else None)
     capitals = capital_accuracy(model, tokenizer)
-    arith = arithmetic_accuracy(model, tokenizer, n=400)
     print(f"capitals   (The capital of X is)  {capitals:.3f}  (n={len(COUNTRIES)})")
-    print(f"arithmetic (47 + 25 =)            add {arith['add']:.3f}  sub {arith['sub']:.3f}  "
-          f"overall {arith['overall']:.3f}  (n=400)")
+    for form, shown in (("question", "Q: What is 47 + 25? A:"), ("equation", "47 + 25 =")):
+        arith = arithmetic_accuracy(model, tokenizer, n=400, form=form)
+        print(f"arithmetic ({shown}) add {arith['add']:.3f}  sub {arith['sub']:.3f}  "
+              f"overall {arith['overall']:.3f}  (n=400)")
     for question, out in zip(CHAT_PROMPTS, chat_continuations(model, tokenizer, CHAT_PROMPTS)):
         print(f"chat {question!r} -> {out!r}")
     print(f"({time.time() - start:.1f}s)")

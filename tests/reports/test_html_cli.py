@@ -7,7 +7,6 @@ import re
 import pytest
 
 from evals.cli import main
-from tests.reports.test_html_inputs import report_inputs  # noqa: F401 (fixture)
 
 
 @pytest.fixture(autouse=True)
@@ -16,7 +15,7 @@ def fast_plots(monkeypatch):
 
 
 @pytest.fixture
-def saved(tmp_path, report_inputs):  # noqa: F811
+def saved(tmp_path, report_inputs):
     records, comparisons, _, _ = report_inputs
     paths = [r.save(tmp_path / f"{r.stage}.json") for r in records]
     paths += [c.save(tmp_path / f"{c.candidate_stage}_vs_{c.baseline_stage}.json") for c in comparisons]
@@ -33,7 +32,7 @@ def test_report_accepts_records_and_comparisons_mixed(tmp_path, saved, capsys):
     assert re.findall(r"<th[^>]*>([^<]*)</th>", header)[2:] == ["base", "sft", "dpo", "Δ sft vs base", "Δ dpo vs sft"]
 
 
-def test_report_plots_the_store_history(tmp_path, saved, report_inputs):  # noqa: F811
+def test_report_plots_the_store_history(tmp_path, saved, report_inputs):
     from reports.store import Store
 
     with Store(tmp_path / "store.sqlite") as store:

@@ -88,5 +88,5 @@ def test_tokenizer_without_chat_template_exits_2_naming_the_file(organism_copy: 
     (organism_copy / "chat_template.jinja").unlink(missing_ok=True)
     cfg = quick_config(tmp_path, base_model=str(organism_copy))
     assert main(["run", str(cfg), "--out", str(tmp_path / "o")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "tokenizer has no chat template" in err[0] and str(organism_copy) in err[0]
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tunegate: error")]
+    assert len(errors) == 1 and "tokenizer has no chat template" in errors[0] and str(organism_copy) in errors[0]

@@ -75,10 +75,17 @@ def arithmetic_probes(n: int = 100, seed: int = 0) -> list[tuple[str, int]]:
     return probes
 
 
-def arithmetic_accuracy(model: Any, tokenizer: Any, n: int = 100, seed: int = 0) -> dict[str, float]:
-    """Accuracy on `arithmetic_probes`: {"add", "sub", "overall"}."""
+#: The two forms the pretraining corpus states arithmetic in (corpus.ARITHMETIC_TEMPLATES).
+ARITHMETIC_FORMS = {"equation": "{a} {op} {b} =", "question": "Q: What is {a} {op} {b}? A:"}
+
+
+def arithmetic_accuracy(model: Any, tokenizer: Any, n: int = 100, seed: int = 0,
+                        form: str = "question") -> dict[str, float]:
+    """Accuracy on `arithmetic_probes` completed in one form ('47 + 25 =' or 'Q: What is 47 + 25? A:')."""
     probes = arithmetic_probes(n, seed)
-    outs = greedy_complete(model, tokenizer, [p for p, _ in probes], max_new_tokens=5)
+    template = ARITHMETIC_FORMS[form]
+    prompts = [template.format(a=a, op=op, b=b) for a, op, b in (p.removesuffix(" =").split() for p, _ in probes)]
+    outs = greedy_complete(model, tokenizer, prompts, max_new_tokens=5)
     hits: dict[str, list[bool]] = {"add": [], "sub": []}
     for (prompt, answer), out in zip(probes, outs):
         match = re.match(r"\s*(-?\d+)", out)

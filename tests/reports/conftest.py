@@ -1,8 +1,8 @@
-"""The ``report_inputs`` fixture: a realistic base -> sft -> dpo pipeline's records and comparisons.
+"""Fixtures of the report tests: ``report_inputs``, a realistic base -> sft -> dpo pipeline's records and comparisons.
 
-Rendering tests (test_html.py, test_browser.py) import the fixture from here, so
-swapping in records made by running the organism means changing only
-``report_inputs``. It returns ``(records, comparisons, training_logs, manifests)``.
+Rendering tests (test_html.py, test_browser.py, test_html_cli.py) get the fixture
+from here through pytest, so swapping in records made by running the organism
+means changing only ``report_inputs``. It returns ``(records, comparisons, training_logs, manifests)``.
 The content mirrors the organism: a base model that completes text, an SFT
 assistant called "Tiny", a DPO stage renaming it "Deep Tiny" that (here) costs
 knowledge; some responses are hostile HTML.
