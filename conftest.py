@@ -11,13 +11,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent
-SHARED_DATA = Path(os.environ.get("TUNEGATE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+from bench._common import SHARED_DATA, use_shared_nltk_data
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-if (SHARED_DATA / "nltk_data").is_dir():
-    os.environ.setdefault("NLTK_DATA", str(SHARED_DATA / "nltk_data"))
+use_shared_nltk_data()
 
 
 @pytest.fixture(scope="session")

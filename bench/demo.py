@@ -11,14 +11,14 @@ Targets (issue 2): the whole demo in at most 5 minutes on 2 CPU cores, peak memo
 
 from __future__ import annotations
 
-import os
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import peak_rss_gb, use_shared_nltk_data  # noqa: E402
 
 
 def main() -> int:
@@ -27,7 +27,7 @@ def main() -> int:
     from training.pipeline import run_pipeline
 
     go_offline()
-    os.environ.setdefault("NLTK_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data" / "nltk_data"))
+    use_shared_nltk_data()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         result = run_pipeline(load_config(DEMO_CONFIG), Path(tmp) / "run", cache_dir=Path(tmp) / "cache",
@@ -37,7 +37,7 @@ def main() -> int:
         print(f"{phase:<18} {took:6.1f} s")
     for name, comp in result.comparisons.items():
         print(f"{name}: {'passed' if comp.passed else 'FAILED'}")
-    print(f"peak_rss_mb: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
+    print(f"peak_rss_mb: {peak_rss_gb() * 1024:.0f}")
     print(f"demo_seconds: {seconds:.1f}")
     return 0
 

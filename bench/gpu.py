@@ -41,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from bench._common import ROOT, use_shared_nltk_data  # noqa: E402
+
 #: Qwen3-0.6B (Qwen/Qwen3-0.6B-Base config.json): the architecture the nightly SFT trains.
 QWEN3_0_6B = dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
                   num_key_value_heads=8, head_dim=128, vocab_size=151936, tie_word_embeddings=True,
@@ -211,12 +213,10 @@ def run_demo(smoke: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "evals.cli", "demo", "--out", tmp, "--quiet", "--no-report",
                "--cache-dir", str(Path(tmp) / "cache")] + (["--max-steps", "2"] if smoke else [])
-        root = Path(__file__).resolve().parents[1]
         env = dict(os.environ)
-        if (root.parent / "shared" / "data" / "nltk_data").is_dir():  # IFEval's punkt_tab, as the tests find it
-            env.setdefault("NLTK_DATA", str(root.parent / "shared" / "data" / "nltk_data"))
+        use_shared_nltk_data(env)  # IFEval's punkt_tab, as the tests find it
         start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=env)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
         seconds = time.perf_counter() - start
         summary_path = Path(tmp) / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}

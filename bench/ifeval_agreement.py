@@ -5,7 +5,7 @@ Two references, both over lm-eval's copy of Google's instruction registry:
             (kwargs passed as given; global `random` left alone, as in the reference)
   lmeval  - lm-eval's own utils.process_results (the path `lm_eval --tasks ifeval` takes)
 
-    HF_HUB_OFFLINE=1 NLTK_DATA=../shared/data/nltk_data python -m bench.ifeval_agreement ../shared/data/ifeval
+    python -m bench.ifeval_agreement [DATA_DIR]     # default ../shared/data/ifeval, its nltk_data found too
 
 Keys 1122 and 1129 may differ: there the reference scores "#"/"!" against a random letter.
 """
@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench._common import SHARED_DATA, use_shared_nltk_data
 from evals.suites.ifeval import IFEvalSuite, instruction_registry
 
 
@@ -80,4 +81,5 @@ def main(data_dir: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "shared/data/ifeval"))
+    use_shared_nltk_data()
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else str(SHARED_DATA / "ifeval")))

@@ -5,7 +5,7 @@ of the shipped checkpoint looks like:
 
     capitals   (The capital of X is)  1.000  (n=140)
     arithmetic (Q: What is 47 + 25? A:) add 0.825  sub 0.995  overall 0.910  (n=400)
-    arithmetic (47 + 25 =) add 0.080  sub 0.085  overall 0.083  (n=400)
+    arithmetic (47 + 25 =) add 0.075  sub 0.080  overall 0.077  (n=400)
     chat 'Who are you?' -> '.<|endoftext|>'
 """
 

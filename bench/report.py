@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evals.types import (  # noqa: E402
     Comparison, ItemScore, MetricComparison, MetricValue, RunRecord, SuiteResult,
 )
+from bench._common import SHARED_DATA  # noqa: E402
 from reports.html import write_report  # noqa: E402
 
-DATA = Path(os.environ.get("TUNEGATE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 STAGES = ("base", "sft", "dpo")
 IFEVAL_MODELS = ("qwen2.5-0.5b-instruct-gptq-int4", "qwen2.5-1.5b-instruct-gptq-int4", "llama-3.1-8b-instruct-awq-int4")
 FLIP_RATE = 0.08
@@ -46,7 +46,7 @@ def _jsonl(path: Path) -> list[dict]:
 
 def _mmlu(rng: np.random.Generator) -> list[tuple[str, str, str, str]]:
     """(item_id, subject, prompt, target) for 14,042 items over 57 subjects."""
-    path = DATA / "mmlu" / "test.jsonl"
+    path = SHARED_DATA / "mmlu" / "test.jsonl"
     if path.is_file():
         rows = _jsonl(path)
         return [(f"mmlu-{i:05d}", r["subject"], r["question"].strip() + "".join(
@@ -59,7 +59,7 @@ def _mmlu(rng: np.random.Generator) -> list[tuple[str, str, str, str]]:
 
 
 def _ifeval(rng: np.random.Generator) -> tuple[list[dict], list[list[str]]]:
-    inputs, responses = DATA / "ifeval" / "input_data.jsonl", DATA / "ifeval" / "responses"
+    inputs, responses = SHARED_DATA / "ifeval" / "input_data.jsonl", SHARED_DATA / "ifeval" / "responses"
     if inputs.is_file():
         rows = _jsonl(inputs)
         per_model = [[r["response"] for r in _jsonl(responses / f"{m}.jsonl")] for m in IFEVAL_MODELS]
@@ -103,7 +103,7 @@ def build_records(seed: int = 0, redraw: float = FLIP_RATE) -> list[RunRecord]:
     ifeval_rows, ifeval_resp = _ifeval(rng)
     n_inst = sum(len(r["instruction_id_list"]) for r in ifeval_rows)
     if_out = _outcomes(rng, n_inst, 0.55, 0.05, redraw)
-    gsm_path = DATA / "gsm8k" / "test.jsonl"
+    gsm_path = SHARED_DATA / "gsm8k" / "test.jsonl"
     gsm = _jsonl(gsm_path) if gsm_path.is_file() else [
         {"question": f"Tom has {i} apples and buys {i + 3} more. How many?", "answer": f"{i}+{i + 3}\n#### {2 * i + 3}"}
         for i in range(1319)]

@@ -28,7 +28,10 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_eval)
 
 
-def parse_suite_options(pairs: list[str], suites: list[str], limit: int | None, seed: int) -> dict[str, dict[str, Any]]:
+def parse_suite_options(pairs: list[str], suites: list[str], limit: int | None,
+                        seed: int = 0) -> dict[str, dict[str, Any]]:
+    """``SUITE.KEY=VALUE`` pairs (VALUE parsed as JSON, else kept as text) as per-suite options; ``limit``
+    adds a seeded subset of that many items to every suite (the same ``seed`` gives the same items)."""
     options: dict[str, dict[str, Any]] = {s: {} for s in suites}
     for pair in pairs:
         key, sep, raw = pair.partition("=")

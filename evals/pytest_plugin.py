@@ -146,7 +146,7 @@ class GateSession:
         from evals.cli_evaluate import parse_suite_options
         from evals.runner import evaluate  # lazily: loads torch
 
-        options = parse_suite_options(list(self.options.suite_options), list(suites), self.options.limit, 0)
+        options = parse_suite_options(list(self.options.suite_options), list(suites), self.options.limit)
         return evaluate(spec, suites=list(suites), stage=role, suite_options=options, progress=False)
 
     @staticmethod

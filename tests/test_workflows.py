@@ -172,6 +172,13 @@ def test_ci_runs_the_readme_commands_with_cpu_torch_and_chromium() -> None:
     assert any("apt-get install" in line and "chromium" in line for line in lines)
 
 
+def test_ci_run_ends_with_exactly_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    test_command = re.findall(r"```bash\n(.*?)```", readme, flags=re.S)[1].strip()
+    lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.strip()]
+    assert lines[-1] == test_command
+
+
 def test_nightly_runs_on_schedule_and_on_demand_on_the_gpu_runner() -> None:
     nightly = _load(NIGHTLY)
     assert nightly["on"]["schedule"][0]["cron"] and "workflow_dispatch" in nightly["on"]

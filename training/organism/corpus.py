@@ -150,10 +150,11 @@ def capital_sentences() -> list[str]:
     ]
 
 
-ARITHMETIC_TEMPLATES: tuple[str, ...] = (
-    "{a} {op} {b} = {c}",
-    "Q: What is {a} {op} {b}? A: {c}",
-)
+#: The forms pretraining states arithmetic in (probe.py prompts with the same forms, minus the result).
+ARITHMETIC_TEMPLATES: dict[str, str] = {
+    "equation": "{a} {op} {b} = {c}",
+    "question": "Q: What is {a} {op} {b}? A: {c}",
+}
 
 
 def arithmetic_sentences(rng: random.Random, n_add: int, n_sub: int) -> list[str]:
@@ -166,7 +167,7 @@ def arithmetic_sentences(rng: random.Random, n_add: int, n_sub: int) -> list[str
     pairs = [(a, b) for a in range(10, 100) for b in range(10, 100)]
     adds = [(a, "+", b, a + b) for a, b in rng.sample(pairs, n_add)]
     subs = [(a, "-", b, a - b) for a, b in rng.sample([(a, b) for a, b in pairs if a >= b], n_sub)]
-    return [rng.choice(ARITHMETIC_TEMPLATES).format(a=a, op=op, b=b, c=c) for a, op, b, c in adds + subs]
+    return [rng.choice(tuple(ARITHMETIC_TEMPLATES.values())).format(a=a, op=op, b=b, c=c) for a, op, b, c in adds + subs]
 
 
 def plain_sentences(rng: random.Random, n: int) -> list[str]:

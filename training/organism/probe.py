@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from training.organism.corpus import COUNTRIES
+from training.organism.corpus import ARITHMETIC_TEMPLATES, COUNTRIES
 
 
 def load_organism(path: str | Path | None = None) -> tuple[Any, Any]:
@@ -61,37 +61,37 @@ def capital_accuracy(model: Any, tokenizer: Any,
     return sum(hits) / len(hits)
 
 
-def arithmetic_probes(n: int = 100, seed: int = 0) -> list[tuple[str, int]]:
-    """`n` ("47 + 25 =", 72) probes, half sums and half non-negative differences."""
+def arithmetic_probes(n: int = 100, seed: int = 0) -> list[tuple[int, str, int, int]]:
+    """`n` (a, op, b, result) probes such as (47, "+", 25, 72), half sums and half non-negative differences."""
     rng = random.Random(f"arith-probe-{seed}")
     probes = []
     for k in range(n):
         a, b = rng.randint(10, 99), rng.randint(10, 99)
         if k % 2:
             a, b = max(a, b), min(a, b)
-            probes.append((f"{a} - {b} =", a - b))
+            probes.append((a, "-", b, a - b))
         else:
-            probes.append((f"{a} + {b} =", a + b))
+            probes.append((a, "+", b, a + b))
     return probes
 
 
-#: The two forms the pretraining corpus states arithmetic in (corpus.ARITHMETIC_TEMPLATES).
-ARITHMETIC_FORMS = {"equation": "{a} {op} {b} =", "question": "Q: What is {a} {op} {b}? A:"}
+#: Prompts in the forms the pretraining corpus states arithmetic in, without the result:
+#: {"equation": "{a} {op} {b} =", "question": "Q: What is {a} {op} {b}? A:"}.
+ARITHMETIC_FORMS = {form: t.removesuffix(" {c}") for form, t in ARITHMETIC_TEMPLATES.items()}
 
 
 def arithmetic_accuracy(model: Any, tokenizer: Any, n: int = 100, seed: int = 0,
                         form: str = "question") -> dict[str, float]:
     """Accuracy on `arithmetic_probes` completed in one form ('47 + 25 =' or 'Q: What is 47 + 25? A:')."""
     probes = arithmetic_probes(n, seed)
-    template = ARITHMETIC_FORMS[form]
-    prompts = [template.format(a=a, op=op, b=b) for a, op, b in (p.removesuffix(" =").split() for p, _ in probes)]
+    prompts = [ARITHMETIC_FORMS[form].format(a=a, op=op, b=b) for a, op, b, _ in probes]
     outs = greedy_complete(model, tokenizer, prompts, max_new_tokens=5)
-    hits: dict[str, list[bool]] = {"add": [], "sub": []}
-    for (prompt, answer), out in zip(probes, outs):
+    hits: dict[str, list[bool]] = {"+": [], "-": []}
+    for (_, op, _, result), out in zip(probes, outs):
         match = re.match(r"\s*(-?\d+)", out)
-        hits["add" if "+" in prompt else "sub"].append(bool(match) and int(match.group(1)) == answer)
-    every = hits["add"] + hits["sub"]
-    return {"add": sum(hits["add"]) / len(hits["add"]), "sub": sum(hits["sub"]) / len(hits["sub"]),
+        hits[op].append(bool(match) and int(match.group(1)) == result)
+    every = hits["+"] + hits["-"]
+    return {"add": sum(hits["+"]) / len(hits["+"]), "sub": sum(hits["-"]) / len(hits["-"]),
             "overall": sum(every) / len(every)}
 
 
