@@ -9,16 +9,17 @@ Imports and a warm-up forward pass happen before any timer starts, so neither si
     HF_HUB_OFFLINE=1 python bench/eval_speed.py [--model DIR] [--threads 1] [--repeat 3]
 
 The sides alternate ``--repeat`` times and each keeps its best time. By default each tool runs as it
-would for a user (tunegate puts a model under 10M parameters on one torch thread, lm-eval keeps
-torch's default); ``--threads 1`` gives both one thread. Real output on the organism, 2 shared
-(busy) CPU cores::
+would for a user: lm-eval keeps torch's thread count; tunegate does too, except that it puts a model under
+10M parameters on one thread while other processes keep the cores busy (``evals.backends.auto_threads``).
+``--threads N`` gives both N threads. Real output on the organism, 2 idle CPU cores::
 
-    best of 3: tunegate 4.69 s, lm-eval 16.69 s, tunegate cached 0.074 s; tunegate peak RSS 0.61 GB
-    agreement: {"knowledge": {"n": 60, "same_choice": 60, "max_abs_logprob_diff": 5.7e-06}, "math": {...}}
-    speedup_vs_lm_eval: 3.56
-    cached_speedup: 63.30
+    best of 3: tunegate 1.48 s, lm-eval 2.32 s, tunegate cached 0.065 s; tunegate peak RSS 0.61 GB
+    agreement: {"knowledge": {"n": 60, "same_choice": 60, "max_abs_logprob_diff": 8.6e-06}, "math": {...}}
+    speedup_vs_lm_eval: 1.57
+    cached_speedup: 22.82
 
-(``--threads 1``: tunegate 3.84 s, lm-eval 6.78 s, speedup 1.77.)
+Three such runs gave speedups 1.57, 1.42 and 1.85 (cached 22.8, 34.3, 27.0); ``--threads 1``: 1.38;
+with two other processes spinning on the two cores: 1.50.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -35,11 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-DATA = Path(os.environ.get("TUNEGATE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-
-
-def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # ru_maxrss is KiB on Linux
+from bench._common import SHARED_DATA, peak_rss_gb  # noqa: E402
 
 
 def warm_up(model_dir: str) -> None:
@@ -74,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
                              "max_new_tokens, which lm-eval's HF backend cannot override, else 64)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads for both sides (default: each tool's own; tunegate runs a model "
-                             "under 10M parameters on one thread, lm-eval uses torch's default)")
+                             "under 10M parameters on one thread when other processes keep the cores busy)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per side; the best time counts")
-    parser.add_argument("--data", default=str(DATA), help="folder with mmlu/test.jsonl and gsm8k/test.jsonl")
+    parser.add_argument("--data", default=str(SHARED_DATA), help="folder with mmlu/test.jsonl and gsm8k/test.jsonl")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -15,6 +15,7 @@ A new backend (vLLM, an API) is one class with the same methods (see evals.reque
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -106,14 +107,23 @@ class HFBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.completion_mode = completion_mode
         self.batch_size = batch_size or (32 if self.device == "cpu" else auto_batch_size(self.model))
-        #: torch intra-op threads while this backend computes (None: leave torch's setting alone)
-        self.threads = threads if threads is not None else auto_threads(self.model, self.device)
+        if threads is not None:
+            self.threads = threads
         self.dtype = str(torch_dtype).removeprefix("torch.")
 
     # -- identity -------------------------------------------------------------------------------
     @property
     def fingerprint(self) -> str:
         return self._fingerprint
+
+    @functools.cached_property
+    def threads(self) -> int | None:
+        """torch intra-op threads while this backend computes (None: torch's own setting).
+
+        Unless given, chosen by ``auto_threads`` at the first computation, not at load, so a fully cached
+        run never pays for sampling the machine's load.
+        """
+        return auto_threads(self.model, self.device)
 
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
@@ -128,7 +138,7 @@ class HFBackend:
 
     def info(self) -> dict[str, Any]:
         return {"model": self.name, "path": str(self.path), "device": self.device, "dtype": self.dtype,
-                "batch_size": self.batch_size, "threads": self.threads, "fingerprint": self.fingerprint}
+                "batch_size": self.batch_size, "threads": vars(self).get("threads"), "fingerprint": self.fingerprint}
 
     # -- generation -----------------------------------------------------------------------------
     @property
@@ -294,17 +304,24 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
     return text[:cut]
 
 
-#: Below this many parameters a CPU model runs on one intra-op thread: its matrices (e.g. 128 x 512 for
-#: the organism) are too small for OpenMP to pay off, and on shared cores the threads' barriers make
-#: every step wait for a descheduled peer (measured 5-20x slower with 2 threads on 2 busy cores).
+#: Below this many parameters a CPU model runs on one intra-op thread when other processes keep the
+#: cores busy: its matrices (e.g. 128 x 512 for the organism) are small, and on busy cores the threads'
+#: barriers make every step wait for a descheduled peer (measured 5-20x slower with 2 threads on 2 busy
+#: cores). On idle cores torch's own count is faster (bench/eval_speed.py on 2 idle cores: 1.4-1.8 s on
+#: two threads, 2.5-2.9 s on one).
 SMALL_MODEL_PARAMS = 10_000_000
+#: Cores kept busy by other processes (evals.env.other_cpu_load) from which the cores count as busy.
+BUSY_CORES = 0.5
 
 
 def auto_threads(model: torch.nn.Module, device: str) -> int | None:
-    """1 for a small model on CPU, else None (torch's own setting)."""
-    if not str(device).startswith("cpu"):
+    """1 for a small model on CPU cores that other processes keep busy, else None (torch's own setting)."""
+    if not str(device).startswith("cpu") or sum(p.numel() for p in model.parameters()) >= SMALL_MODEL_PARAMS:
         return None
-    return 1 if sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMS else None
+    from evals.env import other_cpu_load
+
+    load = other_cpu_load()
+    return 1 if load is not None and load >= BUSY_CORES else None
 
 
 @contextlib.contextmanager

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 pytestmark = pytest.mark.slow
 
@@ -22,6 +21,7 @@ pytestmark = pytest.mark.slow
 def runs(organism_dir: Path, shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Both runs on the same items: tunegate's record, lm-eval's per-item results, their agreement."""
     pytest.importorskip("lm_eval")
+    from evals.backends import torch_threads
     from evals.lm_eval_adapter import agreement, build_mirror, lm_eval_max_new_tokens, per_item, run_lm_eval
     from evals.runner import evaluate
 
@@ -29,14 +29,11 @@ def runs(organism_dir: Path, shared_data: Path, tmp_path_factory: pytest.TempPat
     mirror = build_mirror(tmp, mmlu_test=shared_data / "mmlu" / "test.jsonl",
                           gsm8k_test=shared_data / "gsm8k" / "test.jsonl",
                           per_subject=20, gsm8k_n=40, max_new_tokens=lm_eval_max_new_tokens(organism_dir))
+    # both sides on one thread, so greedy decoding runs the same float kernels
     record = evaluate(str(organism_dir), list(mirror.suites), cache_dir=tmp / "cache", progress=False,
-                      device="cpu", dtype="float32")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the organism is tiny: one thread is faster, and stable on shared cores
-    try:
+                      device="cpu", dtype="float32", threads=1)
+    with torch_threads(1):
         results = run_lm_eval(organism_dir, mirror.tasks, mirror.task_dir, batch_size=32)
-    finally:
-        torch.set_num_threads(threads)
     reference = per_item(results, mirror.tasks)
     return {"record": record, "reference": reference, "agreement": agreement(record, reference)}
 
