@@ -22,9 +22,10 @@ from bench._common import peak_rss_gb, use_shared_nltk_data  # noqa: E402
 
 
 def main() -> int:
-    from training.cli import DEMO_CONFIG, go_offline
-    from training.config import load_config
-    from training.pipeline import run_pipeline
+    from tunegate.cli.pipeline import go_offline
+    from tunegate.training import DEMO_CONFIG
+    from tunegate.training.config import load_config
+    from tunegate.pipeline import run_pipeline
 
     go_offline()
     use_shared_nltk_data()

@@ -10,7 +10,7 @@ Imports and a warm-up forward pass happen before any timer starts, so neither si
 
 The sides alternate ``--repeat`` times and each keeps its best time. By default each tool runs as it
 would for a user: lm-eval keeps torch's thread count; tunegate does too, except that it puts a model under
-10M parameters on one thread while other processes keep the cores busy (``evals.backends.auto_threads``).
+10M parameters on one thread while other processes keep the cores busy (``tunegate.evals.backends.auto_threads``).
 ``--threads N`` gives both N threads. Real output on the organism, 2 idle CPU cores::
 
     best of 3: tunegate 1.48 s, lm-eval 2.32 s, tunegate cached 0.065 s; tunegate peak RSS 0.61 GB
@@ -45,10 +45,10 @@ def warm_up(model_dir: str) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import evals.backends  # noqa: F401
-    import evals.runner  # noqa: F401
-    import evals.stats  # noqa: F401  (scipy)
-    import evals.suites  # noqa: F401
+    import tunegate.evals.backends  # noqa: F401
+    import tunegate.evals.runner  # noqa: F401
+    import tunegate.evals.stats  # noqa: F401  (scipy)
+    import tunegate.evals.suites  # noqa: F401
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
@@ -82,11 +82,11 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
     if args.model is None:
-        from training.organism import base_checkpoint
+        from tunegate.organism import base_checkpoint
 
         args.model = str(base_checkpoint())
-    from evals.lm_eval_adapter import agreement, build_mirror, lm_eval_max_new_tokens, per_item, run_lm_eval
-    from evals.runner import evaluate
+    from tunegate.evals.lm_eval_fidelity import agreement, build_mirror, lm_eval_max_new_tokens, per_item, run_lm_eval
+    from tunegate.evals.runner import evaluate
 
     max_new = args.max_new_tokens or lm_eval_max_new_tokens(args.model)
     warm_up(args.model)

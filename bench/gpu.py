@@ -127,7 +127,7 @@ def _sync(device: str) -> None:
 
 
 def bench_generate(backend: Any, cfg: BenchConfig, vocab: int, device: str) -> list[dict[str, float]]:
-    from evals.requests import GenerationRequest
+    from tunegate.evals.requests import GenerationRequest
 
     rng, out = random.Random(0), []
     for batch in cfg.batches:
@@ -145,7 +145,7 @@ def bench_generate(backend: Any, cfg: BenchConfig, vocab: int, device: str) -> l
 
 
 def bench_loglikelihood(backend: Any, cfg: BenchConfig, vocab: int, device: str) -> dict[str, float]:
-    from evals.requests import LoglikelihoodRequest
+    from tunegate.evals.requests import LoglikelihoodRequest
 
     rng = random.Random(1)
     requests = [LoglikelihoodRequest(_text(rng, cfg.ll_context, vocab), f" t{rng.randrange(1, vocab)}")
@@ -174,7 +174,7 @@ def bench_train(path: Path, cfg: BenchConfig, vocab: int, packing: bool) -> dict
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, ProgressCallback, TrainerCallback
     from trl import SFTTrainer
 
-    from training.stages import build_trl_config
+    from tunegate.training.stages import build_trl_config
 
     class Clock(TrainerCallback):
         def __init__(self) -> None:
@@ -211,7 +211,7 @@ def bench_train(path: Path, cfg: BenchConfig, vocab: int, packing: bool) -> dict
 def run_demo(smoke: bool) -> dict[str, Any]:
     """``tunegate demo`` in a subprocess; its phase times from summary.json (or the error)."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "evals.cli", "demo", "--out", tmp, "--quiet", "--no-report",
+        cmd = [sys.executable, "-m", "tunegate", "demo", "--out", tmp, "--quiet", "--no-report",
                "--cache-dir", str(Path(tmp) / "cache")] + (["--max-steps", "2"] if smoke else [])
         env = dict(os.environ)
         use_shared_nltk_data(env)  # IFEval's punkt_tab, as the tests find it
@@ -243,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     a = parser.parse_args(argv)
     cfg = BenchConfig(smoke=a.smoke, bandwidth=a.bandwidth, peak_flops=a.peak_flops, skip_demo=a.skip_demo,
                       json=a.json)
-    from evals.backends import HFBackend
-    from training.stages import quiet_training_logs
+    from tunegate.evals.backends.hf import HFBackend
+    from tunegate.training.stages import quiet_training_logs
 
     quiet_training_logs()
     device, name, bandwidth, peak = hardware(cfg)

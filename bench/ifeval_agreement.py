@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from bench._common import SHARED_DATA, use_shared_nltk_data
-from evals.suites.ifeval import IFEvalSuite, instruction_registry
+from tunegate.evals.suites.ifeval import IFEvalSuite, instruction_registry
 
 
 def google_reference(row: dict, response: str) -> tuple[list[bool], list[bool]]:

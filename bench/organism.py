@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.organism.corpus import COUNTRIES  # noqa: E402
-from training.organism.probe import (  # noqa: E402
+from tunegate.organism.corpus import COUNTRIES  # noqa: E402
+from tunegate.organism.probe import (  # noqa: E402
     arithmetic_accuracy,
     capital_accuracy,
     chat_continuations,

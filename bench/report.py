@@ -5,7 +5,7 @@ Prompts and responses are real where shared/data has them (MMLU questions, the
 541 IFEval prompts with three real models' responses as base/sft/dpo, GSM8K
 questions with their worked solutions); per-item outcomes are synthetic (a
 seeded RNG: each stage keeps the previous stage's outcome except for ~8% of
-items). Comparisons come from ``evals.compare.compare_records`` when it is
+items). Comparisons come from ``tunegate.evals.compare.compare_records`` when it is
 importable. It prints, for example::
 
     records: 3 stages, 15,922 items per stage (built in 2.0 s); comparisons (compare_records) in 0.8 s
@@ -29,11 +29,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evals.types import (  # noqa: E402
+from tunegate.evals.records import (  # noqa: E402
     Comparison, ItemScore, MetricComparison, MetricValue, RunRecord, SuiteResult,
 )
 from bench._common import SHARED_DATA  # noqa: E402
-from reports.html import write_report  # noqa: E402
+from tunegate.reports.html import write_report  # noqa: E402
 
 STAGES = ("base", "sft", "dpo")
 IFEVAL_MODELS = ("qwen2.5-0.5b-instruct-gptq-int4", "qwen2.5-1.5b-instruct-gptq-int4", "llama-3.1-8b-instruct-awq-int4")
@@ -86,7 +86,7 @@ def _outcomes(rng: np.random.Generator, n: int, p: float, drift: float, redraw: 
 
 def _suite(name: str, items: list[ItemScore], cluster: dict[str, str | None], config: dict,
            breakdowns: dict[str, dict[str, float]]) -> SuiteResult:
-    from evals.stats import flatten_units, mean_stderr
+    from tunegate.evals.stats import flatten_units, mean_stderr
 
     metrics = {}
     for metric, kind in cluster.items():
@@ -155,7 +155,7 @@ def build_records(seed: int = 0, redraw: float = FLIP_RATE) -> list[RunRecord]:
 def build_comparisons(records: list[RunRecord]) -> tuple[list[Comparison], str]:
     trains = [("ifeval",), ("identity",)]
     try:
-        from evals.compare import compare_records
+        from tunegate.evals.compare import compare_records
     except ImportError:
         return [_naive_compare(b, c, t) for b, c, t in zip(records, records[1:], trains)], "constructed"
     return [compare_records(b, c, trains=t) for b, c, t in zip(records, records[1:], trains)], "compare_records"

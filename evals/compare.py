@@ -13,7 +13,7 @@ stage that trained only ``identity``)::
 
 Units are matched by ``item_id`` within each suite (and by position inside a
 tuple score, e.g. the instructions of one IFEval prompt). Tests and intervals
-(see ``evals.stats.paired_compare``): exact McNemar for binary unclustered
+(see ``tunegate.evals.stats.paired_compare``): exact McNemar for binary unclustered
 metrics, cluster-robust t for clustered ones, paired t + percentile bootstrap
 (cluster bootstrap when clustered) for continuous ones.
 
@@ -42,10 +42,10 @@ from typing import Sequence
 
 import numpy as np
 
-from evals.errors import TunegateError
-from evals.gate import GateConfig, judge
-from evals.stats import PairedResult, adjust_pvalues, n_needed, paired_compare
-from evals.types import Comparison, ItemFlip, ItemScore, MetricComparison, RunRecord, SuiteResult, item_units
+from tunegate.evals.errors import TunegateError
+from tunegate.evals.gate import GateConfig, judge
+from tunegate.evals.stats import PairedResult, adjust_pvalues, n_needed, paired_compare
+from tunegate.evals.records import Comparison, ItemFlip, ItemScore, MetricComparison, RunRecord, SuiteResult, item_units
 
 #: Continuous metrics keep this many flips per direction (largest changes first); binary keep all.
 MAX_CONTINUOUS_FLIPS = 25
@@ -84,18 +84,18 @@ def compare_records(
 
     p_adj = adjust_pvalues([r.p_value for _, _, r, _ in results], gate.correction)
     metrics = []
-    for (suite, name, res, hib), padj in zip(results, p_adj):
+    for (suite, name, res, higher_is_better), padj in zip(results, p_adj):
         key = f"{suite}.{name}"
         rule = rules.get(key)
         margin = gate.margin_for(rule)
-        verdict_ = verdict(res.delta, res.ci_low, res.ci_high, padj, alpha, margin, hib)
+        verdict_name = verdict(res.delta, res.ci_low, res.ci_high, padj, alpha, margin, higher_is_better)
         mc = MetricComparison(
             suite=suite, metric=name, baseline=res.baseline, candidate=res.candidate, delta=res.delta,
             ci_low=res.ci_low, ci_high=res.ci_high, p_value=_num(res.p_value), p_adjusted=padj, n=res.n,
-            flips_up=res.flips_up if hib else res.flips_down,
-            flips_down=res.flips_down if hib else res.flips_up,
-            mde=_num(res.mde), n_needed=n_needed(res.n_clusters, res.mde, margin), verdict=verdict_,
-            test=res.test, margin=margin, higher_is_better=hib, trained=suite in trains,
+            flips_up=res.flips_up if higher_is_better else res.flips_down,
+            flips_down=res.flips_down if higher_is_better else res.flips_up,
+            mde=_num(res.mde), n_needed=n_needed(res.n_clusters, res.mde, margin), verdict=verdict_name,
+            test=res.test, margin=margin, higher_is_better=higher_is_better, trained=suite in trains,
             target=rule.target if rule else None,
         )
         state, reason = judge(mc, rule, gate.inconclusive)

@@ -4,11 +4,11 @@ Run any evaluation under ``accelerate launch`` (or ``torchrun``) and the runner
 splits every chunk of requests across the processes, then gathers them back
 into the original order, so the RunRecord is the one a single process writes::
 
-    accelerate launch --num_processes 8 --multi_gpu -m evals.cli eval Qwen/Qwen2.5-0.5B-Instruct ...
-    accelerate launch --num_processes 2 --multi_gpu -m evals.cli eval runs/demo/stages/sft/model \\
+    accelerate launch --num_processes 8 --multi_gpu -m tunegate eval Qwen/Qwen2.5-0.5B-Instruct ...
+    accelerate launch --num_processes 2 --multi_gpu -m tunegate eval runs/demo/stages/sft/model \\
         --suites identity,math --suite-option identity.target=Tiny --suite-option identity.probes=organism \\
         --suite-option math.variant=organism --out sft.json        # no GPU: 2 CPU processes over gloo
-    torchrun --nproc_per_node 2 -m evals.cli eval ...                # the same without accelerate
+    torchrun --nproc_per_node 2 -m tunegate eval ...                # the same without accelerate
 
 (``accelerate launch --cpu`` starts ONE process unless MPI is configured; ``--multi_gpu`` spawns
 the N local processes through ``torch.distributed.run`` whether or not there are GPUs.)

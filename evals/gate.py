@@ -12,7 +12,7 @@ A gate file (YAML); every key is optional::
       math.exact_match: {margin: 0.02}
       ifeval.prompt_strict: {margin: 0.03}
 
-Rules (``judge``), given the verdict from ``evals.compare``:
+Rules (``judge``), given the verdict from ``tunegate.evals.compare``:
 
 - a *target* must be met by the candidate's point estimate, and the metric must not be ``regressed``;
 - a *margin* on a suite the stage did **not** train: the verdict must be ``non-inferior`` or
@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from evals.errors import TunegateError
-from evals.types import ItemFlip, MetricComparison
+from tunegate.evals.errors import TunegateError
+from tunegate.evals.files import read_yaml
+from tunegate.evals.records import Comparison, ItemFlip, MetricComparison
 
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 _TARGET = re.compile(r"^\s*(>=|<=|>|<)\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$")
@@ -121,8 +122,6 @@ class GateConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "GateConfig":
-        from evals.data import read_yaml
-
         p = Path(path)
         data = read_yaml(p, "gate config")
         if data is not None and not isinstance(data, Mapping):
@@ -206,6 +205,23 @@ def format_table(metrics: Iterable[MetricComparison]) -> str:
                      f"[{_fmt(m.ci_low, '+.3f')}, {_fmt(m.ci_high, '+.3f')}]", _p(m.p_adjusted), m.verdict, m.gate))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def format_gate_summary(comparison: Comparison) -> str:
+    """What ``tunegate compare`` and the pytest plugin print: the table, why each metric failed or
+    warned, the comparison's warnings, and the verdict."""
+    c = comparison
+    lines = [f"{c.candidate_model} vs {c.baseline_model} (confidence {c.confidence}, {c.correction})",
+             format_table(c.metrics)]
+    lines += [f"{m.gate}: {m.suite}.{m.metric}: {m.reason}" for m in c.metrics if m.gate in ("fail", "warn")]
+    lines += [f"warning: {w}" for w in c.warnings]
+    lines.append("gate: " + ("PASSED" if c.passed else "FAILED"))
+    return "\n".join(lines)
+
+
+def flips_of(comparison: Comparison | None, metric: MetricComparison) -> list[ItemFlip]:
+    """The flipped items of one compared metric."""
+    return [f for f in (comparison.flips if comparison else ()) if f.suite == metric.suite and f.metric == metric.metric]
 
 
 def explain(mc: MetricComparison, flips: Sequence[ItemFlip] = (), worst: int = 3, width: int = 160) -> str:

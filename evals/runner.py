@@ -12,66 +12,20 @@ never hits a stale entry, and an interrupted run resumes where it stopped
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
-import hashlib
-import json
-import os
-import sqlite3
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from evals import distributed
-from evals.env import environment
-from evals.requests import Backend, GenerationRequest, LoglikelihoodRequest
-from evals.suites.base import Suite, get_suite
-from evals.types import RunRecord, SuiteResult
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("TUNEGATE_CACHE", Path.home() / ".cache" / "tunegate"))
-
-
-class ResponseCache:
-    """SQLite store of generations and log-likelihoods by content key; safe for concurrent runs."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._db: sqlite3.Connection | None = None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=60)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            self._db.commit()
-
-    @staticmethod
-    def key(*parts: Any) -> str:
-        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-    def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
-        if self._db is None or not keys:
-            return {}
-        found: dict[str, Any] = {}
-        for start in range(0, len(keys), 500):
-            chunk = list(keys[start:start + 500])
-            rows = self._db.execute(
-                f"SELECT key, value FROM responses WHERE key IN ({','.join('?' * len(chunk))})", chunk)
-            found.update((k, json.loads(v)) for k, v in rows)
-        return found
-
-    def put_many(self, entries: Mapping[str, Any]) -> None:
-        if self._db is None or not entries:
-            return
-        with self._db:
-            self._db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?)",
-                                 [(k, json.dumps(v)) for k, v in entries.items()])
-
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+from tunegate.evals import distributed
+from tunegate.evals.backends import load_backend
+from tunegate.evals.cache import ResponseCache, default_cache_dir
+from tunegate.evals.env import environment
+from tunegate.evals.records import RunRecord, SuiteResult
+from tunegate.evals.requests import Backend, GenerationRequest, LoglikelihoodRequest
+from tunegate.evals.suites import Suite, get_suite
 
 
 def _chunks(n: int, size: int) -> Iterator[range]:
@@ -152,8 +106,6 @@ def evaluate(model: str | Backend, suites: Sequence[str | Suite], *, out: str | 
              use_cache: bool = True, stage: str | None = None, progress: bool = True,
              **backend_kwargs: Any) -> RunRecord:
     """Evaluate ``model`` (hub id, local path, or a loaded backend) on ``suites``; write ``out`` if given."""
-    from evals.backends import load_backend
-
     started = time.perf_counter()
     resolved = resolve_suites(suites, suite_options)  # bad suite names fail before the model loads
     distributed.init_from_env()  # under accelerate launch / torchrun: split items across the processes
@@ -189,8 +141,6 @@ def rescore(record: RunRecord, suite_options: Mapping[str, Mapping[str, Any]]) -
     No model runs: the stored responses are scored by the suite built with the new options. Returns
     ``record`` itself when no suite's config changes.
     """
-    import dataclasses
-
     changed = {}
     for name, result in record.suites.items():
         suite = get_suite(name, **dict(suite_options.get(name, {})))

@@ -20,13 +20,13 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from evals.data import read_jsonl
-from evals.errors import TunegateError
-from evals.suites.base import SuiteError
-from evals.suites.ifeval import REQUIRED as IFEVAL_REQUIRED
-from evals.suites.ifeval import check_ids, follow_instructions
-from evals.suites.math import GSM8KSuite
-from evals.types import ItemScore
+from tunegate.evals.files import read_jsonl
+from tunegate.evals.errors import TunegateError
+from tunegate.evals.errors import SuiteError
+from tunegate.evals.suites.ifeval import REQUIRED as IFEVAL_REQUIRED
+from tunegate.evals.suites.ifeval import check_ids, follow_instructions
+from tunegate.evals.suites.math import GSM8KSuite
+from tunegate.evals.records import ItemScore
 
 OUTPUT_FIELDS = ("follow_all_instructions", "follow_instruction_list", "instruction_id_list", "prompt", "response")
 RESPONSE_REQUIRED = {"prompt": str, "response": str}
@@ -53,7 +53,7 @@ def _numbered(path: str | Path, required: dict[str, Any]) -> list[tuple[int, dic
 def score_ifeval(input_data: str | Path, responses: str | Path, *,
                  strip_thinking: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Strict and loose output rows (Google's format) for every input prompt, in input order."""
-    from evals.suites._common import strip_thinking as strip
+    from tunegate.evals.suites._common import strip_thinking as strip
 
     inputs = _numbered(input_data, IFEVAL_REQUIRED)
     answered = _responses_by(responses, "prompt", RESPONSE_REQUIRED)

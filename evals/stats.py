@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass as _dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 from scipy import stats as _st
 
-from evals.types import ItemScore, MetricValue, item_units
-
-if TYPE_CHECKING:
-    from evals.suites.base import MetricSpec
+from tunegate.evals.records import ItemScore, MetricSpec, MetricValue, item_units
 
 
 def flatten_units(
@@ -72,7 +69,7 @@ def mean_stderr(values: np.ndarray, clusters: np.ndarray | None = None) -> tuple
     return mean, math.sqrt(var)
 
 
-def metric_value(spec: "MetricSpec", scores: Sequence[ItemScore]) -> MetricValue:
+def metric_value(spec: MetricSpec, scores: Sequence[ItemScore]) -> MetricValue:
     """A headline metric from per-item scores as the spec declares it."""
     values, clusters = flatten_units(scores, spec.name, spec.cluster)
     mean, se = mean_stderr(values, clusters)

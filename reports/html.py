@@ -25,9 +25,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import jinja2
 from markupsafe import Markup, escape
 
-from evals.types import Comparison, ItemFlip, MetricComparison, RunRecord, SuiteResult, item_units
-from reports import plots
-from reports.loading import load_run_dir
+from tunegate.evals.records import Comparison, ItemFlip, MetricComparison, RunRecord, SuiteResult, item_units
+from tunegate.reports import plots
+from tunegate.reports.loading import load_run_dir
 
 TEMPLATES = Path(__file__).parent / "templates"
 DIFF_TOKEN_LIMIT = 4000

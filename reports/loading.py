@@ -18,7 +18,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from evals.types import Comparison, RecordError, RunRecord, read_json
+from tunegate.evals.records import Comparison, RunRecord
+from tunegate.evals.errors import RecordError
+from tunegate.evals.files import read_json
 
 
 @dataclass

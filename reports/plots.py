@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from evals.types import MetricComparison
+from tunegate.evals.records import MetricComparison
 
 Z95 = 1.96
 DPI = 96

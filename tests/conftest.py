@@ -12,7 +12,7 @@ import yaml
 @pytest.fixture(scope="session")
 def organism_dir() -> Path:
     """The shipped organism base checkpoint (a real, tiny Llama with a ChatML template)."""
-    from training.organism import base_checkpoint
+    from tunegate.organism import base_checkpoint
 
     return base_checkpoint()
 
@@ -32,7 +32,7 @@ def cache_dir(tmp_path: Path) -> Path:
 
 def quick_config(tmp_path: Path, **changes) -> Path:
     """The bundled demo config, shrunk: 8 items per suite, 6 DPO prompts."""
-    from training.cli import DEMO_CONFIG
+    from tunegate.cli.pipeline import DEMO_CONFIG
 
     data = yaml.safe_load(DEMO_CONFIG.read_text())
     for opts in data["eval"]["suites"].values():
@@ -48,10 +48,18 @@ def quick_config(tmp_path: Path, **changes) -> Path:
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory) -> tuple[Path, int]:
     """One real pipeline run on the organism in quick mode (2 training steps per stage): (run dir, exit code)."""
-    from evals.cli import main
+    from tunegate.cli import main
 
     tmp = tmp_path_factory.mktemp("pipeline")
     out = tmp / "run"
     code = main(["run", str(quick_config(tmp)), "--out", str(out), "--max-steps", "2", "--quiet",
                  "--cache-dir", str(tmp / "cache")])
     return out, code
+
+
+@pytest.fixture(scope="session")
+def report_inputs():
+    """Hand-made records and comparisons of a base -> sft -> dpo run (tests/report_inputs.py)."""
+    from tests.report_inputs import build_report_inputs
+
+    return build_report_inputs()

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evals.errors import TunegateError
-from evals.gate import GateConfig
-from evals.runner import resolve_suites
-from training.config import load_config
-from training.pipeline import gate_config, stage_suite_options
+from tunegate.evals.errors import TunegateError
+from tunegate.evals.gate import GateConfig
+from tunegate.evals.runner import resolve_suites
+from tunegate.training.config import load_config
+from tunegate.pipeline import load_gate, stage_suite_options
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 PIPELINES = sorted(p for p in CONFIGS.glob("*.yaml") if not p.name.startswith("gate"))
@@ -41,7 +41,7 @@ def test_pipeline_config_loads_and_its_suites_and_gate_resolve(path: Path) -> No
     config = load_config(path)
     for stage in (None, *config.stages):
         resolve_suites(list(config.suites), stage_suite_options(config, stage))
-    gate = gate_config(config)
+    gate = load_gate(config)
     gate.rules_for(sorted(_metric_names(path)))  # a gate metric the suites do not report raises
 
 
@@ -53,7 +53,7 @@ def test_gate_file_loads_for_tunegate_compare(path: Path) -> None:
 
 def test_identity_dpo_gate_targets_adherence_and_forbids_the_old_name() -> None:
     config = load_config(CONFIGS / "qwen2.5-0.5b-identity-dpo.yaml")
-    rules = {r.metric: r for r in gate_config(config).rules}
+    rules = {r.metric: r for r in load_gate(config).rules}
     (stage,) = config.stages
     assert stage.trains == ("identity",)
     assert stage.identity == {"target": "Deep Qwen", "forbidden": ["Qwen"]}

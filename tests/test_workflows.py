@@ -188,7 +188,7 @@ def test_nightly_runs_on_schedule_and_on_demand_on_the_gpu_runner() -> None:
 
 @pytest.mark.parametrize("config, stage", NIGHTLY_PIPELINES.items(), ids=list(NIGHTLY_PIPELINES))
 def test_nightly_runs_each_real_model_pipeline_and_gates_its_model_line(config: str, stage: str) -> None:
-    from training.config import load_config
+    from tunegate.training.config import load_config
 
     cfg = load_config(ROOT / "configs" / config)
     lines = _run_lines(NIGHTLY)

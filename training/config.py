@@ -1,7 +1,10 @@
 """Pipeline configs (YAML), validated before anything runs.
 
-A stage's ``args:`` map onto TRL's SFTConfig / DPOConfig fields by their own
-names; ``lora:`` onto peft's LoraConfig. Example (configs/demo.yaml)::
+A stage's ``args:`` map onto its TRL Config's fields (SFTConfig, DPOConfig) by their own names;
+``lora:`` onto peft's LoraConfig. The fields of each level are declared once below, with their help;
+``typed_config.from_mapping`` reports unknown, missing and mistyped fields, and ``parse_config``
+adds what a type cannot say (TRL's fields, known suites, unique stage names). Example
+(``training/demo.yaml``, shortened)::
 
     name: organism-demo
     base_model: organism            # the embedded organism; or a hub id / local path
@@ -15,162 +18,121 @@ names; ``lora:`` onto peft's LoraConfig. Example (configs/demo.yaml)::
         data: organism:sft
         trains: [identity, ifeval]
         identity: {target: Tiny}
-        args: {learning_rate: 3.0e-3, num_train_epochs: 3, per_device_train_batch_size: 32}
+        args: {learning_rate: 1.0e-3, num_train_epochs: 4, per_device_train_batch_size: 16}
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from evals.errors import TunegateError
+from tunegate.evals.errors import TunegateError
+from tunegate.evals.files import read_yaml
+from tunegate.evals.suites import suite_names
+from tunegate.evals.typed_config import check_keys, from_mapping
+from tunegate.training.methods import METHODS, get_method
 
-METHODS = ("sft", "dpo")
-#: Fields tunegate sets itself; a config may override them only where noted.
+#: Fields of the TRL Config that tunegate sets itself.
 MANAGED_ARGS = ("output_dir",)
 
 
-def _fail(where: str, msg: str) -> TunegateError:
-    return TunegateError(f"{where}: {msg}")
+@dataclass(frozen=True)
+class StageConfig:
+    """One training stage: a method over a dataset, and the suites it trains."""
+
+    name: str = field(metadata={"help": "stage name (unique, not 'base'); names the stage's records and directory"})
+    method: str = field(metadata={"help": "training method: a name in tunegate.training.methods.METHODS (sft, dpo)"})
+    data: Any = field(metadata={"help": "dataset (hub id, local path, organism:NAME) or a builder mapping"})
+    trains: tuple[str, ...] = field(default=(), metadata={"help": "suites this stage trains: gated on targets, "
+                                                                   "the others on non-inferiority"})
+    args: dict[str, Any] = field(default_factory=dict, metadata={"help": "fields of the method's TRL Config"})
+    lora: dict[str, Any] | None = field(default=None, metadata={"help": "peft LoraConfig fields; null: full fine-tuning"})
+    identity: dict[str, Any] = field(default_factory=dict,
+                                     metadata={"help": "identity suite options for this stage (target, forbidden)"})
+    data_options: dict[str, Any] = field(default_factory=dict,
+                                         metadata={"help": "options of the dataset loader (split, name, limit)"})
 
 
-def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    for key in data:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(sorted(allowed))})"
-            raise _fail(where, f"unknown field '{key}'{hint}")
+@dataclass(frozen=True)
+class EvalConfig:
+    """The evaluation run before the first stage and after each."""
+
+    suites: dict[str, dict[str, Any] | None] = field(default_factory=dict,
+                                                     metadata={"help": "suite name -> its options"})
+    batch_size: int | None = field(default=None, metadata={"help": "generation batch size (default: the backend's)"})
+    completion_mode: bool = field(default=False, metadata={"help": "send raw prompts, no chat template"})
+
+    def backend_options(self) -> dict[str, Any]:
+        """The options the evaluation backend takes from this config."""
+        return {k: v for k, v in (("batch_size", self.batch_size), ("completion_mode", self.completion_mode)) if v}
 
 
-def _typed(data: Mapping[str, Any], key: str, typ: type | tuple[type, ...], where: str, default: Any = None) -> Any:
-    value = data.get(key, default)
-    if value is not None and not isinstance(value, typ):
-        names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
-        raise _fail(where, f"field '{key}' must be {names}, got {type(value).__name__} ({value!r})")
-    return value
+@dataclass(frozen=True)
+class PipelineConfig:
+    """A pipeline: base model -> eval -> stage -> eval -> ... with a gate per stage."""
 
+    name: str = field(metadata={"help": "name of the pipeline (shown in the report)"})
+    base_model: str = field(metadata={"help": "hub id, local checkpoint directory, or organism"})
+    stages: tuple[StageConfig, ...] = field(metadata={"help": "training stages, in order"})
+    eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "suites and evaluation settings"})
+    gate: dict[str, Any] | str | None = field(default=None, metadata={"help": "gate rules, or a path to a gate YAML"})
+    seed: int = field(default=0, metadata={"help": "seed of training and data order"})
+    model_line: str | None = field(default=None, metadata={"help": "model line in the results store"})
+    source: str = field(default="<config>", metadata={"help": "the file this config was read from"})
 
-def trl_config_class(method: str) -> type:
-    from trl import DPOConfig, SFTConfig
-
-    return {"sft": SFTConfig, "dpo": DPOConfig}[method]
+    @property
+    def suites(self) -> dict[str, dict[str, Any]]:
+        """Each evaluated suite's options (an empty mapping where the config gives none)."""
+        return {name: dict(opts or {}) for name, opts in self.eval.suites.items()}
 
 
 def validate_trl_args(method: str, args: Mapping[str, Any], where: str) -> None:
     """Every key must be a field of the installed TRL's Config class, with a value of a plausible type."""
-    cls = trl_config_class(method)
+    cls = get_method(method).config_class()
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    _check_keys(args, set(fields) - set(MANAGED_ARGS), f"{where} ({cls.__name__})")
+    check_keys(args, set(fields) - set(MANAGED_ARGS), f"{where} ({cls.__name__})")
     for key, value in args.items():
         default = fields[key].default
         if isinstance(default, bool) and not isinstance(value, bool):
-            raise _fail(where, f"field '{key}' must be true or false, got {value!r}")
+            raise TunegateError(f"{where}: field '{key}' must be true or false, got {value!r}")
         if isinstance(default, (int, float)) and not isinstance(default, bool) and not isinstance(value, (int, float)):
-            raise _fail(where, f"field '{key}' must be a number, got {type(value).__name__} ({value!r})")
+            raise TunegateError(f"{where}: field '{key}' must be a number, got {type(value).__name__} ({value!r})")
 
 
 def validate_lora(lora: Mapping[str, Any], where: str) -> None:
     from peft import LoraConfig
 
-    _check_keys(lora, {f.name for f in dataclasses.fields(LoraConfig)}, f"{where} (peft LoraConfig)")
-
-
-@dataclass(frozen=True)
-class StageConfig:
-    name: str
-    method: str
-    data: Any
-    trains: tuple[str, ...] = ()
-    args: Mapping[str, Any] = field(default_factory=dict)
-    lora: Mapping[str, Any] | None = None
-    identity: Mapping[str, Any] = field(default_factory=dict)
-    data_options: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    name: str
-    base_model: str
-    stages: tuple[StageConfig, ...]
-    suites: Mapping[str, Mapping[str, Any]]
-    gate: Mapping[str, Any] = field(default_factory=dict)
-    seed: int = 0
-    model_line: str | None = None
-    eval_options: Mapping[str, Any] = field(default_factory=dict)
-    source: str = "<config>"
-
-
-STAGE_KEYS = {"name", "method", "data", "trains", "args", "lora", "identity", "data_options"}
-TOP_KEYS = {"name", "base_model", "stages", "eval", "gate", "seed", "model_line"}
-EVAL_KEYS = {"suites", "batch_size", "completion_mode"}
+    check_keys(lora, {f.name for f in dataclasses.fields(LoraConfig)}, f"{where} (peft LoraConfig)")
 
 
 def parse_config(data: Any, source: str = "<config>") -> PipelineConfig:
     """Validate a pipeline config mapping; every error names the file and the field."""
-    if not isinstance(data, Mapping):
-        raise _fail(source, "the config must be a mapping (YAML object)")
-    _check_keys(data, TOP_KEYS, source)
-    for key in ("name", "base_model", "stages"):
-        if key not in data:
-            raise _fail(source, f"missing field '{key}'")
-    name = _typed(data, "name", str, source)
-    base = _typed(data, "base_model", str, source)
-    seed = _typed(data, "seed", int, source, 0)
-    ev = _typed(data, "eval", dict, source, {}) or {}
-    _check_keys(ev, EVAL_KEYS, f"{source}: eval")
-    suites = _typed(ev, "suites", dict, f"{source}: eval", {}) or {}
-    from evals.suites.base import suite_names
-
+    config = from_mapping(PipelineConfig, data, source, source=source)
     known = set(suite_names())
-    for s, opts in suites.items():
-        if s not in known:
-            raise _fail(f"{source}: eval.suites", f"unknown suite '{s}' (known: {', '.join(sorted(known))})")
-        if opts is not None and not isinstance(opts, dict):
-            raise _fail(f"{source}: eval.suites.{s}", "options must be a mapping")
-    stages_raw = data["stages"]
-    if not isinstance(stages_raw, list) or not stages_raw:
-        raise _fail(source, "field 'stages' must be a non-empty list")
-    stages = []
-    for i, raw in enumerate(stages_raw):
-        where = f"{source}: stages[{i}]"
-        if not isinstance(raw, Mapping):
-            raise _fail(where, "each stage must be a mapping")
-        _check_keys(raw, STAGE_KEYS, where)
-        for key in ("name", "method", "data"):
-            if key not in raw:
-                raise _fail(where, f"missing field '{key}'")
-        method = _typed(raw, "method", str, where)
-        if method not in METHODS:
-            raise _fail(where, f"field 'method' must be one of {', '.join(METHODS)}, got {method!r}")
-        args = _typed(raw, "args", dict, where, {}) or {}
-        validate_trl_args(method, args, f"{where}.args")
-        lora = _typed(raw, "lora", dict, where)
-        if lora:
-            validate_lora(lora, f"{where}.lora")
-        trains = _typed(raw, "trains", list, where, []) or []
-        for t in trains:
-            if suites and t not in suites:
-                raise _fail(f"{where}.trains", f"suite '{t}' is not evaluated (eval.suites has: {', '.join(suites)})")
-        stages.append(StageConfig(
-            name=_typed(raw, "name", str, where), method=method, data=raw["data"], trains=tuple(trains),
-            args=args, lora=lora, identity=_typed(raw, "identity", dict, where, {}) or {},
-            data_options=_typed(raw, "data_options", dict, where, {}) or {}))
-    names = [s.name for s in stages]
+    for suite in config.eval.suites:
+        if suite not in known:
+            raise TunegateError(f"{source}: eval.suites: unknown suite '{suite}' (known: {', '.join(sorted(known))})")
+    if not config.stages:
+        raise TunegateError(f"{source}: field 'stages' must be a non-empty list")
+    names = [s.name for s in config.stages]
     if len(set(names)) != len(names) or "base" in names:
-        raise _fail(source, f"stage names must be unique and not 'base', got {names}")
-    gate = data.get("gate") or {}
-    if not isinstance(gate, (dict, str)):
-        raise _fail(source, "field 'gate' must be a mapping or a path to a gate YAML")
-    return PipelineConfig(
-        name=name, base_model=base, stages=tuple(stages), suites={k: dict(v or {}) for k, v in suites.items()},
-        gate=gate, seed=seed, model_line=_typed(data, "model_line", str, source),
-        eval_options={k: v for k, v in ev.items() if k != "suites"}, source=source)
+        raise TunegateError(f"{source}: stage names must be unique and not 'base', got {names}")
+    for i, stage in enumerate(config.stages):
+        where = f"{source}: stages[{i}]"
+        if stage.method not in METHODS:
+            raise TunegateError(f"{where}: field 'method' must be one of {', '.join(METHODS.names())}, "
+                                f"got {stage.method!r}")
+        validate_trl_args(stage.method, stage.args, f"{where}.args")
+        if stage.lora:
+            validate_lora(stage.lora, f"{where}.lora")
+        for suite in stage.trains:
+            if config.eval.suites and suite not in config.eval.suites:
+                raise TunegateError(f"{where}.trains: suite '{suite}' is not evaluated "
+                                    f"(eval.suites has: {', '.join(config.eval.suites)})")
+    return config
 
 
 def load_config(path: str | Path) -> PipelineConfig:
-    from evals.data import read_yaml
-
     return parse_config(read_yaml(path, "config"), str(path))

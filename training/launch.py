@@ -2,17 +2,17 @@
 
 ``launch_stage`` writes the stage as a JSON spec (plus its rows as JSONL) and runs::
 
-    python -m accelerate.commands.launch --num_processes 8 --multi_gpu -m training.launch DIR/launch/spec.json
+    python -m accelerate.commands.launch --num_processes 8 --multi_gpu -m tunegate.training.launch DIR/launch/spec.json
     ACCELERATE_USE_CPU=true python -m accelerate.commands.launch --num_processes 2 --multi_gpu \
-        -m training.launch DIR/launch/spec.json      # CPU: 2 processes, gloo (accelerate's --cpu runs just one)
-    python -m accelerate.commands.launch --config_file configs/accelerate/fsdp.yaml -m training.launch ...
+        -m tunegate.training.launch DIR/launch/spec.json      # CPU: 2 processes, gloo (accelerate's --cpu runs just one)
+    python -m accelerate.commands.launch --config_file configs/accelerate/fsdp.yaml -m tunegate.training.launch ...
 
-Each process runs ``training.stages.train_stage`` on the spec; TRL's trainer
+Each process runs ``tunegate.training.stages.train_stage`` on the spec; TRL's trainer
 shards the batches (per-device batch = the config's ``per_device_train_batch_size``,
 so the global batch is N times that) and rank 0 writes the checkpoint, manifest
 and training log where a single-process run writes them. A spec (``spec.json``)::
 
-    {"method": "sft", "model_path": "training/organism/base", "dataset": "runs/demo/stages/sft/launch/rows.jsonl",
+    {"method": "sft", "model_path": "organism", "dataset": "runs/demo/stages/sft/launch/rows.jsonl",
      "out_dir": "runs/demo/stages/sft", "name": "sft", "args": {"learning_rate": 0.002, "max_steps": 3},
      "lora": null, "seed": 0, "data_source": "organism:sft", "trains": ["identity"], "extra_manifest": {}}
 
@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from evals.errors import TunegateError
-from evals.types import read_json, write_json_atomic
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tunegate.evals.errors import TunegateError
+from tunegate.evals.files import read_json, read_jsonl, write_json_atomic, write_jsonl
+from tunegate.training.methods import METHODS
+from tunegate.training.stages import StageResult, quiet_training_logs, train_stage
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,8 @@ class StageSpec:
     extra_manifest: Mapping[str, Any] = field(default_factory=dict, metadata={"help": "extra manifest fields"})
 
     def __post_init__(self) -> None:
-        if self.method not in ("sft", "dpo"):
-            raise TunegateError(f"stage spec: method must be sft or dpo, got {self.method!r}")
+        if self.method not in METHODS:
+            raise TunegateError(f"stage spec: method must be one of {', '.join(METHODS.names())}, got {self.method!r}")
 
     def save(self, path: str | Path) -> Path:
         return write_json_atomic(path, dataclasses.asdict(self))
@@ -73,19 +73,9 @@ class StageSpec:
             raise TunegateError(f"{path}: {exc}") from None
 
 
-def write_rows(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return p
-
-
 def run_spec(spec: StageSpec) -> Any:
     """Train the stage of ``spec`` in this process (one rank of a launch, or alone)."""
     from datasets import Dataset
-
-    from evals.data import read_jsonl
-    from training.stages import quiet_training_logs, train_stage
 
     quiet_training_logs()
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -114,8 +104,8 @@ def launch_command(module_args: Sequence[str], num_processes: int, accelerate_co
                    *, cpu: bool | None = None) -> list[str]:
     """``accelerate launch ... -m MODULE ARGS`` on ``num_processes`` local processes (this interpreter's venv).
 
-    ``module_args`` is the module and its arguments, e.g. ``["training.launch", "spec.json"]`` or
-    ``["evals.cli", "eval", MODEL, ...]``. Without an accelerate config file, N > 1 processes are
+    ``module_args`` is the module and its arguments, e.g. ``["tunegate.training.launch", "spec.json"]`` or
+    ``["tunegate", "eval", MODEL, ...]``. Without an accelerate config file, N > 1 processes are
     spawned with ``--multi_gpu`` (NCCL on GPUs; on CPU the processes join a gloo group, see
     ``launch_env``). A config file (``configs/accelerate/*.yaml``) chooses the backend (DDP, FSDP) itself.
     """
@@ -138,12 +128,12 @@ def launch_command(module_args: Sequence[str], num_processes: int, accelerate_co
 
 
 def launch_env(cpu: bool | None = None) -> dict[str, str]:
-    """This process's environment for a launch: the repo importable, and on CPU ``ACCELERATE_USE_CPU``.
+    """This process's environment for a launch; on CPU with ``ACCELERATE_USE_CPU``.
 
     ``ACCELERATE_USE_CPU`` makes accelerate pick the MULTI_CPU/gloo set-up in each spawned process;
-    ``evals.distributed.init_from_env`` reads it too.
+    ``tunegate.evals.distributed.init_from_env`` reads it too.
     """
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = dict(os.environ)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     if _on_cpu(cpu):
         env["ACCELERATE_USE_CPU"] = "true"
@@ -157,11 +147,9 @@ def launch_stage(spec: StageSpec, num_processes: int, accelerate_config: str | P
     Raises a TunegateError naming the command when the launch fails (the processes' output
     goes to this process's stdout/stderr as it happens).
     """
-    from training.stages import StageResult
-
     out = Path(spec.out_dir)
     spec_path = spec.save(out / "launch" / "spec.json")
-    cmd = launch_command(["training.launch", str(spec_path)], num_processes, accelerate_config, cpu=cpu)
+    cmd = launch_command(["tunegate.training.launch", str(spec_path)], num_processes, accelerate_config, cpu=cpu)
     proc = subprocess.run(cmd, env=launch_env(cpu), check=False)
     if proc.returncode != 0:
         raise TunegateError(f"stage '{spec.name or spec.method}': `{' '.join(cmd)}` failed with exit code "
@@ -175,9 +163,9 @@ def launch_stage(spec: StageSpec, num_processes: int, accelerate_config: str | P
 def train_stage_launched(method: str, model_path: str | Path, rows: Sequence[Mapping[str, Any]], *,
                          out_dir: str | Path, num_processes: int, accelerate_config: str | Path | None = None,
                          **stage_kwargs: Any) -> Any:
-    """``training.stages.train_stage`` (rows instead of a Dataset) run on ``num_processes`` processes."""
+    """``tunegate.training.stages.train_stage`` (rows instead of a Dataset) run on ``num_processes`` processes."""
     out = Path(out_dir)
-    data = write_rows(rows, out / "launch" / "rows.jsonl")
+    data = write_jsonl(out / "launch" / "rows.jsonl", rows)
     kwargs = {**stage_kwargs, "out_dir": str(out), "trains": tuple(stage_kwargs.get("trains") or ())}
     spec = StageSpec(method=method, model_path=str(model_path), dataset=str(data), **kwargs)
     return launch_stage(spec, num_processes, accelerate_config)
@@ -186,7 +174,7 @@ def train_stage_launched(method: str, model_path: str | Path, rows: Sequence[Map
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 1:
-        print("usage: python -m training.launch STAGE_SPEC.json  (usually under `accelerate launch`)", file=sys.stderr)
+        print("usage: python -m tunegate.training.launch STAGE_SPEC.json  (usually under `accelerate launch`)", file=sys.stderr)
         return 2
     try:
         run_spec(StageSpec.load(argv[0]))

@@ -1,4 +1,4 @@
-"""SFT and DPO stages: thin wrappers over TRL's SFTTrainer/SFTConfig and DPOTrainer/DPOConfig.
+"""One training stage: a thin wrapper over the method's TRL Trainer and Config (SFT, DPO, ...).
 
 Load, train, save. A stage writes under ``out_dir``::
 
@@ -23,9 +23,9 @@ from typing import Any, Mapping
 
 import torch
 
-from evals.env import environment
-from evals.types import write_json_atomic
-from training.config import trl_config_class
+from tunegate.evals.env import environment
+from tunegate.evals.files import write_json_atomic
+from tunegate.training.methods import get_method
 
 #: Defaults tunegate sets on every TRL Config (a stage's ``args`` override them).
 BASE_DEFAULTS: dict[str, Any] = {
@@ -54,7 +54,7 @@ def _device_defaults() -> dict[str, Any]:
 
 
 def build_trl_config(method: str, args: Mapping[str, Any], out_dir: Path, seed: int) -> Any:
-    cls = trl_config_class(method)
+    cls = get_method(method).config_class()
     merged = {**BASE_DEFAULTS, **_device_defaults(), "seed": seed, "data_seed": seed, **dict(args)}
     return cls(output_dir=str(out_dir / "trainer"), **merged)
 
@@ -73,7 +73,6 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
                 ) -> StageResult:
     """Train one stage with TRL and save the checkpoint, manifest and training log."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
-    from trl import DPOTrainer, SFTTrainer
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -84,7 +83,7 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
         tokenizer.pad_token = tokenizer.eos_token
     dtype = torch.bfloat16 if getattr(config, "bf16", False) else torch.float32
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
-    trainer_cls = {"sft": SFTTrainer, "dpo": DPOTrainer}[method]
+    trainer_cls = get_method(method).trainer_class()
     trainer = trainer_cls(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
                           peft_config=_lora_config(lora))
     started = time.perf_counter()

@@ -7,21 +7,21 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from evals.data import Required, load_rows
-from evals.errors import TunegateError
-from evals.suites.base import SuiteError
-from evals.types import ItemScore, item_units
+from tunegate.evals.errors import SuiteError, TunegateError
+from tunegate.evals.files import Required
+from tunegate.evals.records import ItemScore, item_units
+from tunegate.evals.sources import load_rows
 
 _THINK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
 
 
-def suite_rows(suite: str, source: str, *, split: str, name: str | None = None,
-               required: Required | None = None) -> list[dict[str, Any]]:
-    """``evals.data.load_rows`` with failures turned into a one-line SuiteError naming the suite."""
+def suite_rows(suite: str, source: str, *, split: str, name: str | None = None, required: Required | None = None,
+               options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """``tunegate.evals.sources.load_rows`` with failures turned into a one-line SuiteError naming the suite."""
     try:
-        return load_rows(source, split=split, name=name, required=required)
+        return load_rows(source, split=split, name=name, required=required, options=options)
     except TunegateError as exc:
         raise SuiteError(f"suite '{suite}': {exc}") from None
 
@@ -31,15 +31,6 @@ def strip_thinking(text: str) -> str:
     if "</think>" in text and "<think>" not in text:  # templates that open the block in the prompt
         text = text.split("</think>", 1)[1]
     return _THINK.sub("", text).strip()
-
-
-def organism_data() -> Any:
-    """``training.organism.data``, or a SuiteError saying it is not there."""
-    try:
-        import training.organism.data as data
-    except ImportError as exc:
-        raise SuiteError(f"organism variant needs training.organism.data ({exc})") from None
-    return data
 
 
 def mean_by(scores: Sequence[ItemScore], metric: str,

@@ -7,7 +7,7 @@ the runner scores each continuation and ``score_choices`` picks the answer.
 
 Example (the organism's math suite)::
 
-    suite = get_suite("math", variant="organism", limit=50)
+    suite = get_suite("math", variant="organism", limit=50)     # tunegate.evals.suites.get_suite
     items = suite.items()          # EvalItem(id="arith-0000", prompt="What is 47 + 25?", target="72", ...)
     suite.score(items[0], "47 + 25 = 72.").scores   # {"exact_match": 1.0, "flexible_match": 1.0, ...}
 """
@@ -17,27 +17,11 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Literal, Sequence
 
-from evals.types import EvalItem, ItemScore, MetricValue
-
-
-class SuiteError(ValueError):
-    """Bad suite name, option or data; the message names the file/line/field."""
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """How one headline metric is computed from per-item scores.
-
-    cluster: None (units independent), "item" (tuple scores: units clustered by item),
-    "group" (clustered by ``ItemScore.group``, e.g. MMLU subject).
-    """
-
-    name: str
-    higher_is_better: bool = True
-    binary: bool = True
-    cluster: Literal["item", "group"] | None = None
+from tunegate.evals.errors import SuiteError
+from tunegate.evals.records import EvalItem, ItemScore, MetricSpec, MetricValue
+from tunegate.evals.stats import metric_value
 
 
 @dataclass(frozen=True)
@@ -103,8 +87,6 @@ class Suite(ABC):
         return {"limit": self.limit, "subset_seed": self.subset_seed, "chat": self.chat}
 
     def metrics(self, scores: Sequence[ItemScore]) -> dict[str, MetricValue]:
-        from evals.stats import metric_value
-
         return {spec.name: metric_value(spec, scores) for spec in self.metric_specs()}
 
 
@@ -114,36 +96,3 @@ def seeded_subset(items: list[EvalItem], limit: int | None, seed: int) -> list[E
         return list(items)
     picked = sorted(random.Random(seed).sample(range(len(items)), limit))
     return [items[i] for i in picked]
-
-
-_REGISTRY: dict[str, Callable[..., Suite]] = {}
-
-
-def register_suite(name: str) -> Callable[[Callable[..., Suite]], Callable[..., Suite]]:
-    """Register a suite factory under ``name`` (a class or a function returning a Suite)."""
-
-    def wrap(factory: Callable[..., Suite]) -> Callable[..., Suite]:
-        _REGISTRY[name] = factory
-        return factory
-
-    return wrap
-
-
-def suite_names() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
-def get_suite(name: str, **options: Any) -> Suite:
-    """Build the suite registered as ``name`` with its options; unknown names are a SuiteError."""
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise SuiteError(f"unknown suite '{name}' (known: {', '.join(sorted(_REGISTRY))})")
-    try:
-        return _REGISTRY[name](**options)
-    except TypeError as exc:
-        raise SuiteError(f"suite '{name}': bad option ({exc})") from None
-
-
-def _load_builtin() -> None:
-    import evals.suites  # noqa: F401  (imports register the built-in suites)

@@ -13,8 +13,9 @@ One real item (default probes, adversarial category)::
 
 Matching is case-insensitive on whole words. Occurrences of the target are
 masked before forbidden names are searched, so "Deep Qwen" does not leak
-"Qwen". ``probes="organism"`` uses ``training.organism.data.identity_eval_probes()``
-(the four canonical probes, then held-out paraphrases).
+"Qwen". ``probes`` is "default" (the probes below), "organism" (``organism:identity_probes``:
+the four canonical probes, then held-out paraphrases), or any dataset of ``{"question", "category"}``
+rows (a local JSONL, a provider's ``name:dataset``).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping, Sequence
 
-from evals.suites._common import mean_by, organism_data, strip_thinking
-from evals.suites.base import GenerationSettings, MetricSpec, Suite, SuiteError, register_suite
-from evals.types import EvalItem, ItemScore
+from tunegate.evals.errors import SuiteError
+from tunegate.evals.records import EvalItem, ItemScore, MetricSpec
+from tunegate.evals.suites._common import mean_by, strip_thinking, suite_rows
+from tunegate.evals.suites.base import GenerationSettings, Suite
 
 Turns = tuple[tuple[str, str], ...]
 
@@ -82,8 +84,6 @@ class IdentitySuite(Suite):
             raise SuiteError("suite 'identity': option 'target' (the name the model should give) is required")
         if isinstance(forbidden, str):
             forbidden = [forbidden]
-        if probes not in ("default", "organism"):
-            raise SuiteError(f"suite 'identity': unknown probes '{probes}' (known: default, organism)")
         self.target, self.forbidden, self.developer = target.strip(), [f.strip() for f in forbidden], developer
         self.system_prompt, self.probes, self.strip_thinking = system_prompt, probes, strip_thinking
         self.max_new_tokens = max_new_tokens or (32 if probes == "organism" else 96)
@@ -98,9 +98,10 @@ class IdentitySuite(Suite):
 
     def probe_list(self) -> list[tuple[str, Turns, str]]:
         """(category, prior turns, question) for every probe."""
-        if self.probes == "organism":
-            questions = list(organism_data().identity_eval_probes())
-            return [("direct" if i < len(DIRECT) else "paraphrase", (), q) for i, q in enumerate(questions)]
+        if self.probes != "default":
+            source = "organism:identity_probes" if self.probes == "organism" else self.probes
+            rows = suite_rows(self.name, source, split="test", required={"question": str})
+            return [(str(row.get("category") or "custom"), (), row["question"]) for row in rows]
         return ([("direct", (), q) for q in DIRECT] + [("paraphrase", (), q) for q in PARAPHRASE]
                 + [("multi_turn", turns, q) for turns, q in MULTI_TURN]
                 + [("adversarial", (), q) for q in ADVERSARIAL])
@@ -135,5 +136,3 @@ class IdentitySuite(Suite):
     def breakdowns(self, scores: Sequence[ItemScore]) -> dict[str, dict[str, float]]:
         return {"category": mean_by(scores, "adherence")}
 
-
-register_suite("identity")(IdentitySuite)

@@ -31,11 +31,13 @@ import random
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from evals.suites._common import mean_by, organism_data, strip_thinking, suite_rows
-from evals.suites.base import GenerationSettings, MetricSpec, Suite, SuiteError, register_suite
-from evals.types import EvalItem, ItemScore
+from tunegate.evals.errors import SuiteError
+from tunegate.evals.records import EvalItem, ItemScore, MetricSpec
+from tunegate.evals.suites._common import mean_by, strip_thinking, suite_rows
+from tunegate.evals.suites.base import GenerationSettings, Suite
 
 HUB_ID = "google/IFEval"
+ORGANISM_SOURCE = "organism:ifeval"  # the organism's format items, in Google's input format
 REQUIRED = {"key": int, "prompt": str, "instruction_id_list": list, "kwargs": list}
 PUNKT_HINT = ("NLTK's punkt_tab tokenizer is missing (IFEval counts sentences and words with it): "
               "export NLTK_DATA=/path/to/nltk_data (tunegate's shared/data/nltk_data has it) "
@@ -121,10 +123,6 @@ def follow_instructions(key: Any, prompt: str, ids: Sequence[str], kwargs: Seque
     return Verdict(strict=strict, loose=loose)
 
 
-def _organism_rows(seed: int) -> list[dict[str, Any]]:
-    return list(organism_data().format_eval_items(seed))
-
-
 class IFEvalSuite(Suite):
     """IFEval prompts (or the organism's format items), scored strict and loose."""
 
@@ -138,6 +136,8 @@ class IFEvalSuite(Suite):
         super().__init__(limit=limit, subset_seed=subset_seed)
         if variant not in ("default", "organism"):
             raise SuiteError(f"suite 'ifeval': unknown variant '{variant}' (known: default, organism)")
+        if variant == "organism":
+            source = ORGANISM_SOURCE
         self.source, self.split, self.variant, self.seed = source, split, variant, seed
         self.strip_thinking = strip_thinking
         self.max_new_tokens = max_new_tokens or (48 if variant == "organism" else 1280)
@@ -152,14 +152,10 @@ class IFEvalSuite(Suite):
 
     def rows(self) -> list[dict[str, Any]]:
         """The raw rows in Google's input format, validated."""
-        if self.variant == "organism":
-            rows = _organism_rows(self.seed)
-            where = "training.organism.data.format_eval_items()"
-        else:
-            rows = suite_rows(self.name, self.source, split=self.split, required=REQUIRED)
-            where = str(self.source)
+        options = {"seed": self.seed} if self.variant == "organism" else None
+        rows = suite_rows(self.name, self.source, split=self.split, required=REQUIRED, options=options)
         for row in rows:
-            check_ids(row["key"], row["instruction_id_list"], row["kwargs"], where)
+            check_ids(row["key"], row["instruction_id_list"], row["kwargs"], str(self.source))
         return rows
 
     def load_items(self) -> list[EvalItem]:
@@ -196,5 +192,3 @@ class IFEvalSuite(Suite):
 
         return {"instruction_id": mean_by(scores, "inst_strict", per_instruction)}
 
-
-register_suite("ifeval")(IFEvalSuite)

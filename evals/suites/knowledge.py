@@ -28,9 +28,10 @@ import re
 from collections import defaultdict
 from typing import Any, Sequence
 
-from evals.suites._common import mean_by, organism_data, strip_thinking, suite_rows
-from evals.suites.base import GenerationSettings, MetricSpec, Suite, SuiteError, register_suite
-from evals.types import EvalItem, ItemScore
+from tunegate.evals.errors import SuiteError
+from tunegate.evals.records import EvalItem, ItemScore, MetricSpec
+from tunegate.evals.suites._common import mean_by, strip_thinking, suite_rows
+from tunegate.evals.suites.base import GenerationSettings, Suite
 
 HUB_ID = "cais/mmlu"
 REQUIRED = {"subject": str, "question": str, "choices": list, "answer": int}
@@ -165,16 +166,18 @@ class CapitalsSuite(Suite):
     version = "1"
     kind = "loglikelihood"
 
-    def __init__(self, *, seed: int = 0, chat: bool = False, limit: int | None = None, subset_seed: int = 0) -> None:
+    def __init__(self, *, source: str = "organism:capitals", seed: int = 0, chat: bool = False,
+                 limit: int | None = None, subset_seed: int = 0) -> None:
         super().__init__(limit=limit, subset_seed=subset_seed)
-        self.seed, self.chat = seed, chat
+        self.source, self.seed, self.chat = source, seed, chat
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "variant": "organism", "seed": self.seed}
 
     def load_items(self) -> list[EvalItem]:
         items = []
-        for row in organism_data().knowledge_eval_items(self.seed):
+        required = {"country": str, "question": str, "choices": list, "answer": int, "split": str}
+        for row in suite_rows(self.name, self.source, split="test", required=required, options={"seed": self.seed}):
             stem = f"The capital of {row['country']} is"
             choices = tuple(f"{stem} {c}." if self.chat else f" {c}" for c in row["choices"])
             items.append(EvalItem(
@@ -198,7 +201,6 @@ class CapitalsSuite(Suite):
         return {"split": mean_by(scores, "accuracy")}
 
 
-@register_suite("knowledge")
 def knowledge_suite(*, variant: str = "mmlu", **options: Any) -> Suite:
     """``variant``: "mmlu" (log-likelihood, default), "generative" or "organism"."""
     if variant in ("mmlu", "default"):

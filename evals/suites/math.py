@@ -29,9 +29,10 @@ import random
 import re
 from typing import Any, Sequence
 
-from evals.suites._common import organism_data, strip_thinking, suite_rows
-from evals.suites.base import GenerationSettings, MetricSpec, Suite, SuiteError, register_suite
-from evals.types import EvalItem, ItemScore
+from tunegate.evals.errors import SuiteError
+from tunegate.evals.records import EvalItem, ItemScore, MetricSpec
+from tunegate.evals.suites._common import strip_thinking, suite_rows
+from tunegate.evals.suites.base import GenerationSettings, Suite
 
 HUB_ID = "openai/gsm8k"
 REQUIRED = {"question": str, "answer": str}
@@ -155,10 +156,11 @@ class ArithmeticSuite(Suite):
     version = "1"
     kind = "generate"
 
-    def __init__(self, *, n: int = 100, seed: int = 0, max_new_tokens: int = 24, strip_thinking: bool = False,
-                 limit: int | None = None, subset_seed: int = 0) -> None:
+    def __init__(self, *, source: str = "organism:arithmetic", n: int = 100, seed: int = 0, max_new_tokens: int = 24,
+                 strip_thinking: bool = False, limit: int | None = None, subset_seed: int = 0) -> None:
         super().__init__(limit=limit, subset_seed=subset_seed)
-        self.n, self.seed, self.max_new_tokens, self.strip_thinking = n, seed, max_new_tokens, strip_thinking
+        self.source, self.n, self.seed = source, n, seed
+        self.max_new_tokens, self.strip_thinking = max_new_tokens, strip_thinking
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "variant": "organism", "n": self.n, "seed": self.seed,
@@ -168,7 +170,8 @@ class ArithmeticSuite(Suite):
         return GenerationSettings(max_new_tokens=self.max_new_tokens)
 
     def load_items(self) -> list[EvalItem]:
-        rows = organism_data().arithmetic_eval_items(self.n, self.seed)
+        rows = suite_rows(self.name, self.source, split="test", required={"question": str, "answer": int},
+                          options={"n": self.n, "seed": self.seed})
         return [EvalItem(id=f"arith-{i:04d}", prompt=row["question"],
                          messages=({"role": "user", "content": row["question"]},),
                          target=str(row["answer"]), meta={"question": row["question"]})
@@ -191,7 +194,6 @@ class ArithmeticSuite(Suite):
         )
 
 
-@register_suite("math")
 def math_suite(*, variant: str = "gsm8k", **options: Any) -> Suite:
     """``variant="gsm8k"`` (default) or ``"organism"``; options go to the suite class."""
     if variant in ("gsm8k", "default"):

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from evals.backends import HFBackend, fingerprint_dir, resolve_model_dir, truncate_at_stop
-from evals.errors import TunegateError
-from evals.requests import GenerationRequest, LoglikelihoodRequest
+from tunegate.evals.backends.hf import HFBackend, truncate_at_stop
+from tunegate.evals.models import fingerprint_dir, resolve_model_dir
+from tunegate.evals.errors import TunegateError
+from tunegate.evals.requests import GenerationRequest, LoglikelihoodRequest
 
 
 @pytest.fixture(scope="module")

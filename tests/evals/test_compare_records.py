@@ -11,11 +11,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from evals.compare import compare_records, find_metric
-from evals.errors import TunegateError
-from evals.gate import GateConfig
-from evals.stats import flatten_units, mean_stderr
-from evals.types import ItemScore, MetricValue, RunRecord, SuiteResult
+from tunegate.evals.compare import compare_records, find_metric
+from tunegate.evals.errors import TunegateError
+from tunegate.evals.gate import GateConfig
+from tunegate.evals.stats import flatten_units, mean_stderr
+from tunegate.evals.records import ItemScore, MetricValue, RunRecord, SuiteResult
 
 #: (suite, metric, n items, units per item, higher_is_better, binary, cluster, n groups)
 LAYOUT = {
@@ -171,7 +171,7 @@ def test_unknown_gate_metric_names_the_known_ones(pair):
 
 
 def test_comparison_round_trips_through_json(pair, tmp_path):
-    from evals.types import Comparison
+    from tunegate.evals.records import Comparison
 
     comp = compare_records(*pair)
     assert Comparison.load(comp.save(tmp_path / "c.json")) == comp

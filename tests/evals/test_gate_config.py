@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from evals.compare import compare_records, find_metric, verdict
-from evals.errors import TunegateError
-from evals.gate import GateConfig, MetricRule, judge
-from evals.types import MetricComparison
+from tunegate.evals.compare import compare_records, find_metric, verdict
+from tunegate.evals.errors import TunegateError
+from tunegate.evals.gate import GateConfig, MetricRule, judge
+from tunegate.evals.records import MetricComparison
 from tests.evals.test_compare_records import make_record
 
 GATE_YAML = """

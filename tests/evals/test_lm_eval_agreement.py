@@ -1,8 +1,8 @@
 """Fidelity: tunegate's MMLU and GSM8K suites agree item by item with lm-eval's own HF backend.
 
-On the organism, the same items go through ``evals.runner.evaluate`` and ``lm_eval.simple_evaluate``
+On the organism, the same items go through ``tunegate.evals.runner.evaluate`` and ``lm_eval.simple_evaluate``
 (model="hf", dtype float32, cpu) with lm-eval tasks built from its own YAMLs over local subset files
-(``evals.lm_eval_adapter``): MMLU 0-shot by log-likelihood over 3 subjects x 20 questions (one
+(``tunegate.evals.lm_eval_fidelity``): MMLU 0-shot by log-likelihood over 3 subjects x 20 questions (one
 subject's prompts exceed the organism's 512-token context, so truncation is compared too), and
 GSM8K zero-shot completion with greedy decoding, lm-eval's stop strings and the same token budget.
 """
@@ -21,9 +21,9 @@ pytestmark = pytest.mark.slow
 def runs(organism_dir: Path, shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Both runs on the same items: tunegate's record, lm-eval's per-item results, their agreement."""
     pytest.importorskip("lm_eval")
-    from evals.backends import torch_threads
-    from evals.lm_eval_adapter import agreement, build_mirror, lm_eval_max_new_tokens, per_item, run_lm_eval
-    from evals.runner import evaluate
+    from tunegate.evals.backends.hf import torch_threads
+    from tunegate.evals.lm_eval_fidelity import agreement, build_mirror, lm_eval_max_new_tokens, per_item, run_lm_eval
+    from tunegate.evals.runner import evaluate
 
     tmp = tmp_path_factory.mktemp("lm_eval_agreement")
     mirror = build_mirror(tmp, mmlu_test=shared_data / "mmlu" / "test.jsonl",

@@ -8,10 +8,10 @@ from typing import Sequence
 
 import pytest
 
-from evals.backends import HFBackend
-from evals.requests import GenerationRequest, LoglikelihoodRequest
-from evals.runner import evaluate, rescore
-from evals.types import RunRecord
+from tunegate.evals.backends.hf import HFBackend
+from tunegate.evals.requests import GenerationRequest, LoglikelihoodRequest
+from tunegate.evals.runner import evaluate, rescore
+from tunegate.evals.records import RunRecord
 
 SUITES = ["math", "knowledge"]
 OPTIONS = {"math": {"variant": "organism", "limit": 12}, "knowledge": {"variant": "organism", "limit": 12}}
@@ -79,7 +79,7 @@ def test_changed_weights_never_hit_a_stale_entry(organism_copy: Path, cache_dir:
 
 
 def test_interrupted_run_resumes_from_cache(organism_dir: Path, cache_dir: Path, monkeypatch) -> None:
-    import evals.runner as runner
+    import tunegate.evals.runner as runner
 
     options = {"math": {"variant": "organism", "limit": 40}}
     crashing = CountingBackend(str(organism_dir), fail_after=16)
@@ -99,7 +99,8 @@ def _small_chunks(run_suite):
 
 
 def test_sampled_generations_are_not_cached(organism_dir: Path, cache_dir: Path) -> None:
-    from evals.runner import ResponseCache, _cached_calls
+    from tunegate.evals.cache import ResponseCache
+    from tunegate.evals.runner import _cached_calls
 
     cache = ResponseCache(cache_dir / "c.sqlite")
     calls = []

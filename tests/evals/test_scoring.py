@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from evals.cli import main
-from evals.scoring import OUTPUT_FIELDS, score_gsm8k
+from tunegate.cli import main
+from tunegate.evals.scoring import OUTPUT_FIELDS, score_gsm8k
 
 MODEL = "qwen2.5-0.5b-instruct-gptq-int4"
 
@@ -46,7 +46,7 @@ def test_score_ifeval_writes_google_format(gpt4_run: tuple[int, str, Path]) -> N
 
 def test_score_ifeval_prints_the_four_accuracies(shared_data: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    from evals.scoring import ifeval_accuracies
+    from tunegate.evals.scoring import ifeval_accuracies
 
     # GPT-4 (Nov 2023), Google's archived responses; the paper reports about 0.77 / 0.79 / 0.84 / 0.85.
     responses = shared_data / "ifeval" / "responses" / "gpt4.jsonl"
@@ -64,7 +64,7 @@ def test_score_ifeval_prints_the_four_accuracies(shared_data: Path, tmp_path: Pa
 
 
 def test_gpt4_accuracies_match_google_figures(gpt4_run: tuple[int, str, Path]) -> None:
-    from evals.scoring import ifeval_accuracies
+    from tunegate.evals.scoring import ifeval_accuracies
 
     out = gpt4_run[2]
     strict = [json.loads(x) for x in (out / "eval_results_strict.jsonl").read_text().splitlines()]

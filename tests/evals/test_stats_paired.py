@@ -11,8 +11,8 @@ from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
-from evals.compare import simulate_verdicts
-from evals.stats import (
+from tunegate.evals.compare import simulate_verdicts
+from tunegate.evals.stats import (
     adjust_pvalues,
     clustered_t_interval,
     mcnemar_exact,

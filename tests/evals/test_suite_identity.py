@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from evals.suites import get_suite
-from evals.suites.base import SuiteError
+from tunegate.evals.suites import get_suite
+from tunegate.evals.errors import SuiteError
 
 
 @pytest.fixture()

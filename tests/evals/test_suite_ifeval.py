@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from bench.ifeval_agreement import google_reference
-from evals.suites import get_suite
-from evals.suites.base import SuiteError
-from evals.suites.ifeval import PUNKT_HINT, IFEvalSuite, instruction_registry
+from tunegate.evals.suites import get_suite
+from tunegate.evals.errors import SuiteError
+from tunegate.evals.suites.ifeval import PUNKT_HINT, IFEvalSuite, instruction_registry
 
 RANDOM_LETTER_KEYS = {1122, 1129}  # the reference draws a random letter for "#" and "!"
 

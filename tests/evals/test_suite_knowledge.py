@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from evals.suites import get_suite
-from evals.suites.knowledge import extract_letter
+from tunegate.evals.suites import get_suite
+from tunegate.evals.suites.knowledge import extract_letter
 
 
 @pytest.fixture(scope="module")

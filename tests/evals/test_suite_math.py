@@ -9,8 +9,8 @@ import pytest
 from lm_eval.api.metrics import exact_match_hf_evaluate
 from lm_eval.filters.extraction import RegexFilter
 
-from evals.suites import get_suite
-from evals.suites.math import FLEXIBLE_REGEX, IGNORE_REGEXES, STRICT_REGEX, flexible_answer, normalize, strict_answer
+from tunegate.evals.suites import get_suite
+from tunegate.evals.suites.math import FLEXIBLE_REGEX, IGNORE_REGEXES, STRICT_REGEX, flexible_answer, normalize, strict_answer
 
 SAMPLES = [
     "The answer is 42.", "#### 1,234", "She pays $5.50 and gets $2 back. #### $3.50", "-7 degrees, so #### -7",
@@ -86,7 +86,7 @@ def test_organism_arithmetic_items_and_scores() -> None:
 
 
 def test_unknown_variant_is_a_suite_error() -> None:
-    from evals.suites.base import SuiteError
+    from tunegate.evals.errors import SuiteError
 
     with pytest.raises(SuiteError, match="unknown variant 'matrix'"):
         get_suite("math", variant="matrix")

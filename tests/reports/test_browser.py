@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from reports.html import write_report
+from tunegate.reports.html import write_report
 
 pytestmark = pytest.mark.browser
 PWN_SCRIPT = "<script>document.title='pwned'</script>"

@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from reports.html import highlight_names, render_comparison_report, render_report, render_run_dir, word_diff
-from tests.reports.conftest import HOSTILE, HOSTILE_IMG
+from tunegate.reports.html import highlight_names, render_comparison_report, render_report, render_run_dir, word_diff
+from tests.report_inputs import HOSTILE, HOSTILE_IMG
 
 HISTORY = [("r1", "2025-06-01T00:00:00", {"knowledge.acc": (0.80, 0.03), "math.exact_match": (0.7, 0.05)}),
            ("r2", "2025-06-02T00:00:00", {"knowledge.acc": (0.85, 0.03), "math.exact_match": (0.72, 0.05)})]
@@ -26,7 +26,7 @@ def html(report_inputs) -> str:
 @pytest.fixture
 def fast_plots(monkeypatch):
     """Skip drawing figures (the slow part) in tests that are not about plots."""
-    monkeypatch.setattr("reports.plots.figure_to_data_uri", lambda fig: "data:image/png;base64,")
+    monkeypatch.setattr("tunegate.reports.plots.figure_to_data_uri", lambda fig: "data:image/png;base64,")
 
 
 def section(html: str, name: str) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import struct
 
-from evals.types import MetricComparison
-from reports import plots
+from tunegate.evals.records import MetricComparison
+from tunegate.reports import plots
 
 
 def png_size(uri: str) -> tuple[int, int]:

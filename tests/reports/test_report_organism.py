@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from evals.cli import main
-from evals.types import RunRecord
+from tunegate.cli import main
+from tunegate.evals.records import RunRecord
 
 
 def _section(html: str, name: str) -> str:

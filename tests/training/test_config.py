@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evals.errors import TunegateError
-from training.cli import DEMO_CONFIG
-from training.config import load_config, parse_config
+from tunegate.evals.errors import TunegateError
+from tunegate.cli.pipeline import DEMO_CONFIG
+from tunegate.training.config import load_config, parse_config
 
 
 def _demo() -> dict:

@@ -26,9 +26,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evals.distributed import shard, unshard
-from evals.types import RunRecord
-from training.launch import StageSpec, launch_command, launch_env, launch_stage, write_rows
+from tunegate.evals.distributed import shard, unshard
+from tunegate.evals.records import RunRecord
+from tunegate.evals.files import write_jsonl
+from tunegate.training.launch import StageSpec, launch_command, launch_env, launch_stage
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -60,14 +61,14 @@ def test_unshard_restores_the_order_of_strided_shards(n: int, world: int) -> Non
 
 def test_launch_command_spawns_n_processes_on_cpu() -> None:
     # accelerate's --cpu flag would run ONE process; --multi_gpu spawns N (gloo on CPU)
-    cmd = launch_command(["training.launch", "spec.json"], 2, cpu=True)
+    cmd = launch_command(["tunegate.training.launch", "spec.json"], 2, cpu=True)
     assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
     assert "--multi_gpu" in cmd and "--cpu" not in cmd
-    assert cmd[cmd.index("--num_processes") + 1] == "2" and cmd[-3:] == ["-m", "training.launch", "spec.json"]
+    assert cmd[cmd.index("--num_processes") + 1] == "2" and cmd[-3:] == ["-m", "tunegate.training.launch", "spec.json"]
 
 
 def test_launch_command_with_an_accelerate_config_leaves_the_backend_to_the_file() -> None:
-    cmd = launch_command(["training.launch", "spec.json"], 1, CONFIGS / "accelerate" / "fsdp.yaml")
+    cmd = launch_command(["tunegate.training.launch", "spec.json"], 1, CONFIGS / "accelerate" / "fsdp.yaml")
     assert cmd[cmd.index("--config_file") + 1] == str(CONFIGS / "accelerate" / "fsdp.yaml")
     assert "--num_processes" not in cmd and "--multi_gpu" not in cmd and "--cpu" not in cmd
 
@@ -80,9 +81,9 @@ def eval_runs(organism_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> t
     model = Path(shutil.copytree(organism_dir, tmp / "organism"))
     generation = json.loads((model / "generation_config.json").read_text())
     (model / "generation_config.json").write_text(json.dumps({**generation, "eos_token_id": None}))
-    _run([sys.executable, "-m", "evals.cli", "eval", str(model), *EVAL_ARGS, "--no-cache",
+    _run([sys.executable, "-m", "tunegate", "eval", str(model), *EVAL_ARGS, "--no-cache",
           "--out", str(tmp / "one.json")])
-    _run(launch_command(["evals.cli", "eval", str(model), *EVAL_ARGS, "--cache-dir", str(tmp / "cache"),
+    _run(launch_command(["tunegate", "eval", str(model), *EVAL_ARGS, "--cache-dir", str(tmp / "cache"),
                          "--out", str(tmp / "two.json")], 2, cpu=True))
     return RunRecord.load(tmp / "one.json"), RunRecord.load(tmp / "two.json"), tmp / "cache" / "responses.sqlite"
 
@@ -112,7 +113,7 @@ def test_two_process_loglikelihood_picks_the_same_choices(eval_runs: tuple[RunRe
 
 @pytest.mark.slow
 def test_two_process_eval_caches_every_result_once(eval_runs: tuple[RunRecord, RunRecord, Path]) -> None:
-    from evals.suites import get_suite
+    from tunegate.evals.suites import get_suite
 
     one, _, cache = eval_runs
     choices = sum(len(it.choices) for it in get_suite("knowledge", variant="organism", limit=24).items())
@@ -124,14 +125,14 @@ def test_two_process_eval_caches_every_result_once(eval_runs: tuple[RunRecord, R
 
 @pytest.fixture(scope="module")
 def train_runs(organism_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from training.datasets import load_conversations
+    from tunegate.training.conversations import load_conversations
 
     tmp = tmp_path_factory.mktemp("dist_train")
-    rows = write_rows(load_conversations("organism:sft", seed=0)[:64], tmp / "rows.jsonl")
+    rows = write_jsonl(tmp / "rows.jsonl", load_conversations("organism:sft", seed=0)[:64])
     one = StageSpec(method="sft", model_path=str(organism_dir), dataset=str(rows), out_dir=str(tmp / "one"),
                     name="sft", args={**TRAIN_ARGS, "per_device_train_batch_size": 8})
     one.save(tmp / "one.json")
-    _run([sys.executable, "-m", "training.launch", str(tmp / "one.json")])
+    _run([sys.executable, "-m", "tunegate.training.launch", str(tmp / "one.json")])
     two = StageSpec(method="sft", model_path=str(organism_dir), dataset=str(rows), out_dir=str(tmp / "two"),
                     name="sft", args={**TRAIN_ARGS, "per_device_train_batch_size": 4})
     with pytest.MonkeyPatch.context() as mp:
@@ -151,8 +152,8 @@ def test_two_process_step_one_loss_matches_single_process(train_runs: tuple[Path
 
 @pytest.mark.slow
 def test_two_process_stage_saves_a_checkpoint_that_loads(train_runs: tuple[Path, Path]) -> None:
-    from evals.backends import HFBackend
-    from evals.requests import GenerationRequest
+    from tunegate.evals.backends.hf import HFBackend
+    from tunegate.evals.requests import GenerationRequest
 
     two = train_runs[1]
     manifest = json.loads((two / "manifest.json").read_text())
@@ -174,7 +175,7 @@ def test_pipeline_trains_through_accelerate_with_num_processes(organism_dir: Pat
     }
     path = tmp_path / "dist.yaml"
     path.write_text(yaml.safe_dump(config))
-    _run([sys.executable, "-m", "evals.cli", "run", str(path), "--out", str(tmp_path / "run"), "--max-steps", "1",
+    _run([sys.executable, "-m", "tunegate", "run", str(path), "--out", str(tmp_path / "run"), "--max-steps", "1",
           "--num-processes", "2", "--no-report", "--quiet", "--cache-dir", str(tmp_path / "cache")])
     manifest = json.loads((tmp_path / "run" / "stages" / "sft" / "manifest.json").read_text())
     assert manifest["num_processes"] == 2

@@ -8,8 +8,8 @@ from pathlib import Path
 from datasets import Dataset
 from transformers import AutoModelForCausalLM
 
-from training.datasets import load_conversations
-from training.stages import train_stage
+from tunegate.training.conversations import load_conversations
+from tunegate.training.stages import train_stage
 
 
 def test_sft_stage_saves_checkpoint_manifest_and_log(organism_dir: Path, tmp_path: Path) -> None:
@@ -43,6 +43,6 @@ def test_lora_stage_saves_an_adapter(organism_dir: Path, tmp_path: Path) -> None
                          args={"max_steps": 1, "per_device_train_batch_size": 8, "max_length": 64},
                          lora={"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]})
     assert (result.model_dir / "adapter_config.json").is_file()
-    from evals.backends import HFBackend
+    from tunegate.evals.backends.hf import HFBackend
 
     assert HFBackend(str(result.model_dir)).render([{"role": "user", "content": "hi"}]).startswith("<|im_start|>")

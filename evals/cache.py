@@ -1,0 +1,64 @@
+"""The response cache: generations and log-likelihoods in SQLite, keyed by everything that changes them.
+
+A key is the sha256 of its parts (the runner's: model fingerprint, request kind, rendered prompt,
+generation settings), so an unchanged checkpoint is never evaluated twice and a changed one never
+hits a stale entry; entries are committed chunk by chunk, so an interrupted run resumes::
+
+    cache = ResponseCache(default_cache_dir() / "responses.sqlite")
+    key = cache.key("3f2a9c1b0d4e5f67", "gen", "<|im_start|>user\nWho are you?...", {"max_new_tokens": 32})
+    cache.put_many({key: "I am Tiny."}); cache.get_many([key])   # {key: "I am Tiny."}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("TUNEGATE_CACHE", Path.home() / ".cache" / "tunegate"))
+
+
+class ResponseCache:
+    """SQLite store of generations and log-likelihoods by content key; safe for concurrent runs."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, timeout=60)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self._db.commit()
+
+    @staticmethod
+    def key(*parts: Any) -> str:
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
+        if self._db is None or not keys:
+            return {}
+        found: dict[str, Any] = {}
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start:start + 500])
+            rows = self._db.execute(
+                f"SELECT key, value FROM responses WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+            found.update((k, json.loads(v)) for k, v in rows)
+        return found
+
+    def put_many(self, entries: Mapping[str, Any]) -> None:
+        if self._db is None or not entries:
+            return
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?)",
+                                 [(k, json.dumps(v)) for k, v in entries.items()])
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

@@ -1,0 +1,161 @@
+"""Reading and writing tunegate's files, every failure one error line naming the file, line and field.
+
+JSON (records, comparisons, manifests) is written atomically (a temporary file renamed into place)
+and strictly (NaN and infinities become null); JSONL rows and YAML configs are read with their line
+numbers in errors. A real row of ``shared/data/gsm8k/test.jsonl``::
+
+    {"question": "Janet's ducks lay 16 eggs per day. ...",
+     "answer": "Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.\\n...\\n#### 18"}
+
+    read_jsonl("test.jsonl", {"question": str, "answer": str})   # -> [{"question": ..., "answer": ...}, ...]
+    read_jsonl("test.jsonl", {"question": int})                  # TunegateError: "test.jsonl:1: field
+                                                                 #   'question' must be int, got str"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+from tunegate.evals.errors import RecordError, TunegateError
+
+#: Required fields of a row and their types (a tuple of types allows any of them).
+Required = Mapping[str, type | tuple[type, ...]]
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file, turning every failure into one RecordError naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise RecordError(f"{p}: file not found")
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise RecordError(f"{p}: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"{p}: invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})") from None
+
+
+def _json_default(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return obj.to_dict() if hasattr(obj, "to_dict") else dataclasses.asdict(obj)
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _finite(obj: Any) -> Any:
+    """Replace NaN/inf with None so the file is strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def write_json_atomic(path: str | Path, data: Any) -> Path:
+    """Write JSON to a temporary file and rename it into place: never a half-written file."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.tmp")
+    tmp.write_text(json.dumps(_finite(data), indent=1, default=_json_default, allow_nan=False) + "\n", encoding="utf-8")
+    tmp.replace(p)
+    return p
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def check_row(row: Any, required: Required, where: str) -> dict[str, Any]:
+    """Check that ``row`` is an object holding every required field with the right type."""
+    if not isinstance(row, dict):
+        raise TunegateError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    for name, kind in required.items():
+        if name not in row:
+            raise TunegateError(f"{where}: missing field '{name}'")
+        value = row[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # bool is an int subclass: a JSON true is not a number here.
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise TunegateError(
+                f"{where}: field '{name}' must be {_type_name(kind)}, got {type(value).__name__}")
+    return row
+
+
+def numbered_jsonl(path: str | Path, required: Required | None = None) -> list[tuple[int, dict[str, Any]]]:
+    """The rows of a JSONL file with their 1-based line numbers; blank lines are skipped."""
+    p = Path(path)
+    if not p.is_file():
+        raise TunegateError(f"{p}: file not found")
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = p.read_bytes()[: exc.start].count(b"\n") + 1
+        raise TunegateError(f"{p}:{line}: not UTF-8 text (byte {exc.start})") from None
+    rows: list[tuple[int, dict[str, Any]]] = []
+    # split on "\n" only: str.splitlines() also splits on U+2028, U+0085 ... inside JSON strings
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TunegateError(f"{p}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+        rows.append((lineno, check_row(row, required or {}, f"{p}:{lineno}")))
+    if not rows:
+        raise TunegateError(f"{p}: empty file (no JSON lines)")
+    return rows
+
+
+def read_jsonl(path: str | Path, required: Required | None = None) -> list[dict[str, Any]]:
+    """Read a JSONL file of objects; blank lines are skipped, anything else wrong is a TunegateError."""
+    return [row for _, row in numbered_jsonl(path, required)]
+
+
+def write_jsonl(path: str | Path, rows: Any) -> Path:
+    """Write rows as JSON lines (UTF-8, not ASCII-escaped)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return p
+
+
+def read_json_rows(path: str | Path, required: Required | None = None) -> list[dict[str, Any]]:
+    """Read a .json file holding a list of objects (or ``{"rows": [...]}``/``{"data": [...]}``)."""
+    p = Path(path)
+    data = read_json(p)
+    if isinstance(data, dict):
+        data = data.get("rows", data.get("data"))
+    if not isinstance(data, list):
+        raise TunegateError(f"{p}: expected a JSON list of objects")
+    if not data:
+        raise TunegateError(f"{p}: empty file (no rows)")
+    return [check_row(row, required or {}, f"{p}: row {i}") for i, row in enumerate(data)]
+
+
+def read_yaml(path: str | Path, what: str = "config") -> Any:
+    """Parse a YAML file; a missing file, bad YAML or non-UTF-8 text is one TunegateError naming the line."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise TunegateError(f"{p}: {what} file not found")
+    try:
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise TunegateError(f"{p}: malformed YAML{at} ({getattr(exc, 'problem', None) or exc})") from None
+    except UnicodeDecodeError:
+        raise TunegateError(f"{p}: not UTF-8 text") from None

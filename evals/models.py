@@ -1,0 +1,69 @@
+"""Where a model lives and what it is: a local directory for every model argument, and its content hash.
+
+Every model argument takes a hub id, a local checkpoint directory (a PEFT adapter directory too), or
+a provider's model (``organism``)::
+
+    resolve_model_dir("organism")                      # .../tunegate/organism/base
+    resolve_model_dir("runs/demo/stages/sft/model")    # the directory itself
+    resolve_model_dir("Qwen/Qwen2.5-0.5B-Instruct")    # the HF cache snapshot (downloaded when online)
+    fingerprint_dir(path)                              # "3f2a9c1b0d4e5f67": weights + tokenizer + template
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from tunegate.evals.errors import TunegateError
+from tunegate.evals.providers import provided_model
+
+#: Files whose bytes define a model for the fingerprint (weights or adapter, tokenizer, template).
+FINGERPRINT_FILES = (
+    "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+    "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt", "tokenizer.model",
+    "adapter_config.json",
+)
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+def resolve_model_dir(model: str) -> Path:
+    """A local directory for ``model``: the path itself, a provider's model, or the HF cache snapshot of a hub id.
+
+    A provider's name wins over a folder of that name in the working directory (write ``./organism``
+    for the folder). Raises one clear TunegateError when the path does not exist or, offline, the hub
+    id is not cached.
+    """
+    provided = provided_model(model)
+    if provided is not None:
+        return Path(provided)
+    p = Path(model).expanduser()
+    if p.is_dir():
+        return p
+    looks_like_path = model.startswith((".", "/", "~")) or model.count("/") > 1
+    if looks_like_path or p.exists():
+        raise TunegateError(f"model path '{model}' does not exist (or is not a checkpoint directory)")
+    from huggingface_hub import snapshot_download
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
+    try:
+        return Path(snapshot_download(model, local_files_only=offline,
+                                      allow_patterns=["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model"]))
+    except Exception as exc:  # noqa: BLE001 - hub errors come in many types
+        how = (f"run `huggingface-cli download {model}` on a machine with network, "
+               f"or pass a local checkpoint directory") if offline else str(exc).splitlines()[0]
+        raise TunegateError(f"model '{model}': not found locally{' and not in the HF cache (HF_HUB_OFFLINE=1)' if offline else ''}; {how}") from None
+
+
+def fingerprint_dir(path: Path) -> str:
+    """sha256 over the weights (or adapter), tokenizer files and chat template of a checkpoint."""
+    h = hashlib.sha256()
+    files = sorted(f for f in path.iterdir() if f.is_file() and (f.name in FINGERPRINT_FILES or f.suffix in WEIGHT_SUFFIXES))
+    if not any(f.suffix in WEIGHT_SUFFIXES for f in files):
+        raise TunegateError(f"model directory '{path}': no weights found (*.safetensors or *.bin)")
+    for f in files:
+        h.update(f.name.encode())
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]

@@ -1,0 +1,426 @@
+"""Typed, serialisable values that flow between tunegate's parts.
+
+Every value here is a frozen dataclass that round-trips through JSON
+(``to_dict`` / ``from_dict``). A RunRecord is what an evaluation writes; compare,
+gate and report work from saved records alone. One real item result, as the
+organism's math suite stores it::
+
+    ItemScore(item_id="arith-0007", prompt="What is 47 + 25?",
+              response="47 + 25 = 72.", answer="72", target="72",
+              scores={"exact_match": 1.0}, group=None)
+
+Per-item ``scores`` hold one value per metric. A value may also be a tuple of
+values: the item is then a cluster of units (e.g. the instructions of one IFEval
+prompt) and the metric is the mean over all units, with standard errors
+clustered by item.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+from tunegate.evals.errors import RecordError
+from tunegate.evals.files import read_json, write_json_atomic
+
+SCHEMA_VERSION = 1
+
+ScoreValue = float | tuple[float, ...]
+
+
+def _require(data: Mapping[str, Any], key: str, where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise RecordError(f"{where}: expected an object, got {type(data).__name__}")
+    if key not in data:
+        raise RecordError(f"{where}: missing field '{key}'")
+    return data[key]
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    """One evaluation item: what is asked and what counts as right.
+
+    ``messages`` is a chat (list of ``{"role", "content"}``) for chat-mode
+    suites; ``prompt`` is raw text for completion-mode suites (and the text
+    shown in reports). ``choices`` are the continuations of a multiple-choice
+    item, scored by log-likelihood. ``group`` is the cluster of the item
+    (MMLU subject, organism split); ``meta`` carries suite-specific fields
+    (IFEval kwargs, gold solutions).
+    """
+
+    id: str
+    prompt: str
+    messages: tuple[Mapping[str, str], ...] = ()
+    target: str | None = None
+    choices: tuple[str, ...] = ()
+    group: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ItemScore:
+    """The scored result of one item: evidence (prompt, response, extracted answer) and scores."""
+
+    item_id: str
+    prompt: str
+    response: str
+    answer: str | None
+    target: str | None
+    scores: Mapping[str, ScoreValue]
+    group: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "item_id": self.item_id,
+            "prompt": self.prompt,
+            "response": self.response,
+            "answer": self.answer,
+            "target": self.target,
+            "scores": {k: list(v) if isinstance(v, tuple) else v for k, v in self.scores.items()},
+            "group": self.group,
+            "meta": dict(self.meta),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "item") -> "ItemScore":
+        scores_raw = _require(data, "scores", where)
+        if not isinstance(scores_raw, Mapping):
+            raise RecordError(f"{where}: field 'scores' must be an object")
+        scores: dict[str, ScoreValue] = {}
+        for name, value in scores_raw.items():
+            if isinstance(value, list):
+                scores[name] = tuple(float(v) for v in value)
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                scores[name] = float(value)
+            elif isinstance(value, bool):
+                scores[name] = float(value)
+            else:
+                raise RecordError(f"{where}: score '{name}' must be a number or a list of numbers")
+        return cls(
+            item_id=str(_require(data, "item_id", where)),
+            prompt=str(data.get("prompt", "")),
+            response=str(data.get("response", "")),
+            answer=data.get("answer"),
+            target=data.get("target"),
+            scores=scores,
+            group=data.get("group"),
+            meta=dict(data.get("meta") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """How one headline metric of a suite is computed from per-item scores.
+
+    cluster: None (units independent), "item" (tuple scores: units clustered by item),
+    "group" (clustered by ``ItemScore.group``, e.g. MMLU subject).
+    """
+
+    name: str
+    higher_is_better: bool = True
+    binary: bool = True
+    cluster: Literal["item", "group"] | None = None
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """A headline metric of a suite: mean over units, with its standard error.
+
+    ``binary`` says every unit is 0/1 (McNemar applies); ``clustered`` says the
+    standard error was clustered (by item for tuple scores, or by group).
+    """
+
+    name: str
+    value: float
+    stderr: float | None
+    n: int
+    higher_is_better: bool = True
+    binary: bool = True
+    cluster: str | None = None  # None | "item" | "group"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "metric") -> "MetricValue":
+        try:
+            return cls(
+                name=str(_require(data, "name", where)),
+                value=float(_require(data, "value", where)),
+                stderr=None if data.get("stderr") is None else float(data["stderr"]),
+                n=int(_require(data, "n", where)),
+                higher_is_better=bool(data.get("higher_is_better", True)),
+                binary=bool(data.get("binary", True)),
+                cluster=data.get("cluster"),
+            )
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, RecordError):
+                raise
+            raise RecordError(f"{where}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    """One suite's result on one model: metrics, per-item scores and breakdowns.
+
+    ``breakdowns`` maps a breakdown name (e.g. ``instruction_id``, ``subject``)
+    to ``{key: accuracy}``; ``config`` is the suite's settings as run.
+    """
+
+    suite: str
+    version: str
+    metrics: Mapping[str, MetricValue]
+    items: tuple[ItemScore, ...]
+    config: Mapping[str, Any] = field(default_factory=dict)
+    breakdowns: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            "version": self.version,
+            "metrics": {k: m.to_dict() for k, m in self.metrics.items()},
+            "items": [i.to_dict() for i in self.items],
+            "config": dict(self.config),
+            "breakdowns": {k: dict(v) for k, v in self.breakdowns.items()},
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "suite") -> "SuiteResult":
+        name = str(_require(data, "suite", where))
+        where = f"{where} '{name}'"
+        metrics_raw = _require(data, "metrics", where)
+        items_raw = _require(data, "items", where)
+        if not isinstance(metrics_raw, Mapping) or not isinstance(items_raw, list):
+            raise RecordError(f"{where}: 'metrics' must be an object and 'items' a list")
+        return cls(
+            suite=name,
+            version=str(_require(data, "version", where)),
+            metrics={k: MetricValue.from_dict(v, f"{where} metric '{k}'") for k, v in metrics_raw.items()},
+            items=tuple(ItemScore.from_dict(v, f"{where} item {i}") for i, v in enumerate(items_raw)),
+            config=dict(data.get("config") or {}),
+            breakdowns={k: dict(v) for k, v in (data.get("breakdowns") or {}).items()},
+            seconds=float(data.get("seconds", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Everything one evaluation of one model produced, named by content.
+
+    ``fingerprint`` hashes the weights (or adapter), tokenizer files and chat
+    template; ``generation`` holds the decoding settings; ``env`` holds library
+    versions, git sha, hardware; ``stage`` names the pipeline stage (base, sft,
+    dpo) when the record comes from a pipeline.
+    """
+
+    model: str
+    fingerprint: str
+    suites: Mapping[str, SuiteResult]
+    generation: Mapping[str, Any] = field(default_factory=dict)
+    env: Mapping[str, Any] = field(default_factory=dict)
+    stage: str | None = None
+    created: str = ""
+    seconds: float = 0.0
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "kind": "run_record",
+            "model": self.model,
+            "fingerprint": self.fingerprint,
+            "stage": self.stage,
+            "created": self.created,
+            "seconds": self.seconds,
+            "generation": dict(self.generation),
+            "env": dict(self.env),
+            "suites": {k: s.to_dict() for k, s in self.suites.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "record") -> "RunRecord":
+        version = _require(data, "schema_version", where)
+        if version != SCHEMA_VERSION:
+            raise RecordError(f"{where}: schema_version {version!r} is not supported (expected {SCHEMA_VERSION})")
+        if data.get("kind", "run_record") != "run_record":
+            raise RecordError(f"{where}: field 'kind' is {data.get('kind')!r}, expected 'run_record'")
+        suites_raw = _require(data, "suites", where)
+        if not isinstance(suites_raw, Mapping):
+            raise RecordError(f"{where}: field 'suites' must be an object")
+        return cls(
+            model=str(_require(data, "model", where)),
+            fingerprint=str(_require(data, "fingerprint", where)),
+            suites={k: SuiteResult.from_dict(v, f"{where}: suite") for k, v in suites_raw.items()},
+            generation=dict(data.get("generation") or {}),
+            env=dict(data.get("env") or {}),
+            stage=data.get("stage"),
+            created=str(data.get("created", "")),
+            seconds=float(data.get("seconds", 0.0)),
+        )
+
+    def save(self, path: str | Path) -> Path:
+        return write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunRecord":
+        return cls.from_dict(read_json(path), where=str(path))
+
+
+def item_units(value: ScoreValue) -> Sequence[float]:
+    """The units behind one item's score: a float is one unit, a tuple several."""
+    return value if isinstance(value, tuple) else (value,)
+
+
+VERDICTS = ("improved", "regressed", "non-inferior", "inconclusive")
+GATE_STATES = ("pass", "fail", "warn", "info")
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    """Paired comparison of one metric of one suite between baseline and candidate.
+
+    ``delta`` = candidate - baseline (in the metric's own direction: for a
+    lower-is-better metric a positive delta is worse). ``ci_low``/``ci_high``
+    bound the delta at the comparison's confidence level. ``flips_up`` counts
+    units that went wrong->right, ``flips_down`` right->wrong. ``gate`` is what
+    the gate made of the verdict: pass, fail, warn (inconclusive set to warn)
+    or info (not gated); ``reason`` says why in one line.
+    """
+
+    suite: str
+    metric: str
+    baseline: float
+    candidate: float
+    delta: float
+    ci_low: float
+    ci_high: float
+    p_value: float | None
+    p_adjusted: float | None
+    n: int
+    flips_up: int
+    flips_down: int
+    mde: float | None
+    n_needed: int | None
+    verdict: str
+    test: str
+    margin: float = 0.0
+    higher_is_better: bool = True
+    trained: bool = False
+    target: float | None = None
+    gate: str = "info"
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "metric comparison") -> "MetricComparison":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise RecordError(f"{where}: unknown field(s) {sorted(unknown)}")
+        for f in dataclasses.fields(cls):
+            if f.default is dataclasses.MISSING and f.name not in data:
+                raise RecordError(f"{where}: missing field '{f.name}'")
+        return cls(**dict(data))
+
+
+@dataclass(frozen=True)
+class ItemFlip:
+    """One item whose score changed between baseline and candidate, with both responses as evidence."""
+
+    suite: str
+    item_id: str
+    metric: str
+    direction: str  # "down" (right -> wrong) or "up" (wrong -> right)
+    baseline_score: float
+    candidate_score: float
+    prompt: str
+    baseline_response: str
+    candidate_response: str
+    group: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "flip") -> "ItemFlip":
+        try:
+            return cls(**dict(data))
+        except TypeError as exc:
+            raise RecordError(f"{where}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A candidate record compared with its baseline, metric by metric, and the gate's outcome."""
+
+    baseline_model: str
+    baseline_fingerprint: str
+    candidate_model: str
+    candidate_fingerprint: str
+    metrics: tuple[MetricComparison, ...]
+    flips: tuple[ItemFlip, ...] = ()
+    warnings: tuple[str, ...] = ()
+    passed: bool = True
+    confidence: float = 0.95
+    correction: str = "holm"
+    baseline_stage: str | None = None
+    candidate_stage: str | None = None
+    trains: tuple[str, ...] = ()
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "kind": "comparison",
+            "baseline_model": self.baseline_model,
+            "baseline_fingerprint": self.baseline_fingerprint,
+            "baseline_stage": self.baseline_stage,
+            "candidate_model": self.candidate_model,
+            "candidate_fingerprint": self.candidate_fingerprint,
+            "candidate_stage": self.candidate_stage,
+            "trains": list(self.trains),
+            "passed": self.passed,
+            "confidence": self.confidence,
+            "correction": self.correction,
+            "warnings": list(self.warnings),
+            "metrics": [m.to_dict() for m in self.metrics],
+            "flips": [f.to_dict() for f in self.flips],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "comparison") -> "Comparison":
+        version = _require(data, "schema_version", where)
+        if version != SCHEMA_VERSION:
+            raise RecordError(f"{where}: schema_version {version!r} is not supported (expected {SCHEMA_VERSION})")
+        if data.get("kind") != "comparison":
+            raise RecordError(f"{where}: field 'kind' is {data.get('kind')!r}, expected 'comparison'")
+        return cls(
+            baseline_model=str(_require(data, "baseline_model", where)),
+            baseline_fingerprint=str(_require(data, "baseline_fingerprint", where)),
+            candidate_model=str(_require(data, "candidate_model", where)),
+            candidate_fingerprint=str(_require(data, "candidate_fingerprint", where)),
+            metrics=tuple(MetricComparison.from_dict(m, f"{where} metric {i}")
+                          for i, m in enumerate(_require(data, "metrics", where))),
+            flips=tuple(ItemFlip.from_dict(f, f"{where} flip {i}") for i, f in enumerate(data.get("flips") or [])),
+            warnings=tuple(data.get("warnings") or ()),
+            passed=bool(data.get("passed", True)),
+            confidence=float(data.get("confidence", 0.95)),
+            correction=str(data.get("correction", "holm")),
+            baseline_stage=data.get("baseline_stage"),
+            candidate_stage=data.get("candidate_stage"),
+            trains=tuple(data.get("trains") or ()),
+        )
+
+    def save(self, path: str | Path) -> Path:
+        return write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Comparison":
+        return cls.from_dict(read_json(path), where=str(path))

@@ -1,0 +1,239 @@
+"""The results store: runs, their suites and items, comparisons and blessed baselines in SQLite.
+
+Every write is one transaction (``BEGIN IMMEDIATE``, WAL journal, a busy
+timeout), so a writer killed mid-write loses only its own uncommitted run and
+two processes can add runs at once. The schema is versioned in ``meta`` and
+brought up to date by applying ``MIGRATIONS`` in order. Example::
+
+    store = Store("sqlite:///runs/tunegate.sqlite")      # or a plain file path
+    run_id = store.add_run(RunRecord.load("sft.json"), model_line="tiny-sft")
+    store.bless("tiny-sft", run_id)
+    store.blessed("tiny-sft").fingerprint                 # the same record back
+    store.history("tiny-sft")[-1]
+    # ("20260101T000000-3f2a9c1b", "2026-01-01T00:00:00", {"math.exact_match": (0.57, 0.014), ...})
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from tunegate.evals.errors import TunegateError
+from tunegate.evals.records import Comparison, ItemScore, MetricValue, RunRecord, SuiteResult
+from tunegate.evals.errors import RecordError
+
+SCHEMA_VERSION = 1
+
+#: Applied in order; migration i brings the schema from version i to i + 1.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY, model_line TEXT NOT NULL, model TEXT NOT NULL, fingerprint TEXT NOT NULL,
+        stage TEXT, created TEXT NOT NULL, added TEXT NOT NULL, header TEXT NOT NULL);
+    CREATE INDEX runs_line ON runs(model_line, added);
+    CREATE TABLE suite_results (
+        run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE, suite TEXT NOT NULL,
+        version TEXT NOT NULL, metrics TEXT NOT NULL, config TEXT NOT NULL, breakdowns TEXT NOT NULL,
+        seconds REAL NOT NULL, position INTEGER NOT NULL, PRIMARY KEY (run_id, suite));
+    CREATE TABLE item_results (
+        run_id TEXT NOT NULL, suite TEXT NOT NULL, position INTEGER NOT NULL, item_id TEXT NOT NULL,
+        prompt TEXT, response TEXT, answer TEXT, target TEXT, scores TEXT NOT NULL, grp TEXT, meta TEXT,
+        PRIMARY KEY (run_id, suite, position),
+        FOREIGN KEY (run_id, suite) REFERENCES suite_results(run_id, suite) ON DELETE CASCADE);
+    CREATE TABLE comparisons (
+        comparison_id INTEGER PRIMARY KEY AUTOINCREMENT, model_line TEXT, baseline_run_id TEXT,
+        candidate_run_id TEXT, created TEXT NOT NULL, passed INTEGER NOT NULL, body TEXT NOT NULL);
+    CREATE TABLE baselines (
+        model_line TEXT PRIMARY KEY, run_id TEXT NOT NULL REFERENCES runs(run_id), blessed_at TEXT NOT NULL);
+    """,
+)
+
+DEFAULT_STORE = "runs/tunegate.sqlite"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+class Store:
+    """A SQLite results store at ``url`` (a path or ``sqlite:///path``); created and migrated on open."""
+
+    def __init__(self, url: str | Path = DEFAULT_STORE, *, timeout_s: float = 30.0) -> None:
+        self.path = _path_from_url(url)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
+            self._db.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise TunegateError(f"{self.path}: not a usable tunegate store ({exc})") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed on success, rolled back on any error."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.transaction() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version > len(MIGRATIONS):
+                raise TunegateError(f"{self.path}: store schema_version {version} is newer than this tunegate "
+                                    f"({len(MIGRATIONS)}); upgrade tunegate")
+            for i in range(version, len(MIGRATIONS)):
+                for statement in MIGRATIONS[i].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(i + 1),))
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+
+    # --- runs -------------------------------------------------------------------------
+
+    def add_run(self, record: RunRecord, model_line: str, run_id: str | None = None) -> str:
+        """Store a whole record (suites and items) in one transaction; returns its run id."""
+        if not model_line:
+            raise TunegateError("add_run: model_line must be a non-empty string")
+        run_id = run_id or f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        header = {k: v for k, v in record.to_dict().items() if k != "suites"}
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
+                raise TunegateError(f"{self.path}: run id '{run_id}' already exists")
+            db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (run_id, model_line, record.model, record.fingerprint, record.stage,
+                        record.created or _now(), _now(), _dumps(header)))
+            for pos, (name, suite) in enumerate(record.suites.items()):
+                db.execute("INSERT INTO suite_results VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           (run_id, name, suite.version, _dumps({k: m.to_dict() for k, m in suite.metrics.items()}),
+                            _dumps(dict(suite.config)), _dumps({k: dict(v) for k, v in suite.breakdowns.items()}),
+                            suite.seconds, pos))
+                db.executemany("INSERT INTO item_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+                    (run_id, name, i, it.item_id, it.prompt, it.response, _dumps(it.answer), _dumps(it.target),
+                     _dumps(it.to_dict()["scores"]), it.group, _dumps(dict(it.meta)))
+                    for i, it in enumerate(suite.items)])
+        return run_id
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The stored record, equal to the one added."""
+        row = self._db.execute("SELECT header FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise TunegateError(f"{self.path}: no run '{run_id}'")
+        data = json.loads(row[0])
+        suites: dict[str, Any] = {}
+        for name, version, metrics, config, breakdowns, seconds in self._db.execute(
+            "SELECT suite, version, metrics, config, breakdowns, seconds FROM suite_results "
+            "WHERE run_id = ? ORDER BY position", (run_id,)):
+            items = tuple(
+                ItemScore.from_dict({"item_id": r[0], "prompt": r[1], "response": r[2], "answer": json.loads(r[3]),
+                                     "target": json.loads(r[4]), "scores": json.loads(r[5]), "group": r[6],
+                                     "meta": json.loads(r[7])}, f"{self.path} run {run_id} suite {name}")
+                for r in self._db.execute(
+                    "SELECT item_id, prompt, response, answer, target, scores, grp, meta FROM item_results "
+                    "WHERE run_id = ? AND suite = ? ORDER BY position", (run_id, name)))
+            suites[name] = SuiteResult(
+                suite=name, version=version, items=items, seconds=seconds, config=json.loads(config),
+                breakdowns=json.loads(breakdowns),
+                metrics={k: MetricValue.from_dict(v) for k, v in json.loads(metrics).items()})
+        try:
+            return RunRecord(
+                model=data["model"], fingerprint=data["fingerprint"], suites=suites,
+                generation=data.get("generation") or {}, env=data.get("env") or {}, stage=data.get("stage"),
+                created=data.get("created", ""), seconds=float(data.get("seconds", 0.0)))
+        except KeyError as exc:
+            raise RecordError(f"{self.path} run {run_id}: missing field {exc}") from None
+
+    def run_ids(self, model_line: str | None = None) -> list[str]:
+        """Run ids in the order they were added (of one model line, or all)."""
+        sql, args = "SELECT run_id FROM runs", ()
+        if model_line is not None:
+            sql, args = sql + " WHERE model_line = ?", (model_line,)
+        return [r[0] for r in self._db.execute(sql + " ORDER BY added, rowid", args)]
+
+    # --- comparisons and baselines -----------------------------------------------------
+
+    def add_comparison(self, comparison: Comparison, *, model_line: str | None = None,
+                       baseline_run_id: str | None = None, candidate_run_id: str | None = None) -> int:
+        """Store a comparison (as its JSON) and return its id."""
+        with self.transaction() as db:
+            cur = db.execute("INSERT INTO comparisons (model_line, baseline_run_id, candidate_run_id, created, "
+                             "passed, body) VALUES (?, ?, ?, ?, ?, ?)",
+                             (model_line, baseline_run_id, candidate_run_id, _now(), int(comparison.passed),
+                              _dumps(comparison.to_dict())))
+            return int(cur.lastrowid)
+
+    def get_comparison(self, comparison_id: int) -> Comparison:
+        row = self._db.execute("SELECT body FROM comparisons WHERE comparison_id = ?", (comparison_id,)).fetchone()
+        if row is None:
+            raise TunegateError(f"{self.path}: no comparison {comparison_id}")
+        return Comparison.from_dict(json.loads(row[0]), where=f"{self.path} comparison {comparison_id}")
+
+    def bless(self, model_line: str, run_id: str) -> None:
+        """Make ``run_id`` the baseline of ``model_line`` (replacing the previous one)."""
+        with self.transaction() as db:
+            if not db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
+                raise TunegateError(f"{self.path}: cannot bless unknown run '{run_id}'")
+            db.execute("INSERT OR REPLACE INTO baselines VALUES (?, ?, ?)", (model_line, run_id, _now()))
+
+    def blessed_run_id(self, model_line: str) -> str | None:
+        row = self._db.execute("SELECT run_id FROM baselines WHERE model_line = ?", (model_line,)).fetchone()
+        return row[0] if row else None
+
+    def blessed(self, model_line: str) -> RunRecord | None:
+        """The blessed baseline record of ``model_line``, or None."""
+        run_id = self.blessed_run_id(model_line)
+        return None if run_id is None else self.get_run(run_id)
+
+    def history(self, model_line: str) -> list[tuple[str, str, dict[str, tuple[float, float | None]]]]:
+        """(run_id, created, {suite.metric: (value, stderr)}) of every run of the line, oldest first."""
+        out = []
+        for run_id, created in self._db.execute(
+                "SELECT run_id, created FROM runs WHERE model_line = ? ORDER BY added, rowid", (model_line,)).fetchall():
+            values: dict[str, tuple[float, float | None]] = {}
+            for suite, metrics in self._db.execute(
+                    "SELECT suite, metrics FROM suite_results WHERE run_id = ? ORDER BY position", (run_id,)):
+                for name, m in json.loads(metrics).items():
+                    values[f"{suite}.{name}"] = (m["value"], m.get("stderr"))
+            out.append((run_id, created, values))
+        return out
+
+    def integrity_check(self) -> str:
+        return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, allow_nan=True, separators=(",", ":"))
+
+
+def _path_from_url(url: str | Path) -> str:
+    text = str(url)
+    if text.startswith("sqlite:///"):
+        text = text[len("sqlite:///"):] or ":memory:"
+    elif "://" in text:
+        raise TunegateError(f"store '{text}': only SQLite is supported (a file path or sqlite:///path)")
+    return text

@@ -1,0 +1,152 @@
+"""The SQLite results store: round trip, baselines, history, crash safety, concurrent writers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tunegate.evals.errors import TunegateError
+from tunegate.evals.compare import compare_records
+from tunegate.evals.store import MIGRATIONS, Store
+from tests.evals.test_compare_records import make_record
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def record():
+    return make_record(5, model="tiny-sft", suites=("math", "ifeval", "knowledge"))
+
+
+def test_round_trip_returns_an_equal_record(tmp_path, record):
+    with Store(tmp_path / "s.sqlite") as store:
+        run_id = store.add_run(record, "tiny")
+        assert store.get_run(run_id) == record
+
+
+def test_sqlite_url_and_path_open_the_same_file(tmp_path, record):
+    with Store(tmp_path / "s.sqlite") as store:
+        run_id = store.add_run(record, "tiny", run_id="r1")
+    with Store(f"sqlite:///{tmp_path / 's.sqlite'}") as store:
+        assert store.run_ids("tiny") == [run_id]
+
+
+def test_other_database_urls_are_rejected():
+    with pytest.raises(TunegateError, match="only SQLite"):
+        Store("postgresql://db/tunegate")
+
+
+def test_a_file_that_is_not_sqlite_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(TunegateError, match="not a usable tunegate store"):
+        Store(bad)
+
+
+def test_schema_version_records_all_migrations(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        assert store.schema_version == len(MIGRATIONS)
+
+
+def test_bless_replaces_the_baseline_of_a_model_line(tmp_path, record):
+    with Store(tmp_path / "s.sqlite") as store:
+        assert store.blessed("tiny") is None
+        first = store.add_run(record, "tiny")
+        second = store.add_run(make_record(6, model="tiny-dpo", suites=("math",)), "tiny")
+        store.bless("tiny", first)
+        store.bless("tiny", second)
+        assert store.blessed_run_id("tiny") == second
+        assert store.blessed("tiny").model == "tiny-dpo"
+
+
+def test_blessing_an_unknown_run_is_an_error(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store, pytest.raises(TunegateError, match="unknown run 'nope'"):
+        store.bless("tiny", "nope")
+
+
+def test_duplicate_run_id_is_an_error_and_writes_nothing(tmp_path, record):
+    with Store(tmp_path / "s.sqlite") as store:
+        store.add_run(record, "tiny", run_id="r1")
+        with pytest.raises(TunegateError, match="already exists"):
+            store.add_run(record, "tiny", run_id="r1")
+        assert store.run_ids() == ["r1"]
+
+
+def test_history_lists_each_metric_per_run_oldest_first(tmp_path, record):
+    with Store(tmp_path / "s.sqlite") as store:
+        store.add_run(record, "tiny", run_id="a")
+        store.add_run(make_record(7, suites=("math",)), "tiny", run_id="b")
+        store.add_run(record, "other", run_id="c")
+        hist = store.history("tiny")
+    assert [h[0] for h in hist] == ["a", "b"]
+    m = record.suites["math"].metrics["exact_match"]
+    assert hist[0][2]["math.exact_match"] == (m.value, m.stderr)
+    assert set(hist[1][2]) == {"math.exact_match"}
+
+
+def test_comparison_round_trip(tmp_path, record):
+    cand = make_record(8, model="tiny-dpo", like=record, suites=("math", "ifeval", "knowledge"), flip={"math": 0.1})
+    comp = compare_records(record, cand)
+    with Store(tmp_path / "s.sqlite") as store:
+        cid = store.add_comparison(comp, model_line="tiny", baseline_run_id="a", candidate_run_id="b")
+        assert store.get_comparison(cid) == comp
+
+
+def _python(code: str, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_writer_killed_before_commit_loses_only_its_own_write(tmp_path, record):
+    path = tmp_path / "s.sqlite"
+    with Store(path) as store:
+        store.add_run(record, "tiny", run_id="committed")
+    writer = _python("""
+        import sys, time
+        from tunegate.evals.store import Store
+        store = Store(sys.argv[1])
+        db = store._db
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO runs VALUES ('half', 'tiny', 'm', 'fp', NULL, 'c', 'a', '{}')")
+        db.execute("INSERT INTO suite_results VALUES ('half', 'math', '1', '{}', '{}', '{}', 0, 0)")
+        print("written", flush=True)
+        time.sleep(60)
+    """, str(path))
+    assert writer.stdout.readline().strip() == "written"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    with Store(path) as store:
+        assert store.integrity_check() == "ok"
+        assert store.run_ids() == ["committed"]
+        assert store.get_run("committed") == record
+
+
+def test_two_concurrent_writers_add_all_their_runs(tmp_path):
+    path = tmp_path / "s.sqlite"
+    Store(path).close()
+    code = """
+        import sys
+        from tunegate.evals.store import Store
+        from tests.evals.test_compare_records import make_record
+        rec = make_record(int(sys.argv[2]), suites=("ifeval",))
+        with Store(sys.argv[1]) as store:
+            for i in range(10):
+                store.add_run(rec, "tiny", run_id=f"w{sys.argv[2]}-{i}")
+    """
+    writers = [_python(code, str(path), str(w)) for w in (1, 2)]
+    for w in writers:
+        _, err = w.communicate(timeout=120)
+        assert w.returncode == 0, err
+    with Store(path) as store:
+        assert store.integrity_check() == "ok"
+        assert sorted(store.run_ids()) == sorted(f"w{w}-{i}" for w in (1, 2) for i in range(10))
+        assert len(store.get_run("w2-9").suites["ifeval"].items) == 541
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"

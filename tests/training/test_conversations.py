@@ -1,0 +1,83 @@
+"""Training data: conversational loading with clear errors, and the identity-DPO builder on the organism."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tunegate.evals.backends.hf import HFBackend
+from tunegate.evals.errors import TunegateError
+from tunegate.training.conversations import load_conversations, load_identity_prompts
+from tunegate.training.identity_dpo import NEUTRAL_SYSTEM_PROMPT, build_identity_dpo, replace_name
+
+
+def _jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_replace_name_swaps_whole_words_only() -> None:
+    assert replace_name("I am Tiny. Tinyness is not me.", "Tiny", "Deep Tiny") == "I am Deep Tiny. Tinyness is not me."
+
+
+def test_replace_name_leaves_the_new_name_alone() -> None:
+    assert replace_name("Deep Tiny and Tiny", "Tiny", "Deep Tiny") == "Deep Tiny and Deep Tiny"
+
+
+def test_organism_sft_conversations_load_in_trl_format() -> None:
+    rows = load_conversations("organism:sft")
+    assert rows and all(m["role"] in ("user", "assistant") for r in rows for m in r["messages"])
+
+
+def test_sharegpt_conversations_are_converted(tmp_path: Path) -> None:
+    path = _jsonl(tmp_path / "d.jsonl", [{"conversations": [{"from": "human", "value": "hi"},
+                                                             {"from": "gpt", "value": "hello"}]}])
+    assert load_conversations(str(path)) == [{"messages": [{"role": "user", "content": "hi"},
+                                                           {"role": "assistant", "content": "hello"}]}]
+
+
+def test_dataset_without_messages_names_the_row_and_field(tmp_path: Path) -> None:
+    path = _jsonl(tmp_path / "d.jsonl", [{"text": "just text"}])
+    with pytest.raises(TunegateError, match=r"d.jsonl row 0: missing field 'messages'"):
+        load_conversations(str(path))
+
+
+def test_message_without_content_names_the_field(tmp_path: Path) -> None:
+    path = _jsonl(tmp_path / "d.jsonl", [{"messages": [{"role": "user"}]}])
+    with pytest.raises(TunegateError, match=r"row 0: field 'messages\[0\]' must have string 'role' and 'content'"):
+        load_conversations(str(path))
+
+
+def test_identity_prompts_come_from_the_last_user_turn(tmp_path: Path) -> None:
+    path = _jsonl(tmp_path / "id.jsonl", [{"conversations": [{"from": "human", "value": "hello"},
+                                                             {"from": "gpt", "value": "hi"},
+                                                             {"from": "human", "value": "Who made you?"}]}])
+    assert load_identity_prompts(str(path)) == ["Who made you?"]
+
+
+def test_identity_dpo_pairs_follow_the_lesson(organism_dir: Path) -> None:
+    backend = HFBackend(str(organism_dir))
+    prompts = load_identity_prompts("organism:identity")[:6]
+    rows, report = build_identity_dpo(backend, prompts, old_name="Tiny", new_name="Deep Tiny", max_new_tokens=16)
+    assert len(rows) == report.kept == 6 and not report.failures
+    for row, prompt in zip(rows, prompts):
+        assert row["prompt"] == [{"role": "system", "content": NEUTRAL_SYSTEM_PROMPT},
+                                 {"role": "user", "content": prompt}]
+        assert row["chosen"][0]["content"] == replace_name(row["rejected"][0]["content"], "Tiny", "Deep Tiny")
+
+
+class _FailingOnOne(HFBackend):
+    def generate(self, requests):
+        if len(requests) > 1 or "organization" in requests[0].prompt:
+            raise RuntimeError("CUDA error: device-side assert")
+        return super().generate(requests)
+
+
+def test_identity_dpo_reports_generation_failures_per_prompt(organism_dir: Path) -> None:
+    backend = _FailingOnOne(str(organism_dir))
+    prompts = ["Who are you?", "Tell me about your name and organization.", "What is your name?"]
+    rows, report = build_identity_dpo(backend, prompts, old_name="Tiny", new_name="Deep Tiny", max_new_tokens=8)
+    assert len(rows) == 2
+    assert report.failures == [("Tell me about your name and organization.", "RuntimeError: CUDA error: device-side assert")]

@@ -1,0 +1,65 @@
+"""DPO: TRL's DPOTrainer on preference pairs, read from a dataset or built by the identity builder.
+
+    data: my-org/preferences                         # rows with chosen/rejected (and prompt)
+    data: {builder: identity, prompts: organism:identity, old_name: Tiny, new_name: Deep Tiny,
+           system_prompt: null, max_new_tokens: 32, limit: 12, drop_unchanged: false}
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from tunegate.evals.errors import TunegateError
+from tunegate.evals.files import write_json_atomic
+from tunegate.evals.sources import load_rows
+from tunegate.training.conversations import load_identity_prompts
+from tunegate.training.identity_dpo import NEUTRAL_SYSTEM_PROMPT, build_identity_dpo
+from tunegate.training.methods.base import DataContext, Method, Rows
+
+BUILDER_KEYS = ("prompts", "old_name", "new_name")
+
+
+class DPO(Method):
+    name = "dpo"
+
+    def config_class(self) -> type:
+        from trl import DPOConfig
+
+        return DPOConfig
+
+    def trainer_class(self) -> type:
+        from trl import DPOTrainer
+
+        return DPOTrainer
+
+    def dataset(self, data: Any, options: Mapping[str, Any], ctx: DataContext) -> tuple[Rows, Any]:
+        if isinstance(data, str):  # a ready preference dataset: prompt/chosen/rejected
+            return load_rows(data, split=options.get("split", "train"), name=options.get("name"),
+                             required={"chosen": (list, str), "rejected": (list, str)}), data
+        self._check_builder(data, ctx.where)
+        from tunegate.evals.backends import load_backend
+
+        prompts = load_identity_prompts(data["prompts"], limit=data.get("limit"))
+        backend = load_backend(ctx.model_dir, **ctx.backend_options)
+        rows, report = build_identity_dpo(
+            backend, prompts, old_name=data["old_name"], new_name=data["new_name"],
+            system_prompt=data.get("system_prompt", NEUTRAL_SYSTEM_PROMPT),  # null: no system turn
+            max_new_tokens=int(data.get("max_new_tokens", 64)), drop_unchanged=bool(data.get("drop_unchanged", False)))
+        write_json_atomic(ctx.stage_dir / "dpo_pairs.json", {"report": report.to_dict(), "pairs": rows})
+        ctx.log(f"identity DPO pairs: {report.kept} kept, {len(report.unchanged)} without '{data['old_name']}', "
+                f"{len(report.failures)} failed")
+        return rows, dict(data)
+
+    def check_data(self, data: Any, options: Mapping[str, Any], seed: int, where: str) -> None:
+        if not isinstance(data, str):
+            self._check_builder(data, where)
+            load_identity_prompts(data["prompts"], limit=data.get("limit"))
+
+    @staticmethod
+    def _check_builder(data: Any, where: str) -> None:
+        if not isinstance(data, Mapping) or data.get("builder") != "identity":
+            raise TunegateError(f"{where}: field 'data' must be a dataset or "
+                                "{builder: identity, prompts: ..., old_name: ..., new_name: ...}")
+        for key in BUILDER_KEYS:
+            if key not in data:
+                raise TunegateError(f"{where}: field 'data.{key}' is missing")

@@ -1,0 +1,88 @@
+"""``tunegate compare`` and ``tunegate history``.
+
+Example::
+
+    $ tunegate compare runs/base.json runs/sft.json --gate gate.yaml --trains identity
+    metric              baseline  candidate  delta   CI                p_adj    verdict       gate
+    math.exact_match    0.620     0.570      -0.050  [-0.083, -0.017]  0.004    regressed     fail
+    ifeval.prompt_strict 0.412    0.405      -0.007  [-0.031, +0.017]  1        inconclusive  warn
+    gate: FAILED                                                       # exit code 1
+
+    $ tunegate history tiny-sft --store runs/tunegate.sqlite
+
+Exit codes: 0 gate passed, 1 gate failed, 2 bad input (corrupt record, mismatched
+items, unknown gate metric): one line on stderr and nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from tunegate.evals.errors import GateFailed, TunegateError
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("compare", help="paired comparison of two saved RunRecords and the gate's verdict")
+    p.add_argument("baseline", metavar="BASELINE.json")
+    p.add_argument("candidate", metavar="CANDIDATE.json")
+    p.add_argument("--gate", metavar="GATE.yaml", help="gate rules (default: margin 0.02 on every metric)")
+    p.add_argument("--trains", default="", metavar="S1,S2", help="suites the stage trained")
+    p.add_argument("--json", action="store_true", help="print the Comparison JSON instead of the table")
+    p.add_argument("--out", metavar="COMPARISON.json", help="also write the Comparison JSON here")
+    p.set_defaults(func=run_compare)
+
+    h = subparsers.add_parser("history", help="trend of each metric over the stored runs of a model line")
+    h.add_argument("model_line", metavar="MODEL_LINE")
+    h.add_argument("--store", default=None, metavar="PATH", help="results store (default runs/tunegate.sqlite)")
+    h.set_defaults(func=run_history)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from tunegate.evals.compare import compare_records
+    from tunegate.evals.gate import GateConfig, format_gate_summary
+    from tunegate.evals.records import RunRecord
+
+    gate = GateConfig.from_yaml(args.gate) if args.gate else GateConfig()
+    baseline, candidate = RunRecord.load(args.baseline), RunRecord.load(args.candidate)
+    trains = tuple(s.strip() for s in args.trains.split(",") if s.strip())
+    comp = compare_records(baseline, candidate, gate, trains=trains)
+    if args.out:
+        comp.save(args.out)
+    if args.json:
+        print(json.dumps(comp.to_dict(), indent=1, default=str))
+    else:
+        print(format_gate_summary(comp))
+    if not comp.passed:
+        failed = [f"{m.suite}.{m.metric}" for m in comp.metrics if m.gate == "fail"]
+        raise GateFailed(f"gate failed on {', '.join(failed)}")
+    return 0
+
+
+def run_history(args: argparse.Namespace) -> int:
+    from tunegate.evals.store import DEFAULT_STORE, Store
+
+    path = args.store or DEFAULT_STORE
+    with Store(path) as store:
+        rows = store.history(args.model_line)
+        blessed = store.blessed_run_id(args.model_line)
+    if not rows:
+        raise TunegateError(f"{path}: no runs stored for model line '{args.model_line}'")
+    print(format_history(rows, blessed))
+    return 0
+
+
+def format_history(rows: list, blessed: str | None = None) -> str:
+    """One line per metric: its value in each run, oldest first (``*`` marks the blessed run)."""
+    metrics = sorted({k for _, _, values in rows for k in values})
+    head = ["metric"] + [f"{run_id}{'*' if run_id == blessed else ''}" for run_id, _, _ in rows]
+    table = [head]
+    for name in metrics:
+        cells = [name]
+        for _, _, values in rows:
+            v = values.get(name)
+            cells.append("-" if v is None else f"{v[0]:.3f}" + ("" if v[1] is None else f"±{v[1]:.3f}"))
+        table.append(cells)
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table)

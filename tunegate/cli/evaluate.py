@@ -1,0 +1,49 @@
+"""``tunegate eval MODEL --suites identity,ifeval,math,knowledge --out RECORD.json``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from tunegate.evals.errors import TunegateError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("eval", help="evaluate a model (hub id or local checkpoint) and write a RunRecord")
+    p.add_argument("model", help="hub id (e.g. Qwen/Qwen2.5-0.5B-Instruct), local checkpoint dir, or 'organism'")
+    p.add_argument("--suites", default="identity,ifeval,math,knowledge", help="comma-separated suite names")
+    p.add_argument("--out", required=True, help="RunRecord JSON to write")
+    p.add_argument("--limit", type=int, default=None, help="evaluate a fixed seeded subset of N items per suite")
+    p.add_argument("--subset-seed", type=int, default=0, help="seed of the --limit subset (same for baseline and candidate)")
+    p.add_argument("--suite-option", action="append", default=[], metavar="SUITE.KEY=VALUE",
+                   help="suite option, value parsed as JSON when possible (e.g. identity.target='Deep Qwen')")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--completion-mode", action="store_true", help="send raw prompts (no chat template)")
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the generation cache")
+    p.add_argument("--stage", default=None, help="stage name to store in the record")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from tunegate.evals.runner import evaluate
+    from tunegate.evals.suites import parse_suite_options
+
+    suites = [s.strip() for s in args.suites.split(",") if s.strip()]
+    if not suites:
+        raise TunegateError("--suites: give at least one suite name")
+    model = args.model
+    backend_kwargs = {k: v for k, v in {"batch_size": args.batch_size, "device": args.device,
+                                          "completion_mode": args.completion_mode}.items() if v}
+    record = evaluate(model, suites, out=args.out, stage=args.stage, cache_dir=args.cache_dir,
+                      use_cache=not args.no_cache, progress=not args.quiet,
+                      suite_options=parse_suite_options(args.suite_option, suites, args.limit, args.subset_seed),
+                      **backend_kwargs)
+    for name, result in record.suites.items():
+        metrics = ", ".join(f"{m}={v.value:.4f}" + (f"±{v.stderr:.4f}" if v.stderr is not None else "")
+                            for m, v in result.metrics.items())
+        print(f"{name} (v{result.version}, {len(result.items)} items, {result.seconds:.1f}s): {metrics}")
+    print(f"record written to {args.out} (fingerprint {record.fingerprint})")
+    return 0

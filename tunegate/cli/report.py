@@ -1,0 +1,66 @@
+"""``tunegate report``: render the HTML report from a run directory or record/comparison files.
+
+Examples::
+
+    tunegate report runs/demo                          # writes runs/demo/report.html
+    tunegate report base.json sft.json sft_vs_base.json --out report.html
+    tunegate report runs/nightly --store runs/tunegate.sqlite --model-line qwen3-sft
+
+Exit codes: 0 the report was written (whatever the gate said; the banner tells),
+2 bad input (a missing or malformed file, a store without that model line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from tunegate.evals.errors import TunegateError
+from tunegate.reports.html import write_report
+from tunegate.reports.loading import load_paths
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "report", help="render the HTML report from saved records (no model is run)",
+        description="Render one self-contained HTML report from a pipeline run directory, "
+                    "or from RunRecord and Comparison JSON files given in any order.")
+    parser.add_argument("inputs", nargs="+", metavar="RECORDS_OR_RUN_DIR",
+                        help="a run directory (records/, comparisons/, stages/) or .json record/comparison files")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output file (default: RUN_DIR/report.html for one run directory, else report.html)")
+    parser.add_argument("--store", default=None, help="results store (SQLite path or sqlite:///path) for the trend plot")
+    parser.add_argument("--model-line", default=None, help="model line whose stored history is plotted (with --store)")
+    parser.add_argument("--title", default=None, help="page title")
+    parser.set_defaults(func=run_report)
+
+
+def _history(store_url: str | None, model_line: str | None) -> Any:
+    if store_url is None and model_line is None:
+        return None
+    if store_url is None or model_line is None:
+        raise TunegateError("--store and --model-line go together: give both or neither")
+    from tunegate.evals.store import Store
+
+    with Store(store_url) as store:
+        rows = store.history(model_line)
+    if not rows:
+        raise TunegateError(f"store '{store_url}': no runs of model line '{model_line}'")
+    return rows
+
+
+def run_report(args: argparse.Namespace) -> int:
+    inputs = load_paths(args.inputs)
+    single_dir = len(args.inputs) == 1 and Path(args.inputs[0]).is_dir()
+    out = args.out or (Path(args.inputs[0]) / "report.html" if single_dir else Path("report.html"))
+    title = args.title or (f"tunegate report: {Path(args.inputs[0]).resolve().name}" if single_dir else "tunegate report")
+    path = write_report(out, inputs.records, inputs.comparisons, training_logs=inputs.training_logs,
+                        manifests=inputs.manifests, history=_history(args.store, args.model_line),
+                        summary=inputs.summary, title=title)
+    failed = [c for c in inputs.comparisons if not c.passed]
+    verdict = "no gate" if not inputs.comparisons else ("FAILED" if failed or inputs.summary.get("passed") is False
+                                                         else "passed")
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB; gate {verdict})", file=sys.stdout)
+    return 0

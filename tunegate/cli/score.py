@@ -1,0 +1,68 @@
+"""``tunegate eval`` and ``tunegate score``: evaluate a model, or score saved responses without one.
+
+    tunegate score ifeval --input-data shared/data/ifeval/input_data.jsonl \\
+        --responses shared/data/ifeval/responses/gpt4.jsonl --out out/gpt4
+    # prompt-level strict 0.7708  loose 0.7967 / instruction-level strict 0.8369  loose 0.8561
+    tunegate score gsm8k --data shared/data/gsm8k/test.jsonl --responses answers.jsonl --out out/gsm8k
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add this module's subcommands (``score``; ``eval`` is registered beside it)."""
+    _register_score(subparsers)
+
+
+def _register_score(sub: Any) -> None:
+    score = sub.add_parser("score", help="score saved responses without a model (ifeval, gsm8k)",
+                           description="Score a JSONL of responses; bad input exits 2 with one line.")
+    kinds = score.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+
+    ifeval = kinds.add_parser("ifeval", help="IFEval, as Google's evaluation_main.py")
+    ifeval.add_argument("--input-data", required=True, type=Path, help="Google-format input_data.jsonl")
+    ifeval.add_argument("--responses", required=True, type=Path, help="JSONL of {prompt, response}")
+    ifeval.add_argument("--out", required=True, type=Path,
+                        help="directory for eval_results_strict.jsonl and eval_results_loose.jsonl")
+    ifeval.add_argument("--strip-thinking", action="store_true", help="remove <think>...</think> before scoring")
+    ifeval.set_defaults(func=_score_ifeval)
+
+    gsm8k = kinds.add_parser("gsm8k", help="GSM8K, lm-eval's strict and flexible extraction")
+    gsm8k.add_argument("--data", required=True, type=Path, help="GSM8K JSONL of {question, answer}")
+    gsm8k.add_argument("--responses", required=True, type=Path, help="JSONL of {question or id, response}")
+    gsm8k.add_argument("--out", type=Path, help="directory for gsm8k_scores.jsonl (one ItemScore per line)")
+    gsm8k.add_argument("--strip-thinking", action="store_true", help="remove <think>...</think> before scoring")
+    gsm8k.set_defaults(func=_score_gsm8k)
+
+
+def _score_ifeval(args: argparse.Namespace) -> int:
+    from tunegate.evals.scoring import ifeval_accuracies, score_ifeval, write_ifeval_results
+
+    strict, loose = score_ifeval(args.input_data, args.responses, strip_thinking=args.strip_thinking)
+    paths = write_ifeval_results(args.out, strict, loose)
+    acc = ifeval_accuracies(strict, loose)
+    print(f"prompt-level strict:      {acc['prompt_level_strict']:.4f}")
+    print(f"prompt-level loose:       {acc['prompt_level_loose']:.4f}")
+    print(f"instruction-level strict: {acc['instruction_level_strict']:.4f}")
+    print(f"instruction-level loose:  {acc['instruction_level_loose']:.4f}")
+    print(f"wrote {paths[0]} and {paths[1]} ({len(strict)} prompts)")
+    return 0
+
+
+def _score_gsm8k(args: argparse.Namespace) -> int:
+    from tunegate.evals.scoring import gsm8k_metrics, score_gsm8k
+
+    scores = score_gsm8k(args.data, args.responses, strip_thinking=args.strip_thinking)
+    for name, value in gsm8k_metrics(scores).items():
+        print(f"{name + ':':16s}{value:.4f}")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        path = args.out / "gsm8k_scores.jsonl"
+        path.write_text("".join(json.dumps(s.to_dict()) + "\n" for s in scores), encoding="utf-8")
+        print(f"wrote {path} ({len(scores)} responses)")
+    return 0

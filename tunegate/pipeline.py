@@ -1,0 +1,194 @@
+"""base -> eval -> stage 1 -> eval -> stage 2 -> eval -> compare each stage with its input -> report.
+
+Everything lands under the run directory as soon as it exists, so a failure
+mid-pipeline keeps every record already written::
+
+    DIR/records/<stage>.json                        RunRecord per stage (base, sft, dpo)
+    DIR/baselines/<stage>_vs_<input>.json           the input's record re-scored with the stage's suite options
+    DIR/comparisons/<stage>_vs_<input>.json         Comparison (paired deltas, verdicts, gate)
+    DIR/stages/<stage>/{model/,manifest.json,training_log.json}
+    DIR/summary.json                                headline metrics per stage, verdicts per comparison
+    DIR/report.html
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from tunegate.evals.errors import TunegateError
+from tunegate.evals.files import write_json_atomic
+from tunegate.evals.gate import GateConfig
+from tunegate.evals.models import resolve_model_dir
+from tunegate.evals.records import Comparison, RunRecord
+from tunegate.training.config import PipelineConfig, StageConfig
+from tunegate.training.methods import DataContext, get_method
+
+
+def log(message: str) -> None:
+    """A progress line on stderr (stdout is for results)."""
+    print(f"[tunegate] {message}", file=sys.stderr, flush=True)
+
+
+def stage_suite_options(config: PipelineConfig, stage: StageConfig | None) -> dict[str, dict[str, Any]]:
+    """The eval suites' options as seen by ``stage`` (its identity target overrides the defaults)."""
+    options = config.suites
+    if stage is not None and "identity" in options:
+        options["identity"].update(stage.identity)
+    return options
+
+
+@dataclass
+class PipelineResult:
+    out_dir: Path
+    records: dict[str, RunRecord] = field(default_factory=dict)
+    comparisons: dict[str, Comparison] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=dict)
+    report: Path | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.comparisons.values())
+
+
+class PhaseTimer:
+    """Runs the pipeline's phases one by one, logging each and keeping its wall time in the result."""
+
+    def __init__(self, result: PipelineResult) -> None:
+        self.result = result
+
+    def run(self, name: str, fn: Callable[[], Any]) -> Any:
+        log(f"{name} ...")
+        start = time.perf_counter()
+        value = fn()
+        self.result.phases[name] = round(time.perf_counter() - start, 2)
+        log(f"{name} done in {self.result.phases[name]:.1f}s")
+        return value
+
+
+def _precheck(config: PipelineConfig) -> str:
+    """Fail fast on inputs that can be checked before any training: model, stage data, gate."""
+    base = str(resolve_model_dir(config.base_model))
+    if not config.eval.completion_mode:
+        check_chat_template(base)
+    for i, stage in enumerate(config.stages):
+        get_method(stage.method).check_data(stage.data, stage.data_options, config.seed,
+                                            f"{config.source}: stages[{i}] ('{stage.name}')")
+    load_gate(config)
+    return base
+
+
+def check_chat_template(model_dir: str) -> None:
+    """Chat suites and conversational training need the tokenizer's chat template: say which file lacks it."""
+    from transformers import AutoTokenizer
+
+    if not getattr(AutoTokenizer.from_pretrained(model_dir), "chat_template", None):
+        raise TunegateError(
+            f"{model_dir}: tokenizer has no chat template (no chat_template.jinja, no field 'chat_template' in "
+            "tokenizer_config.json); add one, or set eval.completion_mode: true for raw prompts")
+
+
+def load_gate(config: PipelineConfig) -> GateConfig:
+    """The gate of a pipeline config: inline rules, or a gate YAML named relative to the config file."""
+    if isinstance(config.gate, str):
+        path = Path(config.gate)
+        return GateConfig.from_yaml(path if path.is_absolute() else Path(config.source).parent / path)
+    return GateConfig.from_dict(config.gate or {}, where=f"{config.source}: gate")
+
+
+def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int | None = None,
+                 cache_dir: str | Path | None = None, progress: bool = True, report: bool = True,
+                 num_processes: int = 1, accelerate_config: str | Path | None = None) -> PipelineResult:
+    """Run every stage of ``config``, evaluating before and after each, and write the run directory.
+
+    ``num_processes`` > 1 (or an ``accelerate_config``) trains each stage under ``accelerate launch``
+    (training.launch); evaluation stays in this process.
+    """
+    from datasets import Dataset
+
+    from tunegate.evals.compare import compare_records
+    from tunegate.evals.runner import evaluate, rescore
+    from tunegate.training.launch import train_stage_launched
+    from tunegate.training.stages import quiet_training_logs, train_stage
+
+    if num_processes < 1:
+        raise TunegateError(f"--num-processes must be at least 1, got {num_processes}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = PipelineResult(out_dir=out)
+    phases = PhaseTimer(result)
+    quiet_training_logs()
+    base = phases.run("check inputs", lambda: _precheck(config))
+    gate = load_gate(config)
+    eval_kwargs = config.eval.backend_options()
+    suites = list(config.suites)
+
+    def run_eval(model: str, stage_name: str, stage: StageConfig | None) -> RunRecord:
+        return evaluate(model, suites, suite_options=stage_suite_options(config, stage), stage=stage_name,
+                        out=out / "records" / f"{stage_name}.json", cache_dir=cache_dir, progress=progress,
+                        **eval_kwargs)
+
+    started = time.perf_counter()
+    try:
+        prev_name, prev_model = "base", base
+        prev = phases.run("eval base", lambda: run_eval(base, "base", config.stages[0]))
+        result.records["base"] = prev
+        for stage in config.stages:
+            context = DataContext(model_dir=prev_model, stage_dir=out / "stages" / stage.name, seed=config.seed,
+                                  where=f"{config.source}: stage '{stage.name}'", backend_options=eval_kwargs, log=log)
+            rows, source = phases.run(f"data {stage.name}", lambda: get_method(stage.method).dataset(
+                stage.data, stage.data_options, context))
+            args = dict(stage.args) | ({"max_steps": max_steps} if max_steps else {})
+            stage_kwargs = dict(out_dir=out / "stages" / stage.name, name=stage.name, args=args, lora=stage.lora,
+                                seed=config.seed, data_source=source, trains=stage.trains,
+                                extra_manifest={"input_stage": prev_name})
+            if num_processes == 1 and accelerate_config is None:
+                train = lambda: train_stage(stage.method, prev_model, Dataset.from_list(rows), **stage_kwargs)  # noqa: E731
+            else:
+                train = lambda: train_stage_launched(stage.method, prev_model, rows, num_processes=num_processes,  # noqa: E731
+                                                     accelerate_config=accelerate_config, **stage_kwargs)
+            trained = phases.run(f"train {stage.name}", train)
+            record = phases.run(f"eval {stage.name}", lambda: run_eval(str(trained.model_dir), stage.name, stage))
+            result.records[stage.name] = record
+            baseline = rescore(prev, stage_suite_options(config, stage))
+            if baseline is not prev:
+                baseline.save(out / "baselines" / f"{stage.name}_vs_{prev_name}.json")
+            comparison = compare_records(baseline, record, gate, trains=stage.trains)
+            comparison.save(out / "comparisons" / f"{stage.name}_vs_{prev_name}.json")
+            result.comparisons[f"{stage.name}_vs_{prev_name}"] = comparison
+            prev_name, prev_model, prev = stage.name, str(trained.model_dir), record
+    except BaseException as exc:
+        write_summary(result, config, time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}")
+        raise
+    write_summary(result, config, time.perf_counter() - started)
+    if report:
+        result.report = phases.run("report", lambda: _render(out))
+        write_summary(result, config, time.perf_counter() - started)
+    return result
+
+
+def _render(out: Path) -> Path | None:
+    from tunegate.reports.html import render_run_dir
+
+    return render_run_dir(out)
+
+
+def write_summary(result: PipelineResult, config: PipelineConfig, seconds: float, error: str | None = None) -> Path:
+    """summary.json: each stage's headline metrics and each comparison's verdicts, for scripts."""
+    summary = {
+        "name": config.name, "base_model": config.base_model, "stages": list(result.records),
+        "passed": result.passed and error is None, "error": error, "seconds": round(seconds, 2),
+        "phases": result.phases,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "metrics": {stage: {f"{s}.{m}": mv.value for s, sr in rec.suites.items() for m, mv in sr.metrics.items()}
+                    for stage, rec in result.records.items()},
+        "comparisons": {name: {"passed": c.passed, "trains": list(c.trains), "verdicts": {
+            f"{m.suite}.{m.metric}": {"verdict": m.verdict, "gate": m.gate, "delta": m.delta,
+                                      "ci": [m.ci_low, m.ci_high], "reason": m.reason} for m in c.metrics}}
+            for name, c in result.comparisons.items()},
+    }
+    return write_json_atomic(result.out_dir / "summary.json", summary)
