@@ -33,7 +33,8 @@ import numpy as np
 from tunegate.evals.errors import TunegateError
 from tunegate.evals.gate import GateConfig, Measured, decide
 from tunegate.evals.stats import paired_compare
-from tunegate.evals.records import Comparison, ItemFlip, ItemScore, MetricComparison, RunRecord, SuiteResult, item_units
+from tunegate.evals.records import (Comparison, ItemFlip, ItemScore, MetricComparison, NoiseFloor, RunRecord,
+                                    SuiteResult, item_units)
 
 #: Continuous metrics keep this many flips per direction (largest changes first); binary keep all.
 MAX_CONTINUOUS_FLIPS = 25
@@ -44,9 +45,15 @@ def compare_records(
     candidate: RunRecord,
     gate: GateConfig | None = None,
     trains: Sequence[str] = (),
+    noise: NoiseFloor | None = None,
 ) -> Comparison:
-    """Paired comparison of every headline metric of every suite the candidate ran, judged by ``decide``."""
+    """Paired comparison of every headline metric of every suite the candidate ran, judged by ``decide``.
+
+    ``noise`` is the A/A noise floor shown beside each CI (and required by a gate with ``noise_floor:
+    true``); by default the baseline's (``tunegate noise`` writes it), else the candidate's.
+    """
     gate = gate or GateConfig()
+    noise = noise or baseline.noise or candidate.noise
     trains = tuple(trains)
     warnings = list(comparability_warnings(baseline, candidate))
     suites = _common_suites(baseline, candidate, warnings)
@@ -59,7 +66,7 @@ def compare_records(
     flips: list[ItemFlip] = []
     for suite in suites:
         b_suite, c_suite = baseline.suites[suite], candidate.suites[suite]
-        pairs = _pair_items(b_suite, c_suite)
+        pairs = pair_items(b_suite, c_suite)
         for name, spec in c_suite.metrics.items():
             base, cand, clusters = paired_units(pairs, name, spec.cluster, where=f"suite '{suite}' metric '{name}'")
             seed = zlib.crc32(f"{suite}.{name}".encode()) ^ gate.seed
@@ -70,7 +77,7 @@ def compare_records(
             measured.append(Measured(suite, name, res, spec.higher_is_better, n_items))
             flips.extend(item_flips(suite, name, pairs, spec.higher_is_better, spec.binary))
 
-    metrics, family = decide(measured, gate, trains)
+    metrics, family = decide(measured, gate, trains, noise.floors() if noise else None)
     return Comparison(
         baseline_model=baseline.model, baseline_fingerprint=baseline.fingerprint,
         candidate_model=candidate.model, candidate_fingerprint=candidate.fingerprint,
@@ -114,7 +121,7 @@ def _common_suites(baseline: RunRecord, candidate: RunRecord, warnings: list[str
     return list(candidate.suites)
 
 
-def _pair_items(b: SuiteResult, c: SuiteResult) -> list[tuple[ItemScore, ItemScore]]:
+def pair_items(b: SuiteResult, c: SuiteResult) -> list[tuple[ItemScore, ItemScore]]:
     b_ids = {i.item_id: i for i in b.items}
     c_ids = {i.item_id: i for i in c.items}
     for label, res, ids in (("baseline", b, b_ids), ("candidate", c, c_ids)):

@@ -9,6 +9,7 @@ A gate file (YAML); every key is optional::
     underpowered: fail_on_drop  # fail_on_drop | warn | fail: a metric whose MDE exceeds its margin
     inconclusive: warn        # warn | fail: a powered metric whose CI still reaches below -margin
     default_margin: 0.05      # margin of every metric not listed; null = unlisted metrics are not gated
+    noise_floor: false        # true: a drop must also exceed the records' A/A noise floor to fail
     metrics:
       identity.adherence: {target: ">= 0.9"}
       math.exact_match: {margin: 0.05}
@@ -39,7 +40,10 @@ Rules (``judge``):
   (default: fail when the point estimate dropped by more than the margin, else warn),
   ``inconclusive`` warns or fails per ``inconclusive``;
 - a *margin* on a suite the stage trained: only ``regressed`` fails (training is meant to move it);
-- unlisted metrics get ``default_margin``; with ``default_margin: null`` they are ``info``.
+- unlisted metrics get ``default_margin``; with ``default_margin: null`` they are ``info``;
+- with ``noise_floor: true`` a drop fails (regressed, or underpowered beyond the margin) only when it
+  also exceeds the metric's A/A noise floor (``tunegate noise``; ``MetricComparison.noise_floor``);
+  a drop within the floor warns instead. The floor is shown whenever the records carry one.
 
 Example::
 
@@ -117,6 +121,8 @@ class GateConfig:
     power: float = field(default=0.8, metadata={"help": "power at which the minimum detectable effect is reported"})
     n_resamples: int = field(default=2000, metadata={"help": "bootstrap resamples for continuous metrics"})
     seed: int = field(default=0, metadata={"help": "bootstrap seed"})
+    noise_floor: bool = field(default=False, metadata={
+        "help": "a drop must also exceed the metric's A/A noise floor (tunegate noise) to fail the gate"})
 
     def __post_init__(self) -> None:
         if not (0.5 <= self.confidence < 1):
@@ -133,6 +139,8 @@ class GateConfig:
             raise TunegateError(f"gate: default_margin must be in [0, 1) or null, got {self.default_margin}")
         if not (0 < self.power < 1):
             raise TunegateError(f"gate: power must be in (0, 1), got {self.power}")
+        if not isinstance(self.noise_floor, bool):
+            raise TunegateError(f"gate: noise_floor must be true or false, got {self.noise_floor!r}")
         if self.n_resamples < 2000:
             raise TunegateError(f"gate: n_resamples must be at least 2000, got {self.n_resamples}")
         names = [r.metric for r in self.rules]
@@ -144,7 +152,7 @@ class GateConfig:
     def from_dict(cls, data: Mapping[str, Any] | None, where: str = "gate") -> "GateConfig":
         data = dict(data or {})
         known = {"confidence", "inconclusive", "underpowered", "correction", "family", "default_margin", "power",
-                 "n_resamples", "seed", "metrics"}
+                 "n_resamples", "seed", "noise_floor", "metrics"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise TunegateError(f"{where}: unknown key(s) {unknown} (known: {sorted(known)})")
@@ -232,7 +240,8 @@ class Measured(NamedTuple):
 
 
 def decide(
-    measured: Sequence[Measured], gate: GateConfig | None = None, trains: Sequence[str] = ()
+    measured: Sequence[Measured], gate: GateConfig | None = None, trains: Sequence[str] = (),
+    noise: Mapping[str, float] | None = None,
 ) -> tuple[list[MetricComparison], tuple[str, ...]]:
     """The one decision path: family-adjusted p-values, MDE, items needed, verdict and gate state.
 
@@ -240,11 +249,19 @@ def decide(
     the test, the MDE and the items needed use the one-sided level
     ``alpha / len(family)`` (Holm's first step: the level a single dropped
     metric must reach); a metric outside it uses ``alpha`` unadjusted.
+    ``noise`` maps ``suite.metric`` to its A/A noise floor (``NoiseFloor.floors()``); a gate with
+    ``noise_floor: true`` needs one for every gated metric (TunegateError naming the missing ones).
     """
     gate = gate or GateConfig()
+    noise = dict(noise or {})
     keys = [m.key for m in measured]
     rules = gate.rules_for(keys)
     family = gate.family_of(keys, rules)
+    if gate.noise_floor:
+        missing = [k for k in keys if k in rules and rules[k].margin is not None and k not in noise]
+        if missing:
+            raise TunegateError(f"gate requires a noise floor (noise_floor: true) but none was measured for "
+                                f"{missing}: write the baseline with `tunegate noise` over the same suites")
     alpha = 1 - gate.confidence
     in_family = [k in family for k in keys]
     adjusted = iter(adjust_pvalues([m.result.p_value for m, f in zip(measured, in_family) if f], gate.correction))
@@ -271,7 +288,7 @@ def decide(
             flips_down=res.flips_down if m.higher_is_better else res.flips_up,
             mde=_num(detectable), n_needed=need, verdict=v, test=res.test, margin=margin,
             higher_is_better=m.higher_is_better, trained=trained, target=rule.target if rule else None,
-            n_items=items, alpha=test_alpha,
+            n_items=items, alpha=test_alpha, noise_floor=noise.get(m.key),
         )
         state, reason = judge(mc, rule, gate)
         out.append(_replace(mc, gate=state, reason=reason))
@@ -308,8 +325,12 @@ def judge(mc: MetricComparison, rule: MetricRule | None, gate: GateConfig | None
     met = f"meets target {rule.target_text}; " if rule.op else ""
     if rule.margin is None:
         return "pass", f"{met}{mc.verdict}: {ci}"
+    drop = -mc.delta if mc.higher_is_better else mc.delta
+    within_noise = gate.noise_floor and mc.noise_floor is not None and 0 < drop <= mc.noise_floor
+    noise = f"; within the A/A noise floor {mc.noise_floor:g}" if within_noise else ""
     if mc.verdict == "regressed":
-        return "fail", f"regressed: {ci}, p_adj {_p(mc.p_adjusted)}, drop may exceed margin {mc.margin:g}"
+        return ("warn" if within_noise else "fail"), \
+            f"regressed: {ci}, p_adj {_p(mc.p_adjusted)}, drop may exceed margin {mc.margin:g}{noise}"
     if mc.trained:
         return "pass", f"{met}not regressed (trained suite): {ci}"
     if mc.verdict in ("non-inferior", "improved"):
@@ -318,9 +339,9 @@ def judge(mc: MetricComparison, rule: MetricRule | None, gate: GateConfig | None
     need = f"; ~{mc.n_needed} items needed" if mc.n_needed else ""
     if mc.verdict == "underpowered":
         dropped = (mc.delta if mc.higher_is_better else -mc.delta) < -mc.margin
-        fail = gate.underpowered == "fail" or (gate.underpowered == "fail_on_drop" and dropped)
+        fail = gate.underpowered == "fail" or (gate.underpowered == "fail_on_drop" and dropped and not within_noise)
         what = f"point estimate dropped beyond margin {mc.margin:g}" if dropped else f"within margin {mc.margin:g}"
-        return ("fail" if fail else "warn"), f"underpowered: {ci}, {what}; {power} exceeds the margin{need}"
+        return ("fail" if fail else "warn"), f"underpowered: {ci}, {what}; {power} exceeds the margin{need}{noise}"
     state = "fail" if gate.inconclusive == "fail" else "warn"
     return state, f"inconclusive: {ci} reaches below -{mc.margin:g}; {power}"
 
@@ -348,16 +369,19 @@ def _verdict_cell(m: MetricComparison) -> str:
 
 
 def format_table(metrics: Iterable[MetricComparison]) -> str:
-    """A plain-text table: suite.metric, baseline, candidate, delta, CI, p_adj, MDE, verdict, gate.
+    """A plain-text table: suite.metric, baseline, candidate, delta, CI, (noise floor), p_adj, MDE, verdict, gate.
 
     An underpowered verdict carries the items that would suffice, e.g. ``underpowered (n~2140)``.
     """
-    head = ("metric", "baseline", "candidate", "delta", "CI", "p_adj", "MDE", "verdict", "gate")
+    metrics = list(metrics)
+    floor = any(m.noise_floor is not None for m in metrics)  # the A/A noise floor column, when measured
+    head = ("metric", "baseline", "candidate", "delta", "CI") + ("floor",) * floor + ("p_adj", "MDE", "verdict", "gate")
     rows = [head]
     for m in metrics:
         rows.append((f"{m.suite}.{m.metric}", _fmt(m.baseline), _fmt(m.candidate), _fmt(m.delta, "+.3f"),
-                     f"[{_fmt(m.ci_low, '+.3f')}, {_fmt(m.ci_high, '+.3f')}]", _p(m.p_adjusted) if m.p_adjusted
-                     is not None else "-", _fmt(m.mde), _verdict_cell(m), m.gate))
+                     f"[{_fmt(m.ci_low, '+.3f')}, {_fmt(m.ci_high, '+.3f')}]")
+                    + (_fmt(m.noise_floor),) * floor
+                    + (_p(m.p_adjusted) if m.p_adjusted is not None else "-", _fmt(m.mde), _verdict_cell(m), m.gate))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 

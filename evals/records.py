@@ -226,6 +226,7 @@ class RunRecord:
     stage: str | None = None
     created: str = ""
     seconds: float = 0.0
+    noise: "NoiseFloor | None" = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -240,7 +241,7 @@ class RunRecord:
             "generation": dict(self.generation),
             "env": dict(self.env),
             "suites": {k: s.to_dict() for k, s in self.suites.items()},
-        }
+        } | ({"noise": self.noise.to_dict()} if self.noise is not None else {})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "record") -> "RunRecord":
@@ -261,6 +262,7 @@ class RunRecord:
             stage=data.get("stage"),
             created=str(data.get("created", "")),
             seconds=float(data.get("seconds", 0.0)),
+            noise=NoiseFloor.from_dict(data["noise"], f"{where}: noise") if data.get("noise") else None,
         )
 
     def save(self, path: str | Path) -> Path:
@@ -269,6 +271,82 @@ class RunRecord:
     @classmethod
     def load(cls, path: str | Path) -> "RunRecord":
         return cls.from_dict(read_json(path), where=str(path))
+
+
+@dataclass(frozen=True)
+class NoiseMetric:
+    """How much one metric moved between two evaluations of the same checkpoint (an A/A pair).
+
+    ``setting`` names what differed (``batch_size 32 -> 1``, ``dtype bfloat16 -> float16``);
+    ``flipped`` counts items whose score changed out of ``n`` paired items; ``delta`` is
+    the metric's value in the variant minus the reference.
+    """
+
+    suite: str
+    metric: str
+    setting: str
+    n: int
+    flipped: int
+    delta: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.suite}.{self.metric}"
+
+    @property
+    def flip_share(self) -> float:
+        return self.flipped / self.n if self.n else 0.0
+
+
+@dataclass(frozen=True)
+class NoiseFloor:
+    """The A/A noise floor of one evaluation set-up: one checkpoint evaluated under settings that should
+    not change a greedy answer (generation batch size, dtype), compared item by item with the reference.
+
+    One real entry, the organism's demo SFT model on CPU (``tunegate noise``)::
+
+        NoiseMetric(suite="math", metric="exact_match", setting="batch_size 64 -> 1", n=40, flipped=1, delta=-0.025)
+
+    ``floor(key)`` is the largest absolute metric difference over the settings: the
+    change a gate with ``noise_floor: true`` requires a regression to exceed.
+    """
+
+    model: str
+    fingerprint: str
+    reference: Mapping[str, Any]
+    settings: tuple[str, ...]
+    metrics: tuple[NoiseMetric, ...]
+    device: str = ""
+    created: str = ""
+    seconds: float = 0.0
+
+    def floor(self, key: str) -> float | None:
+        deltas = [abs(m.delta) for m in self.metrics if m.key == key]
+        return max(deltas) if deltas else None
+
+    def floors(self) -> dict[str, float]:
+        """``suite.metric`` -> its floor, for every measured metric."""
+        return {m.key: self.floor(m.key) or 0.0 for m in self.metrics}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "noise_floor", "model": self.model, "fingerprint": self.fingerprint,
+                "reference": dict(self.reference), "settings": list(self.settings), "device": self.device,
+                "created": self.created, "seconds": self.seconds,
+                "metrics": [dataclasses.asdict(m) for m in self.metrics]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "noise floor") -> "NoiseFloor":
+        metrics = _require(data, "metrics", where)
+        if not isinstance(metrics, list):
+            raise RecordError(f"{where}: field 'metrics' must be a list")
+        try:
+            return cls(
+                model=str(_require(data, "model", where)), fingerprint=str(_require(data, "fingerprint", where)),
+                reference=dict(data.get("reference") or {}), settings=tuple(data.get("settings") or ()),
+                metrics=tuple(NoiseMetric(**m) for m in metrics), device=str(data.get("device", "")),
+                created=str(data.get("created", "")), seconds=float(data.get("seconds", 0.0)))
+        except TypeError as exc:
+            raise RecordError(f"{where}: {exc}") from None
 
 
 def item_units(value: ScoreValue) -> Sequence[float]:
@@ -295,7 +373,9 @@ class MetricComparison:
     ``alpha`` (the family's level) catches with the gate's power; ``n_needed`` the
     items at which the MDE would reach ``margin``. ``gate`` is what the gate made
     of the verdict: pass, fail, warn or info (not gated); ``reason`` says why in one line.
-    Files written before ``n_items``/``alpha`` existed load with None (schema 1 still).
+    ``noise_floor`` is the largest change of this metric between two evaluations of one
+    checkpoint under settings that should not matter (``NoiseFloor``), None when unmeasured.
+    Files written before ``n_items``/``alpha``/``noise_floor`` existed load with None (schema 1 still).
     """
 
     suite: str
@@ -322,6 +402,7 @@ class MetricComparison:
     reason: str = ""
     n_items: int | None = None
     alpha: float | None = None
+    noise_floor: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

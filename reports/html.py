@@ -25,6 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import jinja2
 from markupsafe import Markup, escape
 
+from tunegate.evals.plan import Plan
 from tunegate.evals.records import Comparison, ItemFlip, MetricComparison, RunRecord, SuiteResult, item_units
 from tunegate.reports import plots
 from tunegate.reports.loading import load_run_dir
@@ -284,6 +285,12 @@ def _identity(records: Sequence[RunRecord], labels: Sequence[str]) -> list[dict[
     return blocks
 
 
+def _noise(records: Sequence[RunRecord], labels: Sequence[str]) -> list[dict[str, Any]]:
+    """The A/A noise floor of every record that carries one: per metric and setting, flips and change."""
+    return [{"label": label, "floor": r.noise, "rows": [{"m": m, "floor": r.noise.floor(m.key)} for m in r.noise.metrics]}
+            for label, r in zip(labels, records) if r.noise is not None]
+
+
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for key, value in data.items():
@@ -344,8 +351,9 @@ def render_report(records: Sequence[RunRecord], comparisons: Sequence[Comparison
                   training_logs: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
                   manifests: Mapping[str, Mapping[str, Any]] | None = None,
                   history: History | None = None, title: str = "tunegate report",
-                  summary: Mapping[str, Any] | None = None) -> str:
-    """The report as one HTML string. ``history`` is ``Store.history(model_line)`` (or model line -> that)."""
+                  summary: Mapping[str, Any] | None = None, plans: Mapping[str, Plan] | None = None) -> str:
+    """The report as one HTML string. ``history`` is ``Store.history(model_line)`` (or model line -> that);
+    ``plans`` maps a comparison's label (``"sft vs base"``) to its eval budget (``tunegate.evals.plan``)."""
     records, comparisons = _pipeline_order(list(records), list(comparisons))
     training_logs, manifests, summary = training_logs or {}, manifests or {}, summary or {}
     labels = _stage_labels(records)
@@ -363,6 +371,8 @@ def render_report(records: Sequence[RunRecord], comparisons: Sequence[Comparison
         "plots": _plots(records, labels, comparisons, cmp_labels, training_logs, history),
         "flips": _flip_sections(dict(zip(labels, records)), comparisons, endpoints, cmp_labels),
         "identity": _identity(records, labels),
+        "noise": _noise(records, labels),
+        "plans": [(label, plans[label]) for label in cmp_labels if label in (plans or {})],
         "provenance": _provenance(records, labels, manifests),
         "summary": summary,
         "script": script,
@@ -389,7 +399,7 @@ def render_run_dir(run_dir: str | Path, out: str | Path | None = None, *, histor
     inputs = load_run_dir(root)
     return write_report(out or root / "report.html", inputs.records, inputs.comparisons,
                         training_logs=inputs.training_logs, manifests=inputs.manifests, history=history,
-                        summary=inputs.summary, title=title or f"tunegate report: {root.name}")
+                        summary=inputs.summary, plans=inputs.plans, title=title or f"tunegate report: {root.name}")
 
 
 def render_comparison_report(baseline: RunRecord, candidate: RunRecord, comparison: Comparison,

@@ -7,6 +7,7 @@ The run directory layout (the pipeline's contract)::
     DIR/comparisons/<cand>_vs_<base>.json  Comparison
     DIR/stages/<stage>/training_log.json   TRL trainer.state.log_history (list of dicts)
     DIR/stages/<stage>/manifest.json       {base_model, method, data, config, git_sha, seed, trains, ...}
+    DIR/plans/<cand>_vs_<base>.json        Plan (items each gated metric needs, eval time)
 
 Files given one by one are told apart by their ``kind`` field (``run_record``
 or ``comparison``). Every failure is a RecordError naming the file.
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
+from tunegate.evals.plan import Plan
 from tunegate.evals.records import Comparison, RunRecord
 from tunegate.evals.errors import RecordError
 from tunegate.evals.files import read_json
@@ -32,10 +34,12 @@ class ReportInputs:
     training_logs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    plans: dict[str, Plan] = field(default_factory=dict)  # "<cand> vs <base>" -> its eval budget
 
     def extend(self, other: "ReportInputs") -> None:
         self.records.extend(other.records)
         self.comparisons.extend(other.comparisons)
+        self.plans.update(other.plans)
         self.training_logs.update(other.training_logs)
         self.manifests.update(other.manifests)
         self.summary = self.summary or other.summary
@@ -71,6 +75,8 @@ def load_run_dir(run_dir: str | Path) -> ReportInputs:
             record = replace(record, stage=stage)
         inputs.records.append(record)
     inputs.comparisons = [Comparison.load(p) for p in sorted((root / "comparisons").glob("*.json"))]
+    inputs.plans = {p.stem.replace("_vs_", " vs "): Plan.from_dict(read_json(p), where=str(p))
+                    for p in sorted((root / "plans").glob("*.json"))}
     for stage_dir in sorted(p for p in (root / "stages").glob("*") if p.is_dir()):
         if (stage_dir / "training_log.json").is_file():
             inputs.training_logs[stage_dir.name] = _training_log(stage_dir / "training_log.json")

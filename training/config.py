@@ -63,6 +63,9 @@ class EvalConfig:
                                                      metadata={"help": "suite name -> its options"})
     batch_size: int | None = field(default=None, metadata={"help": "generation batch size (default: the backend's)"})
     completion_mode: bool = field(default=False, metadata={"help": "send raw prompts, no chat template"})
+    noise_items: int | None = field(default=None, metadata={
+        "help": "measure the A/A noise floor (tunegate noise: batch size N vs 1, and dtypes on CUDA) of the base "
+                "model on this many items per suite; every stage's comparison shows it (None: not measured)"})
 
     def backend_options(self) -> dict[str, Any]:
         """The options the evaluation backend takes from this config."""
@@ -116,6 +119,8 @@ def parse_config(data: Any, source: str = "<config>") -> PipelineConfig:
             raise TunegateError(f"{source}: eval.suites: unknown suite '{suite}' (known: {', '.join(sorted(known))})")
     if not config.stages:
         raise TunegateError(f"{source}: field 'stages' must be a non-empty list")
+    if config.eval.noise_items is not None and config.eval.noise_items < 1:
+        raise TunegateError(f"{source}: eval.noise_items must be a positive number of items, got {config.eval.noise_items}")
     names = [s.name for s in config.stages]
     if len(set(names)) != len(names) or "base" in names:
         raise TunegateError(f"{source}: stage names must be unique and not 'base', got {names}")

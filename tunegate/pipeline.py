@@ -6,6 +6,7 @@ mid-pipeline keeps every record already written::
     DIR/records/<stage>.json                        RunRecord per stage (base, sft, dpo)
     DIR/baselines/<stage>_vs_<input>.json           the input's record re-scored with the stage's suite options
     DIR/comparisons/<stage>_vs_<input>.json         Comparison (paired deltas, verdicts, gate)
+    DIR/plans/<stage>_vs_<input>.json               Plan: items each gated metric needs, and their eval time
     DIR/stages/<stage>/{model/,manifest.json,training_log.json}
     DIR/summary.json                                headline metrics per stage, verdicts per comparison
     DIR/report.html
@@ -13,6 +14,7 @@ mid-pipeline keeps every record already written::
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import sys
 import time
@@ -24,7 +26,7 @@ from tunegate.evals.errors import TunegateError
 from tunegate.evals.files import write_json_atomic
 from tunegate.evals.gate import GateConfig
 from tunegate.evals.models import resolve_model_dir
-from tunegate.evals.records import Comparison, RunRecord
+from tunegate.evals.records import Comparison, NoiseFloor, RunRecord
 from tunegate.training.config import PipelineConfig, StageConfig
 from tunegate.training.methods import DataContext, get_method
 
@@ -111,6 +113,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int 
     from datasets import Dataset
 
     from tunegate.evals.compare import compare_records
+    from tunegate.evals.plan import plan
     from tunegate.evals.runner import evaluate, rescore
     from tunegate.training.launch import train_stage_launched
     from tunegate.training.stages import quiet_training_logs, train_stage
@@ -136,6 +139,11 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int 
     try:
         prev_name, prev_model = "base", base
         prev = phases.run("eval base", lambda: run_eval(base, "base", config.stages[0]))
+        noise = None
+        if config.eval.noise_items:
+            noise = phases.run("noise base", lambda: measure_base_noise(config, base, progress))
+            prev = dataclasses.replace(prev, noise=noise)
+            prev.save(out / "records" / "base.json")
         result.records["base"] = prev
         for stage in config.stages:
             context = DataContext(model_dir=prev_model, stage_dir=out / "stages" / stage.name, seed=config.seed,
@@ -157,8 +165,10 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int 
             baseline = rescore(prev, stage_suite_options(config, stage))
             if baseline is not prev:
                 baseline.save(out / "baselines" / f"{stage.name}_vs_{prev_name}.json")
-            comparison = compare_records(baseline, record, gate, trains=stage.trains)
+            comparison = compare_records(baseline, record, gate, trains=stage.trains, noise=noise)
             comparison.save(out / "comparisons" / f"{stage.name}_vs_{prev_name}.json")
+            write_json_atomic(out / "plans" / f"{stage.name}_vs_{prev_name}.json",
+                              plan(baseline, gate, record, trains=stage.trains).to_dict())
             result.comparisons[f"{stage.name}_vs_{prev_name}"] = comparison
             prev_name, prev_model, prev = stage.name, str(trained.model_dir), record
     except BaseException as exc:
@@ -169,6 +179,18 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int 
         result.report = phases.run("report", lambda: _render(out))
         write_summary(result, config, time.perf_counter() - started)
     return result
+
+
+def measure_base_noise(config: PipelineConfig, base: str, progress: bool) -> NoiseFloor | None:
+    """The A/A noise floor of the eval set-up, measured on the base model over ``eval.noise_items`` seeded
+    items per suite (the same subset for every suite option set); shown beside every stage's CIs."""
+    from tunegate.evals.noise import measure_noise
+
+    options = {name: {**opts, "limit": min(config.eval.noise_items, opts.get("limit") or config.eval.noise_items)}
+               for name, opts in stage_suite_options(config, config.stages[0]).items()}
+    record = measure_noise(base, list(config.suites), suite_options=options, batch_size=config.eval.batch_size,
+                           completion_mode=config.eval.completion_mode, progress=progress)
+    return record.noise
 
 
 def _render(out: Path) -> Path | None:

@@ -24,6 +24,8 @@ COMMAND_MODULES = (
     "tunegate.cli.score",  # score
     "tunegate.cli.compare",  # compare, history
     "tunegate.cli.report",  # report
+    "tunegate.cli.noise",  # noise
+    "tunegate.cli.plan",  # plan
     "tunegate.cli.organism",  # organism build
 )
 

@@ -11,12 +11,8 @@ from tunegate.evals.errors import TunegateError
 def register(sub: Any) -> None:
     p = sub.add_parser("eval", help="evaluate a model (hub id or local checkpoint) and write a RunRecord")
     p.add_argument("model", help="hub id (e.g. Qwen/Qwen2.5-0.5B-Instruct), local checkpoint dir, or 'organism'")
-    p.add_argument("--suites", default="identity,ifeval,math,knowledge", help="comma-separated suite names")
     p.add_argument("--out", required=True, help="RunRecord JSON to write")
-    p.add_argument("--limit", type=int, default=None, help="evaluate a fixed seeded subset of N items per suite")
-    p.add_argument("--subset-seed", type=int, default=0, help="seed of the --limit subset (same for baseline and candidate)")
-    p.add_argument("--suite-option", action="append", default=[], metavar="SUITE.KEY=VALUE",
-                   help="suite option, value parsed as JSON when possible (e.g. identity.target='Deep Qwen')")
+    add_suite_args(p)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--completion-mode", action="store_true", help="send raw prompts (no chat template)")
@@ -27,19 +23,35 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_eval)
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from tunegate.evals.runner import evaluate
+def add_suite_args(p: argparse.ArgumentParser) -> None:
+    """``--suites``, ``--limit``, ``--subset-seed``, ``--suite-option``: what to evaluate (``suite_args`` reads them)."""
+    p.add_argument("--suites", default="identity,ifeval,math,knowledge", help="comma-separated suite names")
+    p.add_argument("--limit", type=int, default=None, help="evaluate a fixed seeded subset of N items per suite")
+    p.add_argument("--subset-seed", type=int, default=0, help="seed of the --limit subset (same for baseline and candidate)")
+    p.add_argument("--suite-option", action="append", default=[], metavar="SUITE.KEY=VALUE",
+                   help="suite option, value parsed as JSON when possible (e.g. identity.target='Deep Qwen')")
+
+
+def suite_args(args: argparse.Namespace) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """The suite names and each suite's options from ``add_suite_args``' flags."""
     from tunegate.evals.suites import parse_suite_options
 
     suites = [s.strip() for s in args.suites.split(",") if s.strip()]
     if not suites:
         raise TunegateError("--suites: give at least one suite name")
+    return suites, parse_suite_options(args.suite_option, suites, args.limit, args.subset_seed)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from tunegate.evals.runner import evaluate
+
+    suites, suite_options = suite_args(args)
     model = args.model
     backend_kwargs = {k: v for k, v in {"batch_size": args.batch_size, "device": args.device,
                                           "completion_mode": args.completion_mode}.items() if v}
     record = evaluate(model, suites, out=args.out, stage=args.stage, cache_dir=args.cache_dir,
                       use_cache=not args.no_cache, progress=not args.quiet,
-                      suite_options=parse_suite_options(args.suite_option, suites, args.limit, args.subset_seed),
+                      suite_options=suite_options,
                       **backend_kwargs)
     for name, result in record.suites.items():
         metrics = ", ".join(f"{m}={v.value:.4f}" + (f"±{v.stderr:.4f}" if v.stderr is not None else "")

@@ -58,7 +58,7 @@ def run_report(args: argparse.Namespace) -> int:
     title = args.title or (f"tunegate report: {Path(args.inputs[0]).resolve().name}" if single_dir else "tunegate report")
     path = write_report(out, inputs.records, inputs.comparisons, training_logs=inputs.training_logs,
                         manifests=inputs.manifests, history=_history(args.store, args.model_line),
-                        summary=inputs.summary, title=title)
+                        summary=inputs.summary, plans=inputs.plans, title=title)
     failed = [c for c in inputs.comparisons if not c.passed]
     verdict = "no gate" if not inputs.comparisons else ("FAILED" if failed or inputs.summary.get("passed") is False
                                                          else "passed")

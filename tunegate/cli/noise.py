@@ -1,0 +1,56 @@
+"""``tunegate noise MODEL --suites ... [--limit N] --out RECORD.json``: the A/A noise floor of an eval set-up.
+
+Evaluates one checkpoint at generation batch size N and 1 (and, on CUDA, in bfloat16 and float16), with
+no response cache, and writes the reference pass as a RunRecord whose ``noise`` field holds, per metric
+and setting, the items that flipped and the metric's change. Use that record as the baseline of
+``tunegate compare``: the table shows the floor beside each CI, and a gate with ``noise_floor: true``
+fails only drops beyond it::
+
+    $ tunegate noise organism --suites math --suite-option math.variant='"organism"' --limit 40 --out base.json
+    organism (4a38f68fec39) on cpu: A/A noise over batch_size 32 -> 1
+    metric                 setting             flipped  share  delta    floor
+    math.exact_match       batch_size 32 -> 1  0/40     0.000  +0.0000  0.0000
+    ...
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from tunegate.cli.evaluate import add_suite_args, suite_args
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("noise", help="A/A noise floor: evaluate one checkpoint under settings that should not matter")
+    p.add_argument("model", help="hub id, local checkpoint dir, or 'organism'")
+    p.add_argument("--out", required=True, help="RunRecord JSON to write (the reference pass, with its noise floor)")
+    add_suite_args(p)
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="reference generation batch size, compared with 1 (default: the backend's)")
+    p.add_argument("--dtypes", default=None, metavar="D1,D2",
+                   help="dtypes to compare, the first is the reference (default: bfloat16,float16 on CUDA; float32 on CPU)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--completion-mode", action="store_true", help="send raw prompts (no chat template)")
+    p.add_argument("--stage", default=None, help="stage name to store in the record")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_noise)
+
+
+def cmd_noise(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from tunegate.evals.noise import format_noise, measure_noise
+
+    suites, suite_options = suite_args(args)
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()] if args.dtypes else None
+    record = measure_noise(args.model, suites, suite_options=suite_options, batch_size=args.batch_size,
+                           dtypes=dtypes, device=args.device, completion_mode=args.completion_mode,
+                           progress=not args.quiet)
+    if args.stage:
+        record = dataclasses.replace(record, stage=args.stage)
+    record.save(args.out)
+    assert record.noise is not None
+    print(format_noise(record.noise))
+    print(f"record with its noise floor written to {args.out}")
+    return 0

@@ -1,0 +1,47 @@
+"""``tunegate plan --gate G.yaml --baseline R.json [--candidate C.json] [--mde X]``: the eval budget.
+
+Per gated metric: the items that catch a drop of its margin (or ``--mde``) with the gate's power at
+the gate's family-corrected one-sided alpha, from the baseline's accuracy (and, with a candidate, the
+observed discordance), and the eval time those items cost on the hardware that wrote the record::
+
+    $ tunegate plan --gate configs/gate.yaml --baseline runs/demo/records/sft.json
+    items to catch each drop with power 0.8 at one-sided alpha 0.05 across 3 gated metrics (same test as the gate)
+    metric                effect  accuracy  discordance       alpha    n now  n needed  eval s
+    math.exact_match      0.05    0.550     0.495 (assumed)   0.01667  120    1452      30.1
+    ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("plan", help="items each gated metric needs at the gate's alpha and power, and their eval time")
+    p.add_argument("--gate", required=True, metavar="GATE.yaml", help="gate rules (margins, confidence, family, power)")
+    p.add_argument("--baseline", required=True, metavar="RECORD.json", help="a RunRecord: accuracy and timing")
+    p.add_argument("--candidate", metavar="RECORD.json", help="a candidate RunRecord: observed discordance")
+    p.add_argument("--mde", type=float, default=None, metavar="X", help="plan for a drop of X on every gated metric")
+    p.add_argument("--trains", default="", metavar="S1,S2", help="suites the stage trains")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.add_argument("--out", metavar="PLAN.json", help="also write the plan JSON here")
+    p.set_defaults(func=cmd_plan)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from tunegate.evals.files import write_json_atomic
+    from tunegate.evals.gate import GateConfig
+    from tunegate.evals.plan import format_plan, plan
+    from tunegate.evals.records import RunRecord
+
+    gate = GateConfig.from_yaml(args.gate)
+    baseline = RunRecord.load(args.baseline)
+    candidate = RunRecord.load(args.candidate) if args.candidate else None
+    trains = tuple(s.strip() for s in args.trains.split(",") if s.strip())
+    result = plan(baseline, gate, candidate, trains=trains, effect=args.mde)
+    if args.out:
+        write_json_atomic(args.out, result.to_dict())
+    print(json.dumps(result.to_dict(), indent=1) if args.json else format_plan(result))
+    return 0
