@@ -125,7 +125,7 @@ def _row(m: MetricComparison, baseline: RunRecord, source: str, discordance: flo
     suite = baseline.suites[m.suite]
     per_item = suite.seconds / len(suite.items) if suite.items and suite.seconds > 0 else None
     return PlanRow(
-        suite=m.suite, metric=m.metric, effect=m.margin, accuracy=m.baseline, discordance=round(discordance, 6),
+        suite=m.suite, metric=m.metric, effect=m.margin, accuracy=m.baseline, discordance=discordance,
         source=source, n_items=m.n_items or m.n, n_needed=m.n_needed, alpha=m.alpha or 0.0, power=power,
         seconds_per_item=per_item,
         seconds=None if per_item is None or m.n_needed is None else round(per_item * m.n_needed, 2))
