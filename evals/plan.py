@@ -33,7 +33,7 @@ import numpy as np
 
 from tunegate.evals.errors import RecordError, TunegateError
 from tunegate.evals.gate import GateConfig, Measured, decide
-from tunegate.evals.records import MetricComparison, RunRecord
+from tunegate.evals.records import Comparison, MetricComparison, RunRecord
 from tunegate.evals.stats import PairedResult, flatten_units, mean_stderr
 
 
@@ -93,19 +93,26 @@ class Plan:
 
 
 def plan(baseline: RunRecord, gate: GateConfig, candidate: RunRecord | None = None, trains: Sequence[str] = (),
-         effect: float | None = None) -> Plan:
-    """Items needed per gated metric (margin, or ``effect`` for every one) and their eval time."""
+         effect: float | None = None, comparison: Comparison | None = None) -> Plan:
+    """Items needed per gated metric (margin, or ``effect`` for every one) and their eval time.
+
+    ``comparison`` is ``compare_records(baseline, candidate, gate, trains)`` when the caller has it
+    already (the pipeline): its metrics are used instead of comparing again.
+    """
     if effect is not None and not (0 < effect < 1):
         raise TunegateError(f"--mde must be in (0, 1), got {effect}")
     if effect is not None:
         gate = dataclasses.replace(gate, rules=tuple(dataclasses.replace(r, margin=effect) if r.margin is not None
                                                       else r for r in gate.rules),
                                    default_margin=None if gate.default_margin is None else effect)
-    if candidate is not None:
-        from tunegate.evals.compare import compare_records
+    if candidate is not None or comparison is not None:
+        if comparison is None or effect is not None:
+            from tunegate.evals.compare import compare_records
 
-        compared = compare_records(baseline, candidate, gate, trains)
-        metrics, family, source = list(compared.metrics), compared.family, "candidate"
+            if candidate is None:
+                raise TunegateError("plan: --mde with a comparison needs the candidate record")
+            comparison = compare_records(baseline, candidate, gate, trains)
+        metrics, family, source = list(comparison.metrics), comparison.family, "candidate"
         discordance = {f"{m.suite}.{m.metric}": (m.flips_up + m.flips_down) / max(m.n, 1) for m in metrics}
     else:
         measured = assumed_measurements(baseline)

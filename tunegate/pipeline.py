@@ -168,7 +168,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int 
             comparison = compare_records(baseline, record, gate, trains=stage.trains, noise=noise)
             comparison.save(out / "comparisons" / f"{stage.name}_vs_{prev_name}.json")
             write_json_atomic(out / "plans" / f"{stage.name}_vs_{prev_name}.json",
-                              plan(baseline, gate, record, trains=stage.trains).to_dict())
+                              plan(baseline, gate, record, trains=stage.trains, comparison=comparison).to_dict())
             result.comparisons[f"{stage.name}_vs_{prev_name}"] = comparison
             prev_name, prev_model, prev = stage.name, str(trained.model_dir), record
     except BaseException as exc:

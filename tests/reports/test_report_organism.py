@@ -43,3 +43,21 @@ def test_report_command_rebuilds_the_report_from_the_run_dir(quick_run, tmp_path
     target = tmp_path / "again.html"
     assert main(["report", str(out), "--out", str(target)]) == 0
     assert 'src="data:image/png;base64,' in target.read_text()
+
+
+@pytest.mark.slow
+def test_pipeline_report_shows_the_noise_floor_and_the_eval_budget(quick_run) -> None:
+    from tunegate.evals.plan import Plan
+    from tunegate.evals.files import read_json
+
+    out, _ = quick_run
+    html = (out / "report.html").read_text()
+    base = RunRecord.load(out / "records" / "base.json")
+    assert base.noise is not None and base.noise.settings == ("batch_size 64 -> 1",)  # demo: eval.noise_items
+    noise = _section(html, "noise")
+    assert all(f"{m.suite}.{m.metric}" in noise for m in base.noise.metrics)
+    assert "floor ±" in _section(html, "metrics")
+    plan = Plan.from_dict(read_json(out / "plans" / "dpo_vs_sft.json"))
+    budget = _section(html, "budget")
+    for row in plan.rows:
+        assert re.search(rf"{row.suite}\.{row.metric}</td>.*?<td class=\"num\">{row.n_needed}</td>", budget, re.S)

@@ -57,6 +57,13 @@ def test_unknown_suite_is_named() -> None:
         parse_config(data, "demo.yaml")
 
 
+def test_noise_items_must_be_positive() -> None:
+    data = _demo()
+    data["eval"]["noise_items"] = 0
+    with pytest.raises(TunegateError, match=r"demo.yaml: eval.noise_items must be a positive number of items, got 0"):
+        parse_config(data, "demo.yaml")
+
+
 def test_missing_stage_field_is_named() -> None:
     data = _demo()
     del data["stages"][0]["method"]
