@@ -72,6 +72,20 @@ def test_underpowered_metric_fails_when_configured(pytester, records):
     result.assert_outcomes(passed=2, failed=1)
 
 
+def test_a_drop_within_the_baselines_noise_floor_warns_under_a_noise_floor_gate(pytester, records, tmp_path):
+    import dataclasses
+
+    from tunegate.evals.records import NoiseFloor, NoiseMetric, RunRecord
+
+    floor = NoiseFloor("base", "fp", {}, ("batch_size 32 -> 1",),
+                       (NoiseMetric("math", "exact_match", "batch_size 32 -> 1", 500, 100, -0.2),))
+    base = dataclasses.replace(RunRecord.load(records["base"]), noise=floor).save(tmp_path / "base.json")
+    pytester.makefile(".yaml", gate="noise_floor: true\ndefault_margin: null\nmetrics:\n  math.exact_match: {margin: 0.05}\n")
+    result = run(pytester, "--gate-checkpoint", records["worse"], "--gate-baseline", base, "--gate-config", "gate.yaml")
+    result.assert_outcomes(passed=3, warnings=1)
+    result.stdout.fnmatch_lines(["*GateWarning: math.exact_match: warn (regressed:*within the A/A noise floor 0.2)"])
+
+
 def test_without_checkpoint_the_gate_test_is_skipped_with_a_reason(pytester):
     pytester.makepyfile(test_tunegate="from tunegate.gate_tests import test_gate  # noqa: F401\n")
     result = run(pytester)
