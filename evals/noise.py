@@ -8,7 +8,7 @@ key holds the dtype but not the batch size, so a cached pass would compare a run
 
     record = measure_noise("organism", ["math"], suite_options={"math": {"variant": "organism"}})
     record.noise.metrics[0]
-    # NoiseMetric(suite="math", metric="exact_match", setting="batch_size 32 -> 1", n=120, flipped=0, delta=0.0)
+    # NoiseMetric(suite="math", metric="exact_match", setting="batch_size 32 -> 1", n=100, flipped=0, delta=0.0)
     record.noise.floor("math.exact_match")      # 0.0: the largest |delta| over the settings
 
 The returned record is the reference pass with ``noise`` set, so a baseline written by

@@ -11,11 +11,11 @@ feeds ``decide`` is a paired result at the observed numbers:
   for a binary metric; the most a paired design can have, so the plan errs towards more items),
   with the baseline's own design effect for clustered metrics.
 
-One real row, the demo's SFT record as baseline under ``training/demo.yaml``'s gate::
+One real row: the demo's SFT record as baseline, its DPO record as candidate, ``configs/gate.yaml``::
 
-    PlanRow(suite="math", metric="exact_match", effect=0.1, accuracy=0.55, discordance=0.495,
-            source="assumed", n_items=120, n_needed=364, alpha=0.0167, power=0.8,
-            seconds_per_item=0.02, seconds=7.3)
+    PlanRow(suite="ifeval", metric="prompt_strict", effect=0.05, accuracy=0.43, discordance=0.08,
+            source="candidate", n_items=100, n_needed=283, alpha=0.01667, power=0.8,
+            seconds_per_item=0.00846, seconds=2.39)
 
 The eval time is the record's own suite timing (``SuiteResult.seconds``) per item, times
 the items needed: one model's evaluation on this hardware (a compare runs two). A record

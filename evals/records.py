@@ -303,9 +303,10 @@ class NoiseFloor:
     """The A/A noise floor of one evaluation set-up: one checkpoint evaluated under settings that should
     not change a greedy answer (generation batch size, dtype), compared item by item with the reference.
 
-    One real entry, the organism's demo SFT model on CPU (``tunegate noise``)::
+    One real entry, the demo's SFT organism on CPU (``tunegate noise ... --dtypes float32,bfloat16``)::
 
-        NoiseMetric(suite="math", metric="exact_match", setting="batch_size 64 -> 1", n=40, flipped=1, delta=-0.025)
+        NoiseMetric(suite="knowledge", metric="accuracy", setting="dtype float32 -> bfloat16", n=140, flipped=1,
+                    delta=0.007142857143)
 
     ``floor(key)`` is the largest absolute metric difference over the settings: the
     change a gate with ``noise_floor: true`` requires a regression to exceed.

@@ -6,11 +6,13 @@ and setting, the items that flipped and the metric's change. Use that record as 
 ``tunegate compare``: the table shows the floor beside each CI, and a gate with ``noise_floor: true``
 fails only drops beyond it::
 
-    $ tunegate noise organism --suites math --suite-option math.variant='"organism"' --limit 40 --out base.json
-    organism (4a38f68fec39) on cpu: A/A noise over batch_size 32 -> 1
-    metric                 setting             flipped  share  delta    floor
-    math.exact_match       batch_size 32 -> 1  0/40     0.000  +0.0000  0.0000
+    $ tunegate noise runs/demo/stages/sft/model --suites knowledge --suite-option knowledge.variant='"organism"' \
+          --batch-size 64 --dtypes float32,bfloat16 --out sft.json
+    runs/demo/stages/sft/model (b62f5d7cf8b5) on cpu: A/A noise over batch_size 64 -> 1, dtype float32 -> bfloat16
+    metric                      setting                    flipped  share  delta    floor
+    knowledge.accuracy          batch_size 64 -> 1         0/140    0.000  +0.0000  0.0071
     ...
+    knowledge.accuracy          dtype float32 -> bfloat16  1/140    0.007  +0.0071  0.0071
 """
 
 from __future__ import annotations

@@ -6,9 +6,11 @@ observed discordance), and the eval time those items cost on the hardware that w
 
     $ tunegate plan --gate configs/gate.yaml --baseline runs/demo/records/sft.json
     items to catch each drop with power 0.8 at one-sided alpha 0.05 across 3 gated metrics (same test as the gate)
-    metric                effect  accuracy  discordance       alpha    n now  n needed  eval s
-    math.exact_match      0.05    0.550     0.495 (assumed)   0.01667  120    1452      30.1
-    ...
+    metric                effect  accuracy  discordance      alpha    n now  n needed  eval s
+    ifeval.prompt_strict  0.05    0.430     0.490 (assumed)  0.01667  100    1730      14.6
+    math.exact_match      0.05    0.020     0.039 (assumed)  0.01667  100    177       0.2
+    knowledge.accuracy    0.05    0.557     0.493 (assumed)  0.01667  140    1741      1.5
+    eval time per model at those n (from the record's suite timing): ifeval 14.6s, math 0.2s, knowledge 1.5s; ...
 """
 
 from __future__ import annotations
