@@ -9,8 +9,8 @@ from tunegate's statistics) and judged by ``tunegate compare BASE CAND --gate G 
 (``tunegate.cli.main``, the function the console script calls). A pair is *caught* when the command exits 1;
 a *false alarm* is exit 1 when nothing changed. It prints, for example::
 
-    n     false alarms  2-pt drop caught (math/ifeval/knowledge)  5-pt drop caught  printed MDE
-    500   0.025         0.17 / 0.16 / 0.11                         0.86 / 0.84 / 1.00  0.046 / 0.046 / 0.017
+    | n per suite | false alarms (no change, family-wise) | 2-pt drop caught (math / ifeval / knowledge) | 5-pt drop caught | ...
+    | 500 | 0.060 | 0.15 / 0.14 / 0.26 | 0.75 / 0.74 / 0.92 | ...
 
 The generator (``Generator``): every unit's outcome is ``latent > threshold`` with a standard-normal latent
 made of a part shared by both runs (the item's difficulty, plus its cluster's) and a part drawn afresh per

@@ -99,7 +99,9 @@ def test_cluster_bootstrap_is_wider_than_unit_bootstrap_for_clustered_data():
 def test_tango_interval_matches_the_reference_implementation_on_a_published_example():
     # Cavo et al. (2012), complete response before/after consolidation therapy: n12 = 6, n21 = 16, N = 161,
     # the worked example of Fagerland, Lydersen & Laake, "Statistical Analysis of Contingency Tables" (2017),
-    # ch. 8; their R package contingencytables prints "estimate = -0.0621 (95% CI -0.1240 to -0.0054)".
+    # ch. 8; their R package contingencytables prints "estimate = -0.0621 (95% CI -0.1240 to -0.0054)"
+    # (the package's own check of Tango_asymptotic_score_CI_paired_2x2: github.com/ocbe-uio/contingencytables,
+    # tests/testthat/test-ch8.R).
     lo, hi = paired_proportion_interval(up=6, down=16, n=161, confidence=0.95)
     assert (round(lo, 4), round(hi, 4)) == (-0.1240, -0.0054)
 
