@@ -96,6 +96,15 @@ def test_hub_copy_with_null_kwargs_is_accepted(tmp_path: Path) -> None:
     assert suite.score(suite.items()[0], "Hi there").scores["prompt_strict"] == 1.0
 
 
+def test_falsy_kwarg_is_refused_naming_key_and_field(tmp_path: Path) -> None:
+    # lm-eval's checks drop falsy kwargs (and draw a random value); Google's keep them: refuse, don't diverge
+    row = {"key": 5, "prompt": "Say hi.", "instruction_id_list": ["detectable_format:number_highlighted_sections"],
+           "kwargs": [{"num_highlights": 0}]}
+    (tmp_path / "train.jsonl").write_text(json.dumps(row) + "\n")
+    with pytest.raises(SuiteError, match=r"key 5: kwargs\[0\]\.num_highlights is 0"):
+        IFEvalSuite(source=str(tmp_path)).items()
+
+
 def test_missing_punkt_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     import nltk
 
