@@ -26,7 +26,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tunegate.evals.distributed import shard, unshard
 from tunegate.evals.records import RunRecord
 from tunegate.evals.files import write_jsonl
 from tunegate.training.launch import StageSpec, launch_command, launch_env, launch_stage
@@ -53,10 +52,38 @@ def _run(cmd: list[str]) -> None:
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
 
 
-@pytest.mark.parametrize("n, world", [(0, 2), (1, 2), (7, 2), (7, 3), (9, 4)])
-def test_unshard_restores_the_order_of_strided_shards(n: int, world: int) -> None:
-    items = list(range(n))
-    assert unshard([shard(items, r, world) for r in range(world)]) == items
+#: Each rank maps n requests through map_sharded and prints what it computed and what it got back.
+MAP_SHARDED = """
+import json
+from tunegate.evals import distributed
+assert distributed.init_from_env()
+runs = {}
+for n in (0, 1, 2, 7, 9):
+    computed = []
+    def fn(xs):
+        computed.extend(xs)
+        return [f"r{x}" for x in xs]
+    runs[n] = {"result": distributed.map_sharded(fn, list(range(n))), "computed": computed}
+distributed.barrier()  # as the runner ends
+print(json.dumps({"rank": distributed.rank(), "runs": runs}), flush=True)
+"""
+
+
+def test_map_sharded_splits_across_two_processes_and_keeps_request_order(tmp_path: Path) -> None:
+    script = tmp_path / "map_sharded.py"
+    script.write_text(MAP_SHARDED)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(script)],
+                          env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = sorted((json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")),
+                   key=lambda r: r["rank"])
+    assert [r["rank"] for r in ranks] == [0, 1]
+    for n in ("0", "1", "2", "7", "9"):
+        assert all(r["runs"][n]["result"] == [f"r{x}" for x in range(int(n))] for r in ranks)
+        # every request computed once, each rank a contiguous slice, rank order = request order
+        assert [x for r in ranks for x in r["runs"][n]["computed"]] == list(range(int(n)))
+    assert [len(r["runs"]["7"]["computed"]) for r in ranks] == [4, 3]  # and n=1 leaves rank 1 nothing
 
 
 def test_launch_command_spawns_n_processes_on_cpu() -> None:
