@@ -132,12 +132,16 @@ class HFBackend:
         return [t or "" for t in out]
 
     def _generate_batch(self, ids: list[list[int]], req: GenerationRequest) -> list[str]:
+        # accelerate decides what is out-of-memory and frees the cache; the halving stays ours because its
+        # find_executable_batch_size reruns the whole call and empties the cache before every call (every batch)
+        from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
+
         try:
             return self._generate_padded(ids, req)
-        except torch.OutOfMemoryError:
-            if len(ids) == 1:
+        except RuntimeError as exc:  # torch.OutOfMemoryError is one
+            if len(ids) == 1 or not should_reduce_batch_size(exc):
                 raise
-            torch.cuda.empty_cache()
+            clear_device_cache()
             half = len(ids) // 2
             self.batch_size = max(1, half)
             return self._generate_batch(ids[:half], req) + self._generate_batch(ids[half:], req)
