@@ -1,8 +1,8 @@
 """Beyond one process, on CPU (gloo): 2-process training and evaluation agree with the single-process runs.
 
 What is honestly true and asserted here:
-- evaluation: a 2-process run (each rank answers a contiguous slice through accelerate, results gathered) writes the same
-  greedy responses, per-item scores and metrics as one process, bit for bit; log-likelihood items pick
+- evaluation: a 2-process run (each rank answers a contiguous slice through accelerate, results
+  gathered) writes the same greedy responses, per-item scores and metrics as one process, bit for bit; log-likelihood items pick
   the same choices, their summed log-probs agreeing to 1e-5 (a rank batches an item with other
   neighbours, so padding widths and the last float bits differ); rank 0 caches every result once;
 - training: 2 processes x per-device batch 4 see the same 8 rows at step 1 as 1 process x batch 8 (the
@@ -10,8 +10,8 @@ What is honestly true and asserted here:
   float tolerance; later steps drift by all-reduce rounding, so only step 1 is compared. The checkpoint
   rank 0 saves is a plain HF checkpoint that loads and generates.
 Every process runs with one thread (as torch.distributed.run sets it) so both sides use the same kernels.
-The end-to-end tests are marked slow (about 1.5 minutes on 2 cores); the 2-process split test (about 10 s of CPU) and the launch-command
-tests are fast.
+The end-to-end tests are marked slow (about 1.5 minutes on 2 cores); the 2-process split test (about
+10 s of CPU) and the launch-command tests are not.
 """
 
 from __future__ import annotations
