@@ -2,9 +2,10 @@
 
 What is honestly true and asserted here:
 - evaluation: a 2-process run (each rank answers a contiguous slice through accelerate, results
-  gathered) writes the same greedy responses, per-item scores and metrics as one process, bit for bit; log-likelihood items pick
-  the same choices, their summed log-probs agreeing to 1e-5 (a rank batches an item with other
-  neighbours, so padding widths and the last float bits differ); rank 0 caches every result once;
+  gathered) writes the same greedy responses, per-item scores and metrics as one process, bit for bit;
+  log-likelihood items pick the same choices, their summed log-probs agreeing to 1e-5 (a rank batches
+  an item with other neighbours, so padding widths and the last float bits differ); rank 0 caches
+  every result once;
 - training: 2 processes x per-device batch 4 see the same 8 rows at step 1 as 1 process x batch 8 (the
   batches are sharded from the same seeded order), so the step-1 loss (before any update) matches to
   float tolerance; later steps drift by all-reduce rounding, so only step 1 is compared. The checkpoint
