@@ -91,6 +91,56 @@ def test_history_lists_each_metric_per_run_oldest_first(tmp_path, record):
     assert set(hist[1][2]) == {"math.exact_match"}
 
 
+def test_history_of_one_stage(tmp_path, record):
+    with Store(tmp_path / "s.sqlite") as store:
+        store.add_run(record, "tiny", run_id="a")  # stage "tiny-sft"
+        store.add_run(make_record(7, suites=("math",)), "tiny", run_id="b")  # stage "base"
+        store.add_run(record, "tiny", run_id="c")
+        assert [h[0] for h in store.history("tiny", stage="tiny-sft")] == ["a", "c"]
+
+
+def test_runs_lists_header_blessed_mark_and_metrics(tmp_path, record):
+    with Store(tmp_path / "s.sqlite") as store:
+        store.add_run(record, "tiny", run_id="a")
+        store.add_run(make_record(7, suites=("math",)), "other", run_id="b")
+        store.bless("tiny", "a")
+        (run,) = store.runs("tiny")
+        assert len(store.runs()) == 2
+    assert (run.run_id, run.model_line, run.model, run.fingerprint, run.stage, run.created, run.blessed) == \
+        ("a", "tiny", record.model, record.fingerprint, record.stage, record.created, True)
+    assert run.metrics == {f"{s}.{m}": v.value for s, r in record.suites.items() for m, v in r.metrics.items()}
+
+
+def _pipeline():
+    """A base and an sft record (make_record's stage is the model name) and their comparison."""
+    base = make_record(5, model="base", suites=("math", "ifeval", "knowledge"))
+    sft = make_record(9, model="sft", like=base, suites=("math", "ifeval", "knowledge"), flip={"math": 0.1})
+    return [base, sft], [compare_records(base, sft)]
+
+
+def test_add_pipeline_links_each_comparison_to_its_stage_runs(tmp_path):
+    records, comparisons = _pipeline()
+    with Store(tmp_path / "s.sqlite") as store:
+        ids = store.add_pipeline("tiny", records, comparisons)
+        (cid,) = store.comparison_ids("tiny")
+        assert store.comparison_runs(cid) == (ids["base"], ids["sft"])
+        assert store.get_comparison(cid) == comparisons[0]
+        assert [store.get_run(ids[s]) for s in ("base", "sft")] == records
+
+
+def test_a_pipeline_write_that_fails_midway_stores_none_of_its_stages(tmp_path):
+    import dataclasses
+
+    (base, sft), comparisons = _pipeline()
+    math = sft.suites["math"]
+    broken = dataclasses.replace(math, items=(dataclasses.replace(math.items[0], meta={"x": object()}),))
+    records = [base, dataclasses.replace(sft, suites={**sft.suites, "math": broken})]
+    with Store(tmp_path / "s.sqlite") as store:
+        with pytest.raises(TypeError):  # the second stage cannot be written: the whole pipeline rolls back
+            store.add_pipeline("tiny", records, comparisons)
+        assert store.run_ids() == [] and store.comparison_ids() == []
+
+
 def test_comparison_round_trip(tmp_path, record):
     cand = make_record(8, model="tiny-dpo", like=record, suites=("math", "ifeval", "knowledge"), flip={"math": 0.1})
     comp = compare_records(record, cand)

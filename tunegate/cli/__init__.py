@@ -22,7 +22,8 @@ COMMAND_MODULES = (
     "tunegate.cli.pipeline",  # demo, run
     "tunegate.cli.evaluate",  # eval
     "tunegate.cli.score",  # score
-    "tunegate.cli.compare",  # compare, history
+    "tunegate.cli.compare",  # compare
+    "tunegate.cli.store",  # store add|bless|list, history
     "tunegate.cli.report",  # report
     "tunegate.cli.organism",  # organism build
 )

@@ -1,4 +1,4 @@
-"""``tunegate compare`` and ``tunegate history``.
+"""``tunegate compare``: paired comparison of two saved records and the gate (``history`` is in cli/store.py).
 
 Example::
 
@@ -7,8 +7,6 @@ Example::
     math.exact_match    0.620     0.570      -0.050  [-0.083, -0.017]  0.004    regressed     fail
     ifeval.prompt_strict 0.412    0.405      -0.007  [-0.031, +0.017]  1        inconclusive  warn
     gate: FAILED                                                       # exit code 1
-
-    $ tunegate history tiny-sft --store runs/tunegate.sqlite
 
 Exit codes: 0 gate passed, 1 gate failed, 2 bad input (corrupt record, mismatched
 items, unknown gate metric): one line on stderr and nothing written.
@@ -20,7 +18,7 @@ import argparse
 import json
 from typing import Any
 
-from tunegate.evals.errors import GateFailed, TunegateError
+from tunegate.evals.errors import GateFailed
 
 
 def register(subparsers: Any) -> None:
@@ -32,11 +30,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the Comparison JSON instead of the table")
     p.add_argument("--out", metavar="COMPARISON.json", help="also write the Comparison JSON here")
     p.set_defaults(func=run_compare)
-
-    h = subparsers.add_parser("history", help="trend of each metric over the stored runs of a model line")
-    h.add_argument("model_line", metavar="MODEL_LINE")
-    h.add_argument("--store", default=None, metavar="PATH", help="results store (default runs/tunegate.sqlite)")
-    h.set_defaults(func=run_history)
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -58,31 +51,3 @@ def run_compare(args: argparse.Namespace) -> int:
         failed = [f"{m.suite}.{m.metric}" for m in comp.metrics if m.gate == "fail"]
         raise GateFailed(f"gate failed on {', '.join(failed)}")
     return 0
-
-
-def run_history(args: argparse.Namespace) -> int:
-    from tunegate.evals.store import DEFAULT_STORE, Store
-
-    path = args.store or DEFAULT_STORE
-    with Store(path) as store:
-        rows = store.history(args.model_line)
-        blessed = store.blessed_run_id(args.model_line)
-    if not rows:
-        raise TunegateError(f"{path}: no runs stored for model line '{args.model_line}'")
-    print(format_history(rows, blessed))
-    return 0
-
-
-def format_history(rows: list, blessed: str | None = None) -> str:
-    """One line per metric: its value in each run, oldest first (``*`` marks the blessed run)."""
-    metrics = sorted({k for _, _, values in rows for k in values})
-    head = ["metric"] + [f"{run_id}{'*' if run_id == blessed else ''}" for run_id, _, _ in rows]
-    table = [head]
-    for name in metrics:
-        cells = [name]
-        for _, _, values in rows:
-            v = values.get(name)
-            cells.append("-" if v is None else f"{v[0]:.3f}" + ("" if v[1] is None else f"±{v[1]:.3f}"))
-        table.append(cells)
-    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table)
