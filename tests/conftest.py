@@ -47,13 +47,15 @@ def quick_config(tmp_path: Path, **changes) -> Path:
 
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory) -> tuple[Path, int]:
-    """One real pipeline run on the organism in quick mode (2 training steps per stage): (run dir, exit code)."""
+    """One real pipeline run on the organism in quick mode (2 training steps per stage): (run dir, exit code).
+
+    Its results store is ``run dir/../store.sqlite``."""
     from tunegate.cli import main
 
     tmp = tmp_path_factory.mktemp("pipeline")
     out = tmp / "run"
     code = main(["run", str(quick_config(tmp)), "--out", str(out), "--max-steps", "2", "--quiet",
-                 "--cache-dir", str(tmp / "cache")])
+                 "--cache-dir", str(tmp / "cache"), "--store", str(tmp / "store.sqlite")])
     return out, code
 
 

@@ -9,6 +9,10 @@ mid-pipeline keeps every record already written::
     DIR/stages/<stage>/{model/,manifest.json,training_log.json}
     DIR/summary.json                                headline metrics per stage, verdicts per comparison
     DIR/report.html
+
+A config with ``model_line`` also stores every stage's record (its stage recorded) and each
+comparison in the results store (``store=``, the CLI's ``--store``, default ``runs/tunegate.sqlite``),
+in one transaction once all stages have run.
 """
 
 from __future__ import annotations
@@ -102,8 +106,11 @@ def load_gate(config: PipelineConfig) -> GateConfig:
 
 def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int | None = None,
                  cache_dir: str | Path | None = None, progress: bool = True, report: bool = True,
-                 num_processes: int = 1, accelerate_config: str | Path | None = None) -> PipelineResult:
+                 num_processes: int = 1, accelerate_config: str | Path | None = None,
+                 store: str | Path | None = None) -> PipelineResult:
     """Run every stage of ``config``, evaluating before and after each, and write the run directory.
+
+    ``store``: the results store to write when the config has a ``model_line`` (None: no store).
 
     ``num_processes`` > 1 (or an ``accelerate_config``) trains each stage under ``accelerate launch``
     (training.launch); evaluation stays in this process.
@@ -165,10 +172,24 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int 
         write_summary(result, config, time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}")
         raise
     write_summary(result, config, time.perf_counter() - started)
+    store_results(result, config, store)
     if report:
         result.report = phases.run("report", lambda: _render(out))
         write_summary(result, config, time.perf_counter() - started)
     return result
+
+
+def store_results(result: PipelineResult, config: PipelineConfig, store: str | Path | None) -> dict[str, str]:
+    """Every stage's record and comparison under the config's model line, in one transaction: ``{stage: run_id}``."""
+    if store is None or not config.model_line:
+        return {}
+    from tunegate.evals.store import Store
+
+    with Store(store) as db:
+        ids = db.add_pipeline(config.model_line, list(result.records.values()), list(result.comparisons.values()))
+        log(f"stored runs {', '.join(f'{stage}={run_id}' for stage, run_id in ids.items())} "
+            f"(model line {config.model_line}) in {db.path}")
+    return ids
 
 
 def _render(out: Path) -> Path | None:

@@ -36,16 +36,21 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="train each stage on N processes under `accelerate launch` (DDP; default 1: in-process)")
     p.add_argument("--accelerate-config", default=None, metavar="FILE",
                    help="accelerate config for the training launch (e.g. configs/accelerate/fsdp.yaml)")
+    p.add_argument("--store", default=None, metavar="PATH",
+                   help="results store the stages' records go to when the config has a model_line "
+                        "(default runs/tunegate.sqlite)")
 
 
 def _run(config_path: Path, args: argparse.Namespace, *, gate_exit: bool = True) -> int:
+    from tunegate.evals.store import DEFAULT_STORE
     from tunegate.pipeline import run_pipeline
     from tunegate.training.config import load_config
 
     config = load_config(config_path)
     result = run_pipeline(config, args.out, max_steps=args.max_steps, cache_dir=args.cache_dir,
                           progress=not args.quiet, report=not args.no_report,
-                          num_processes=args.num_processes, accelerate_config=args.accelerate_config)
+                          num_processes=args.num_processes, accelerate_config=args.accelerate_config,
+                          store=args.store or DEFAULT_STORE)
     print(format_summary(result))
     return 0 if result.passed or not gate_exit else 1
 
