@@ -148,6 +148,8 @@ def evaluate(model: str | Backend, suites: Sequence[str | Suite], *, out: str | 
     finally:
         cache.close()
     info = backend.info() if hasattr(backend, "info") else {}
+    if isinstance(model, str) and hasattr(backend, "close"):
+        backend.close()  # an engine this call started (vLLM) gives its GPU memory back
     record = RunRecord(
         model=backend.name, fingerprint=backend.fingerprint, suites=results,
         generation={k: info[k] for k in RECORD_INFO if info.get(k) is not None}

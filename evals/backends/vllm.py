@@ -99,7 +99,27 @@ def continuation_logprob(prompt_logprobs: Sequence[Mapping[int, Any] | None], to
     return total
 
 
-def run_batch(llm: Any, op: str, batch: Sequence[tuple[list[int], dict[str, Any], int]]) -> list[Any]:
+Batch = list[tuple[list[int], dict[str, Any], int]]
+
+
+def generation_batch(tokens: TokenizedPrompts, requests: Sequence[GenerationRequest],
+                     generation: Mapping[str, Any]) -> Batch:
+    """(prompt ids, SamplingParams kwargs, 0) per request: the prompt keeps its last (max_length - max_new_tokens)
+    tokens, as the hf backend's (and lm-eval's)."""
+    return [(tokens._prompt_window(r.prompt, r.max_new_tokens), sampling_kwargs(r, generation), 0) for r in requests]
+
+
+def loglikelihood_batch(tokens: TokenizedPrompts, requests: Sequence[LoglikelihoodRequest]) -> Batch:
+    """(context + continuation ids, LOGLIKELIHOOD_SAMPLING, continuation length) per request; the ids keep their
+    last max_length tokens (lm-eval's vLLM rule: the engine's context is max_length)."""
+    batch = []
+    for r in requests:
+        ctx, cont = tokens._encode_pair(r.context, r.continuation)
+        batch.append(((ctx + cont)[-tokens.max_length:], dict(LOGLIKELIHOOD_SAMPLING), len(cont)))
+    return batch
+
+
+def run_batch(llm: Any, op: str, batch: Batch) -> list[Any]:
     """Run ``batch`` of (token ids, SamplingParams kwargs, continuation length) on ``llm``; plain results:
     texts for ``"generate"``, continuation log-likelihoods for ``"loglikelihood"``."""
     from vllm import SamplingParams, TokensPrompt
@@ -163,7 +183,7 @@ class _Replicas:
             raise TunegateError(f"backend 'vllm' replica: {value}")
         return value
 
-    def run(self, op: str, batch: list[tuple[list[int], dict[str, Any], int]]) -> list[Any]:
+    def run(self, op: str, batch: Batch) -> list[Any]:
         n = len(self.conns)
         for i, conn in enumerate(self.conns):
             conn.send((op, batch[i::n]))
@@ -241,26 +261,30 @@ class VLLMBackend(TokenizedPrompts):
         return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
 
     # -- requests -------------------------------------------------------------------------------
-    def _run(self, op: str, batch: list[tuple[list[int], dict[str, Any], int]]) -> list[Any]:
+    def _run(self, op: str, batch: Batch) -> list[Any]:
         if self._replicas is not None:
             return self._replicas.run(op, batch)
         return run_batch(self.llm, op, batch)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
         """Greedy (or sampled) continuations in request order; vLLM schedules the batch itself."""
-        batch = [(self._prompt_window(r.prompt, r.max_new_tokens), sampling_kwargs(r, self.generation), 0)
-                 for r in requests]
-        return [truncate_at_stop(text, r.stop) for text, r in zip(self._run("generate", batch), requests)]
+        texts = self._run("generate", generation_batch(self, requests, self.generation))
+        return [truncate_at_stop(text, r.stop) for text, r in zip(texts, requests)]
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
-        """Sum of the continuation's log-probs; (context + continuation) keeps its last max_length tokens
-        (lm-eval's vLLM rule: the engine's context is max_length)."""
-        batch = []
-        for r in requests:
-            ctx, cont = self._encode_pair(r.context, r.continuation)
-            batch.append(((ctx + cont)[-self.max_length:], dict(LOGLIKELIHOOD_SAMPLING), len(cont)))
-        return self._run("loglikelihood", batch)
+        """Sum of the continuation's log-probs (see ``loglikelihood_batch``)."""
+        return self._run("loglikelihood", loglikelihood_batch(self, requests))
 
     def close(self) -> None:
+        """Stop the engine (or the replicas) so the GPU memory is free for what comes next (training)."""
         if self._replicas is not None:
             self._replicas.close()
+            self._replicas = None
+        if self.llm is not None:
+            import gc
+
+            import torch
+
+            self.llm = None
+            gc.collect()
+            torch.cuda.empty_cache()
