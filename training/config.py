@@ -126,7 +126,7 @@ def parse_config(data: Any, source: str = "<config>") -> PipelineConfig:
     for suite in config.eval.suites:
         if suite not in known:
             raise TunegateError(f"{source}: eval.suites: unknown suite '{suite}' (known: {', '.join(sorted(known))})")
-    config.eval.backend_kwargs(f"{source}: eval.backend_options")  # an unknown backend or misplaced option fails now
+    config.eval.backend_kwargs(f"{source}: eval")  # an unknown backend or a misplaced option fails now
     if not config.stages:
         raise TunegateError(f"{source}: field 'stages' must be a non-empty list")
     names = [s.name for s in config.stages]

@@ -88,7 +88,9 @@ def backend_kwargs(backend: str, options: Mapping[str, Any], where: str = "") ->
 
     ``where`` prefixes the message (a config file and field); the command line names flags instead.
     """
-    BACKENDS.get(backend)  # an unknown backend name fails here, listing the known ones
+    if backend not in BACKENDS:
+        raise TunegateError(f"{where + ': ' if where else ''}unknown backend '{backend}' "
+                            f"(known: {', '.join(BACKENDS.names())})")
     known = {f.name: f for f in BACKEND_OPTION_FIELDS}
     out: dict[str, Any] = {}
     for name, value in options.items():

@@ -24,6 +24,7 @@ from bench._common import TransformersServer
 from tunegate.cli import main
 
 pytestmark = pytest.mark.slow
+pytest_plugins = ["pytester"]
 pytest.importorskip("fastapi", reason="transformers serve needs fastapi/uvicorn/openai (pip install 'tunegate[serve]')")
 
 #: GSM8K zero-shot completion prompts (so the base organism writes varied text), 16 new tokens each.
@@ -52,7 +53,7 @@ def records(server: TransformersServer, shared_data: Path, tmp_path_factory: pyt
                 + ["--backend", "openai", "--base-url", server.base_url]) == 0
     identity = json.loads((tmp / "hf.json").read_text())["suites"]["identity"]["items"]
     assert server.requests() - before == 40 + len(identity)
-    return {name: json.loads((tmp / f"{name}.json").read_text()) for name in ("hf", "openai")}
+    return {name: json.loads((tmp / f"{name}.json").read_text()) for name in ("hf", "openai")} | {"dir": tmp}
 
 
 def _without_backend_info(record: dict[str, Any]) -> dict[str, Any]:
@@ -123,3 +124,18 @@ def test_killed_server_fails_in_one_line_keeps_finished_responses_and_a_rerun_re
     finally:
         again.stop()
     assert len(json.loads((tmp_path / "r.json").read_text())["suites"]["math"]["items"]) == 24
+
+
+def test_plugin_gates_the_served_checkpoint_against_the_hf_record(
+        server: TransformersServer, records: dict[str, Any], shared_data: Path, pytester: pytest.Pytester,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNEGATE_CACHE", str(pytester.path / "cache"))
+    before = server.requests()
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--gate-checkpoint", "organism", "--gate-baseline", str(records["dir"] / "hf.json"),
+        "--gate-suites", "math", "--gate-limit", "40", "--gate-suite-option", f'math.source="{shared_data / "gsm8k"}"',
+        "--gate-suite-option", "math.chat=false", "--gate-suite-option", "math.max_new_tokens=16",
+        "--gate-backend", "openai", "--gate-base-url", server.base_url)
+    assert result.ret == 0, result.stdout.str()[-2000:]
+    result.stdout.fnmatch_lines(["*tunegate gate*", "gate: PASSED"])
+    assert server.requests() - before == 40  # the candidate was evaluated by the server
