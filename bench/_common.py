@@ -46,8 +46,11 @@ class TransformersServer:
 
     def __init__(self, model_dir: str | Path, port: int | None = None, log: Path | None = None,
                  extra: tuple[str, ...] = (), startup_s: float = 300.0) -> None:
+        import tempfile
+
         self.model_dir, self.port = str(model_dir), port or free_port()
-        self.log = log or Path(os.environ.get("TMPDIR", "/tmp")) / f"tunegate-serve-{self.port}.log"
+        self._own_log = log is None  # a log of our own making is removed at stop()
+        self.log = log or Path(tempfile.mkstemp(prefix=f"tunegate-serve-{self.port}-", suffix=".log")[1])
         self.extra, self.startup_s = extra, startup_s
         self.process: Any = None
 
@@ -87,6 +90,8 @@ class TransformersServer:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=30)
+        if self._own_log:
+            self.log.unlink(missing_ok=True)
 
     def __enter__(self) -> "TransformersServer":
         return self.start()

@@ -15,7 +15,7 @@ import pytest
 from bench._common import free_port
 from tunegate.evals.backends.openai import OpenAIBackend
 from tunegate.evals.errors import BackendError, TunegateError
-from tunegate.evals.requests import GenerationRequest
+from tunegate.evals.requests import GenerationRequest, LoglikelihoodRequest
 
 REQUEST = GenerationRequest("What is 47 + 25?", max_new_tokens=4)
 
@@ -34,7 +34,7 @@ class Endpoint(BaseHTTPRequestHandler):
         time.sleep(server.delay)
         with server.lock:
             server.active -= 1
-        body = {"choices": [{"index": 0, "text": " 72"}]} if status == 200 else {"error": {"message": f"busy {status}"}}
+        body = server.answer if status == 200 else {"error": {"message": f"busy {status}"}}
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -52,6 +52,7 @@ def endpoint() -> Iterator[Any]:
     server: Any = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
     server.seen, server.script, server.delay = [], [], 0.0
     server.lock, server.active, server.peak = threading.Lock(), 0, 0
+    server.answer = {"choices": [{"index": 0, "text": " 72"}]}
     server.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -112,3 +113,23 @@ def test_requests_run_concurrently_up_to_the_bound(endpoint: Any) -> None:
     endpoint.delay = 0.3
     assert OpenAIBackend("m", base_url=endpoint.base_url, concurrency=4).generate([REQUEST] * 12) == [" 72"] * 12
     assert 1 < endpoint.peak <= 4  # requests overlapped, never more than four at once
+
+
+def test_loglikelihood_sums_the_echoed_continuation_tokens(endpoint: Any) -> None:
+    # what vLLM's /v1/completions answers with echo=True, logprobs=1, max_tokens=1 (the last token is generated)
+    endpoint.answer = {"choices": [{"index": 0, "text": "The capital of France is Paris.", "logprobs": {
+        "tokens": ["The", " capital", " of", " France", " is", " Paris", "."],
+        "token_logprobs": [None, -5.1, -0.7, -2.0, -0.2, -0.4, -1.2],
+        "text_offset": [0, 3, 11, 14, 21, 24, 30]}}]}
+    backend = OpenAIBackend("m", base_url=endpoint.base_url)
+    # lm-eval's split: the context's trailing space moves to the continuation
+    assert backend.loglikelihood([LoglikelihoodRequest("The capital of France is ", "Paris")]) == [-0.4]
+    sent = endpoint.seen[0]["body"]
+    assert (sent["prompt"], sent["echo"], sent["logprobs"], sent["max_tokens"]) == ("The capital of France is Paris",
+                                                                                    True, 1, 1)
+
+
+def test_completions_without_logprobs_is_the_missing_capability_line(endpoint: Any) -> None:
+    with pytest.raises(BackendError, match=r"/completions: the server returns no prompt log-probabilities "
+                                           r"\(echo \+ logprobs\), which log-likelihood suites"):
+        OpenAIBackend("m", base_url=endpoint.base_url).loglikelihood([LoglikelihoodRequest("2 + 2 =", " 4")])
