@@ -1,9 +1,11 @@
 """evaluate(model, suites) -> RunRecord: one model load serves all suites; responses are cached.
 
-The cache is keyed by the model fingerprint + rendered prompt + generation
+The cache is keyed by the backend's ``cache_identity()`` (model content, dtype,
+device type, backend and library versions) + rendered prompt + generation
 settings, so an unchanged checkpoint is never evaluated twice, a changed one
 never hits a stale entry, and an interrupted run resumes where it stopped
-(responses are committed chunk by chunk). Sampled generations are not cached.
+(responses are committed chunk by chunk, and a failing backend's finished ones
+too). Sampled generations are not cached.
 
     record = evaluate("runs/demo/stages/sft/model", ["identity", "math"],
                       suite_options={"identity": {"target": "Tiny", "probes": "organism"}})
@@ -21,8 +23,9 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from tunegate.evals import distributed
 from tunegate.evals.backends import load_backend
-from tunegate.evals.cache import ResponseCache, default_cache_dir
+from tunegate.evals.cache import ResponseCache, default_cache_dir, warn_if_unpinned
 from tunegate.evals.env import environment
+from tunegate.evals.errors import BackendError
 from tunegate.evals.records import RunRecord, SuiteResult
 from tunegate.evals.requests import Backend, GenerationRequest, LoglikelihoodRequest
 from tunegate.evals.suites import Suite, get_suite
@@ -53,7 +56,12 @@ def _cached_calls(cache: ResponseCache, keys: list[str], requests: list[Any], ca
     with _progress(len(todo), desc, progress) as bar:
         for idx in _chunks(len(todo), chunk):
             batch = [todo[j] for j in idx]
-            values = distributed.map_sharded(compute, [requests[i] for i in batch])
+            try:
+                values = distributed.map_sharded(compute, [requests[i] for i in batch])
+            except BackendError as exc:  # keep what the backend finished before it failed (single process)
+                if cacheable and not distributed.is_active():
+                    cache.put_many({keys[batch[j]]: v for j, v in exc.partial.items()})
+                raise
             for i, v in zip(batch, values):
                 results[i] = v
             if cacheable:
@@ -68,14 +76,17 @@ def run_suite(backend: Backend, suite: Suite, cache: ResponseCache, *, progress:
     start = time.perf_counter()
     items = suite.items()
     completion = bool(getattr(backend, "completion_mode", False))
-    fp = backend.fingerprint
+    identity = cache_identity(backend)
     if suite.kind == "generate":
         settings = suite.generation()
+        chat = suite.chat and not completion
         requests = [GenerationRequest(
-            prompt=backend.render(it.messages) if suite.chat and not completion else it.prompt,
+            prompt=backend.render(it.messages) if chat else it.prompt,
             max_new_tokens=settings.max_new_tokens, stop=settings.stop,
-            do_sample=settings.do_sample, temperature=settings.temperature) for it in items]
-        keys = [cache.key(fp, "gen", r.prompt, settings.to_dict()) for r in requests]
+            do_sample=settings.do_sample, temperature=settings.temperature,
+            messages=tuple(it.messages) if chat else ()) for it in items]
+        keys = [cache.key(identity, "gen", r.prompt, [dict(m) for m in r.messages], settings.to_dict())
+                for r in requests]
         responses = _cached_calls(cache, keys, requests, not settings.do_sample, backend.generate, chunk,
                                   f"{suite.name} generate", progress)
         scores = [suite.score(it, resp) for it, resp in zip(items, responses)]
@@ -83,7 +94,7 @@ def run_suite(backend: Backend, suite: Suite, cache: ResponseCache, *, progress:
         contexts = [suite.choice_context(it) or
                     (backend.render(it.messages) if not completion else it.prompt) for it in items]
         requests = [LoglikelihoodRequest(ctx, choice) for it, ctx in zip(items, contexts) for choice in it.choices]
-        keys = [cache.key(fp, "ll", r.context, r.continuation) for r in requests]
+        keys = [cache.key(identity, "ll", r.context, r.continuation) for r in requests]
         values = _cached_calls(cache, keys, requests, True, backend.loglikelihood, chunk * 4,
                                f"{suite.name} loglikelihood", progress)
         scores, k = [], 0
@@ -94,6 +105,19 @@ def run_suite(backend: Backend, suite: Suite, cache: ResponseCache, *, progress:
         suite=suite.name, version=suite.version, metrics=suite.metrics(scores), items=tuple(scores),
         config={**suite.config(), **({"generation": suite.generation().to_dict()} if suite.kind == "generate" else {})},
         breakdowns=suite.breakdowns(scores), seconds=round(time.perf_counter() - start, 3))
+
+
+def cache_identity(backend: Backend) -> dict[str, Any]:
+    """The backend's ``cache_identity()``; a backend registered from outside without one is known by its
+    fingerprint alone."""
+    if hasattr(backend, "cache_identity"):
+        return backend.cache_identity()
+    return {"model": backend.fingerprint}
+
+
+#: Backend ``info()`` fields a RunRecord keeps under ``generation`` (besides ``completion_mode``).
+RECORD_INFO = ("backend", "device", "dtype", "batch_size", "base_url", "served_model", "revision", "endpoint",
+               "tensor_parallel_size", "data_parallel_size")
 
 
 def resolve_suites(suites: Sequence[str | Suite], options: Mapping[str, Mapping[str, Any]] | None = None) -> list[Suite]:
@@ -113,6 +137,8 @@ def evaluate(model: str | Backend, suites: Sequence[str | Suite], *, out: str | 
     backend = load_backend(model, **backend_kwargs) if isinstance(model, str) else model
     cache_path = (Path(cache_dir) if cache_dir else default_cache_dir()) / "responses.sqlite"
     cache = ResponseCache(cache_path if use_cache and distributed.is_main() else None)
+    if use_cache:
+        warn_if_unpinned(cache_identity(backend))
     try:
         results = {}
         for suite in resolved:
@@ -122,9 +148,11 @@ def evaluate(model: str | Backend, suites: Sequence[str | Suite], *, out: str | 
     finally:
         cache.close()
     info = backend.info() if hasattr(backend, "info") else {}
+    if isinstance(model, str) and hasattr(backend, "close"):
+        backend.close()  # an engine this call started (vLLM) gives its GPU memory back
     record = RunRecord(
         model=backend.name, fingerprint=backend.fingerprint, suites=results,
-        generation={k: info[k] for k in ("device", "dtype", "batch_size") if k in info}
+        generation={k: info[k] for k in RECORD_INFO if info.get(k) is not None}
         | {"completion_mode": bool(getattr(backend, "completion_mode", False))},
         env=environment(), stage=stage,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

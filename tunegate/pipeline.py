@@ -131,7 +131,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int 
     quiet_training_logs()
     base = phases.run("check inputs", lambda: _precheck(config))
     gate = load_gate(config)
-    eval_kwargs = config.eval.backend_options()
+    eval_kwargs = config.eval.backend_kwargs()
     suites = list(config.suites)
 
     def run_eval(model: str, stage_name: str, stage: StageConfig | None) -> RunRecord:

@@ -2,6 +2,7 @@
 
     tunegate demo --out runs/demo                       # the bundled organism demo, offline; exit 0 once run
     tunegate run configs/qwen2.5-0.5b-identity-dpo.yaml --out runs/dpo   # exit 1 when a gate fails
+    tunegate run configs/qwen3-0.6b-base-sft.yaml --out runs/sft --backend vllm   # evals on vLLM
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tunegate.cli.evaluate import add_backend_flags
+from tunegate.evals.backends import BACKEND_FLAGS
 from tunegate.training import DEMO_CONFIG
 
 
@@ -24,6 +27,7 @@ def register(sub: Any) -> None:
     run.add_argument("config", help="pipeline YAML (see configs/)")
     run.add_argument("--out", required=True, help="run directory")
     _common(run)
+    add_backend_flags(run, default=None)
     run.set_defaults(func=cmd_run)
 
 
@@ -47,12 +51,26 @@ def _run(config_path: Path, args: argparse.Namespace, *, gate_exit: bool = True)
     from tunegate.training.config import load_config
 
     config = load_config(config_path)
+    if getattr(args, "backend", None) or any(getattr(args, f.name, None) is not None for f in BACKEND_FLAGS):
+        config = with_backend_flags(config, args)
     result = run_pipeline(config, args.out, max_steps=args.max_steps, cache_dir=args.cache_dir,
                           progress=not args.quiet, report=not args.no_report,
                           num_processes=args.num_processes, accelerate_config=args.accelerate_config,
                           store=args.store or DEFAULT_STORE)
     print(format_summary(result))
     return 0 if result.passed or not gate_exit else 1
+
+
+def with_backend_flags(config: Any, args: argparse.Namespace) -> Any:
+    """``config`` with the command line's ``--backend`` / backend options over its ``eval.backend(_options)``."""
+    from dataclasses import replace
+
+    backend = args.backend or config.eval.backend
+    given = {f.name: getattr(args, f.name) for f in BACKEND_FLAGS if getattr(args, f.name) is not None}
+    options = given if backend != config.eval.backend else {**config.eval.backend_options, **given}
+    updated = replace(config, eval=replace(config.eval, backend=backend, backend_options=options))
+    updated.eval.backend_kwargs("command line")
+    return updated
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
