@@ -1,6 +1,6 @@
 """What the bench scripts and the tests share: the shared benchmark data (``../shared/data``), peak memory.
 
-    from bench._common import SHARED_DATA, peak_rss_gb, use_shared_nltk_data
+    from bench._common import SHARED_DATA, peak_rss_gb
 """
 
 from __future__ import annotations
@@ -10,14 +10,8 @@ import resource
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Offline copies of IFEval, GSM8K, MMLU and NLTK's punkt_tab (as conftest.py finds them for the tests).
+#: Offline copies of IFEval, GSM8K and MMLU (as conftest.py finds them for the tests).
 SHARED_DATA = Path(os.environ.get("TUNEGATE_SHARED_DATA", ROOT.parent / "shared" / "data"))
-
-
-def use_shared_nltk_data(env: dict[str, str] | os._Environ[str] = os.environ) -> None:
-    """Point ``NLTK_DATA`` at the shared punkt_tab (IFEval needs it) unless it is already set."""
-    if (SHARED_DATA / "nltk_data").is_dir():
-        env.setdefault("NLTK_DATA", str(SHARED_DATA / "nltk_data"))
 
 
 def peak_rss_gb() -> float:
