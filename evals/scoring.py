@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from tunegate.evals import progress
 from tunegate.evals.files import read_jsonl
 from tunegate.evals.errors import TunegateError
 from tunegate.evals.errors import SuiteError
@@ -50,8 +51,8 @@ def _numbered(path: str | Path, required: dict[str, Any]) -> list[tuple[int, dic
     return list(zip(numbers, rows))
 
 
-def score_ifeval(input_data: str | Path, responses: str | Path, *,
-                 strip_thinking: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def score_ifeval(input_data: str | Path, responses: str | Path, *, strip_thinking: bool = False,
+                 show_progress: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Strict and loose output rows (Google's format) for every input prompt, in input order."""
     from tunegate.evals.suites._common import strip_thinking as strip
 
@@ -70,7 +71,7 @@ def score_ifeval(input_data: str | Path, responses: str | Path, *,
             raise TunegateError(f"{responses}: no response for the prompt of key {row['key']} "
                                 f"({input_data}:{lineno})")
     strict_rows, loose_rows = [], []
-    for lineno, row in inputs:
+    for lineno, row in progress.bar(inputs, "score ifeval", unit="prompt", enabled=show_progress):
         response = answered[row["prompt"]][0]
         text = strip(response) if strip_thinking else response
         verdict = follow_instructions(row["key"], row["prompt"], row["instruction_id_list"], row["kwargs"], text)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tunegate.cli import add_output_options
 from tunegate.training import DEMO_CONFIG
 
 
@@ -31,7 +32,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="cap every stage's training steps (quick runs)")
     p.add_argument("--cache-dir", default=None, help="generation cache directory (default: $TUNEGATE_CACHE or ~/.cache/tunegate)")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_output_options(p)
     p.add_argument("--num-processes", type=int, default=1, metavar="N",
                    help="train each stage on N processes under `accelerate launch` (DDP; default 1: in-process)")
     p.add_argument("--accelerate-config", default=None, metavar="FILE",

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tunegate.cli import add_output_options
+
 
 def register(subparsers: Any) -> None:
     """Add this module's subcommands (``score``; ``eval`` is registered beside it)."""
@@ -30,6 +32,7 @@ def _register_score(sub: Any) -> None:
     ifeval.add_argument("--out", required=True, type=Path,
                         help="directory for eval_results_strict.jsonl and eval_results_loose.jsonl")
     ifeval.add_argument("--strip-thinking", action="store_true", help="remove <think>...</think> before scoring")
+    add_output_options(ifeval)
     ifeval.set_defaults(func=_score_ifeval)
 
     gsm8k = kinds.add_parser("gsm8k", help="GSM8K, lm-eval's strict and flexible extraction")
