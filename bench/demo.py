@@ -1,17 +1,23 @@
 """Time ``tunegate demo`` as a user runs it: a fresh process and cache; each phase, CPU time, memory, ``demo_seconds`` last.
 
     python bench/demo.py            # the README's demo command in a subprocess, fresh cache, no NLTK_DATA needed
-    check inputs        0.1 s
-    eval base           1.9 s
-    ...
-    train sft          13.0 s
-    ...
-    other               3.0 s       (process start-up and imports, comparisons, summary)
-    sft_vs_base: FAILED (knowledge.accuracy regressed)
+    check inputs        0.3 s
+    eval base          14.0 s
+    data sft            0.1 s
+    train sft         356.6 s
+    eval sft           13.6 s
+    data dpo            1.1 s
+    train dpo          27.5 s
+    eval dpo            5.4 s
+    report             12.3 s
+    other              75.6 s       (process start-up and imports, comparisons, summary)
+    sft_vs_base: FAILED (knowledge.accuracy regressed, knowledge.accuracy_heldout regressed, ...)
     dpo_vs_sft: passed
-    cpu_seconds: 61.3               (user + sys of the demo process and its children)
-    peak_rss_mb: 812
-    demo_seconds: 38.9              (wall, process start to exit)
+    cpu_seconds: 65.3               (user + sys of the demo process and its children)
+    peak_rss_mb: 811
+    demo_seconds: 506.5             (wall, process start to exit)
+
+(That run: one torch thread, on 2 cores that other processes kept ~6x oversubscribed, hence the wall times.)
 
 Targets (issue 15): the whole demo in at most 60 s on 2 idle CPU cores, peak memory under 4 GB. On a
 shared machine wall time is noisy; ``cpu_seconds`` is the steadier figure.
