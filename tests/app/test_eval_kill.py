@@ -1,6 +1,6 @@
 """``tunegate eval`` killed with SIGKILL midway resumes from its cache: nothing finished is recomputed.
 
-The run is sized so that a kill lands inside it: two organism suites of 50 items each, generated one
+The run is sized so that a kill lands inside it: two organism suites of 40 items each, generated one
 prompt at a time (``--batch-size 1``); the cache commits a suite's responses when the suite's chunk is
 done, so once it holds the first suite's 50 entries the second suite is running, and the test kills
 the process then. The rerun reports per suite how many responses came from the cache
@@ -23,7 +23,7 @@ import pytest
 
 from tunegate.evals.records import RunRecord
 
-LIMIT = 50
+LIMIT = 40
 ARGS = ["eval", "organism", "--suites", "math,ifeval", "--suite-option", "math.variant=organism",
         "--suite-option", "ifeval.variant=organism", "--limit", str(LIMIT), "--batch-size", "1", "--log-format", "json"]
 #: One intra-op thread in every run, so the interrupted and the uninterrupted runs compute alike.
@@ -59,6 +59,7 @@ def _comparable(record: RunRecord) -> dict[str, Any]:
 @pytest.mark.slow
 def test_eval_killed_midway_resumes_without_recomputing_and_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     cache, out = tmp_path / "cache", tmp_path / "resumed.json"
+    reference = _tunegate([*ARGS, "--cache-dir", str(tmp_path / "fresh"), "--out", str(tmp_path / "reference.json")])
     victim = _tunegate([*ARGS, "--cache-dir", str(cache), "--out", str(out)])
     deadline = time.monotonic() + 600
     while len(_entries(cache)) < LIMIT:  # the first suite is done and committed: the second is running
@@ -79,7 +80,6 @@ def test_eval_killed_midway_resumes_without_recomputing_and_equals_an_uninterrup
     after = _entries(cache)
     assert {k: after[k] for k in before} == before and len(after) == 2 * LIMIT
 
-    reference = _tunegate([*ARGS, "--cache-dir", str(tmp_path / "fresh"), "--out", str(tmp_path / "reference.json")])
-    _, err = reference.communicate(timeout=900)
+    _, err = reference.communicate(timeout=900)  # the same evaluation, uninterrupted, started beside the victim
     assert reference.returncode == 0, err[-2000:]
     assert _comparable(RunRecord.load(out)) == _comparable(RunRecord.load(tmp_path / "reference.json"))
