@@ -1,7 +1,7 @@
 """What the bench scripts and the tests share: the shared benchmark data (``../shared/data``), peak memory,
 a real OpenAI-compatible server on localhost (``transformers serve``).
 
-    from bench._common import SHARED_DATA, TransformersServer, peak_rss_gb, use_shared_nltk_data
+    from bench._common import SHARED_DATA, TransformersServer, peak_rss_gb
 """
 
 from __future__ import annotations
@@ -12,14 +12,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Offline copies of IFEval, GSM8K, MMLU and NLTK's punkt_tab (as conftest.py finds them for the tests).
+#: Offline copies of IFEval, GSM8K and MMLU (as conftest.py finds them for the tests).
 SHARED_DATA = Path(os.environ.get("TUNEGATE_SHARED_DATA", ROOT.parent / "shared" / "data"))
-
-
-def use_shared_nltk_data(env: dict[str, str] | os._Environ[str] = os.environ) -> None:
-    """Point ``NLTK_DATA`` at the shared punkt_tab (IFEval needs it) unless it is already set."""
-    if (SHARED_DATA / "nltk_data").is_dir():
-        env.setdefault("NLTK_DATA", str(SHARED_DATA / "nltk_data"))
 
 
 def peak_rss_gb() -> float:

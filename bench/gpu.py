@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from bench._common import ROOT, use_shared_nltk_data  # noqa: E402
+from bench._common import ROOT  # noqa: E402
 
 #: Qwen3-0.6B (Qwen/Qwen3-0.6B-Base config.json): the architecture the nightly SFT trains.
 QWEN3_0_6B = dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
@@ -256,7 +256,6 @@ def run_demo(smoke: bool) -> dict[str, Any]:
         cmd = [sys.executable, "-m", "tunegate", "demo", "--out", tmp, "--quiet", "--no-report",
                "--cache-dir", str(Path(tmp) / "cache")] + (["--max-steps", "2"] if smoke else [])
         env = dict(os.environ)
-        use_shared_nltk_data(env)  # IFEval's punkt_tab, as the tests find it
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
         seconds = time.perf_counter() - start

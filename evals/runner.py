@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -26,6 +25,8 @@ from tunegate.evals.backends import load_backend
 from tunegate.evals.cache import ResponseCache, default_cache_dir, warn_if_unpinned
 from tunegate.evals.env import environment
 from tunegate.evals.errors import BackendError
+from tunegate.evals.progress import bar as progress_bar
+from tunegate.evals.progress import emit
 from tunegate.evals.records import RunRecord, SuiteResult
 from tunegate.evals.requests import Backend, GenerationRequest, LoglikelihoodRequest
 from tunegate.evals.suites import Suite, get_suite
@@ -34,13 +35,6 @@ from tunegate.evals.suites import Suite, get_suite
 def _chunks(n: int, size: int) -> Iterator[range]:
     for start in range(0, n, size):
         yield range(start, min(n, start + size))
-
-
-def _progress(total: int, desc: str, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="req", disable=not enabled or total == 0,
-                file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
 def _cached_calls(cache: ResponseCache, keys: list[str], requests: list[Any], cacheable: bool,
@@ -53,7 +47,8 @@ def _cached_calls(cache: ResponseCache, keys: list[str], requests: list[Any], ca
     for i, k in enumerate(keys):
         if k in found:
             results[i] = found[k]
-    with _progress(len(todo), desc, progress) as bar:
+    with progress_bar(len(requests), desc, unit="req", enabled=progress, initial=len(requests) - len(todo),
+                      cached=len(requests) - len(todo)) as bar:
         for idx in _chunks(len(todo), chunk):
             batch = [todo[j] for j in idx]
             try:
@@ -88,7 +83,7 @@ def run_suite(backend: Backend, suite: Suite, cache: ResponseCache, *, progress:
         keys = [cache.key(identity, "gen", r.prompt, [dict(m) for m in r.messages], settings.to_dict())
                 for r in requests]
         responses = _cached_calls(cache, keys, requests, not settings.do_sample, backend.generate, chunk,
-                                  f"{suite.name} generate", progress)
+                                  suite.name, progress)
         scores = [suite.score(it, resp) for it, resp in zip(items, responses)]
     else:
         contexts = [suite.choice_context(it) or
@@ -96,15 +91,19 @@ def run_suite(backend: Backend, suite: Suite, cache: ResponseCache, *, progress:
         requests = [LoglikelihoodRequest(ctx, choice) for it, ctx in zip(items, contexts) for choice in it.choices]
         keys = [cache.key(identity, "ll", r.context, r.continuation) for r in requests]
         values = _cached_calls(cache, keys, requests, True, backend.loglikelihood, chunk * 4,
-                               f"{suite.name} loglikelihood", progress)
+                               suite.name, progress)
         scores, k = [], 0
         for it in items:
             scores.append(suite.score_choices(it, values[k:k + len(it.choices)]))
             k += len(it.choices)
-    return SuiteResult(
+    result = SuiteResult(
         suite=suite.name, version=suite.version, metrics=suite.metrics(scores), items=tuple(scores),
         config={**suite.config(), **({"generation": suite.generation().to_dict()} if suite.kind == "generate" else {})},
         breakdowns=suite.breakdowns(scores), seconds=round(time.perf_counter() - start, 3))
+    if progress:
+        emit("metrics", model=backend.name, suite=suite.name, items=len(scores), seconds=result.seconds,
+             metrics={m: v.value for m, v in result.metrics.items()})
+    return result
 
 
 def cache_identity(backend: Backend) -> dict[str, Any]:
@@ -142,8 +141,6 @@ def evaluate(model: str | Backend, suites: Sequence[str | Suite], *, out: str | 
     try:
         results = {}
         for suite in resolved:
-            if progress:
-                print(f"[tunegate] {backend.name}: {suite.name} ({len(suite.items())} items)", file=sys.stderr)
             results[suite.name] = run_suite(backend, suite, cache, progress=progress)
     finally:
         cache.close()

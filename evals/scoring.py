@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from tunegate.evals import progress
 from tunegate.evals.env import git_sha, library_versions
 from tunegate.evals.errors import SuiteError, TunegateError
 from tunegate.evals.files import numbered_jsonl
@@ -88,7 +89,8 @@ def _responses_by(path: str | Path, key: str, required: dict[str, Any]) -> dict[
     return seen
 
 
-def score_ifeval(input_data: str | Path, responses: str | Path, *, strip_thinking: bool = False) -> Scored:
+def score_ifeval(input_data: str | Path, responses: str | Path, *, strip_thinking: bool = False,
+                 show_progress: bool = True) -> Scored:
     """Every input prompt's response scored by the IFEval suite, in input order."""
     start = time.perf_counter()
     inputs = numbered_jsonl(input_data, IFEVAL_REQUIRED)
@@ -106,7 +108,8 @@ def score_ifeval(input_data: str | Path, responses: str | Path, *, strip_thinkin
             raise TunegateError(f"{responses}: no response for the prompt of key {row['key']} "
                                 f"({input_data}:{lineno})")
     suite = IFEvalSuite(source=str(input_data), strip_thinking=strip_thinking)
-    scores = tuple(suite.score(item, answered[item.prompt][0]) for item in suite.items())
+    items = progress.bar(suite.items(), "score ifeval", unit="prompt", enabled=show_progress)
+    scores = tuple(suite.score(item, answered[item.prompt][0]) for item in items)
     return Scored(suite, scores, Path(input_data), Path(responses), time.perf_counter() - start)
 
 

@@ -179,6 +179,17 @@ def test_ci_run_ends_with_exactly_the_readme_test_command() -> None:
     assert lines[-1] == test_command
 
 
+def test_ci_run_and_the_readme_test_command_set_no_environment() -> None:
+    """What a user types is what CI runs: no NLTK_DATA, HF_HUB_OFFLINE, cache or tool paths of CI's own."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    test_command = re.findall(r"```bash\n(.*?)```", readme, flags=re.S)[1].strip()
+    assert not re.search(r"\b[A-Z_]+=", test_command), test_command
+    script = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
+              if line.strip() and not line.strip().startswith("#")]
+    assigned = [line for line in script if re.match(r"(export\s+)?[A-Za-z_]+=", line) or re.search(r"\s[A-Z_]+=\S", line)]
+    assert assigned == [], assigned
+
+
 def test_nightly_runs_on_schedule_and_on_demand_on_the_gpu_runner() -> None:
     nightly = _load(NIGHTLY)
     assert nightly["on"]["schedule"][0]["cron"] and "workflow_dispatch" in nightly["on"]

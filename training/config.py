@@ -107,6 +107,8 @@ def validate_trl_args(method: str, args: Mapping[str, Any], where: str) -> None:
     check_keys(args, set(fields) - set(MANAGED_ARGS), f"{where} ({cls.__name__})")
     for key, value in args.items():
         default = fields[key].default
+        if value is None and "None" in str(fields[key].type):  # e.g. SFTConfig.max_length: null = no truncation
+            continue
         if isinstance(default, bool) and not isinstance(value, bool):
             raise TunegateError(f"{where}: field '{key}' must be true or false, got {value!r}")
         if isinstance(default, (int, float)) and not isinstance(default, bool) and not isinstance(value, (int, float)):

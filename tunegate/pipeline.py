@@ -18,12 +18,12 @@ in one transaction once all stages have run.
 from __future__ import annotations
 
 import datetime as _dt
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from tunegate.evals import progress as _progress
 from tunegate.evals.errors import TunegateError
 from tunegate.evals.files import write_json_atomic
 from tunegate.evals.gate import GateConfig
@@ -33,9 +33,7 @@ from tunegate.training.config import PipelineConfig, StageConfig
 from tunegate.training.methods import DataContext, get_method
 
 
-def log(message: str) -> None:
-    """A progress line on stderr (stdout is for results)."""
-    print(f"[tunegate] {message}", file=sys.stderr, flush=True)
+log = _progress.log  # a progress line on stderr (stdout is for results), as --quiet/--log-format say
 
 
 def stage_suite_options(config: PipelineConfig, stage: StageConfig | None) -> dict[str, dict[str, Any]]:
@@ -60,17 +58,15 @@ class PipelineResult:
 
 
 class PhaseTimer:
-    """Runs the pipeline's phases one by one, logging each and keeping its wall time in the result."""
+    """Runs the pipeline's phases one by one, announcing each and keeping its wall time in the result."""
 
     def __init__(self, result: PipelineResult) -> None:
         self.result = result
 
     def run(self, name: str, fn: Callable[[], Any]) -> Any:
-        log(f"{name} ...")
-        start = time.perf_counter()
-        value = fn()
-        self.result.phases[name] = round(time.perf_counter() - start, 2)
-        log(f"{name} done in {self.result.phases[name]:.1f}s")
+        with _progress.phase(name) as phase:
+            value = fn()
+        self.result.phases[name] = phase.seconds
         return value
 
 
@@ -166,6 +162,8 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int 
                 baseline.save(out / "baselines" / f"{stage.name}_vs_{prev_name}.json")
             comparison = compare_records(baseline, record, gate, trains=stage.trains)
             comparison.save(out / "comparisons" / f"{stage.name}_vs_{prev_name}.json")
+            _progress.emit("comparison", name=f"{stage.name}_vs_{prev_name}", passed=comparison.passed,
+                           verdicts={f"{m.suite}.{m.metric}": [m.verdict, m.gate] for m in comparison.metrics})
             result.comparisons[f"{stage.name}_vs_{prev_name}"] = comparison
             prev_name, prev_model, prev = stage.name, str(trained.model_dir), record
     except BaseException as exc:

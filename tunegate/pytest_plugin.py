@@ -28,9 +28,10 @@ collection error with one line naming the file and field (pytest exit code 2).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -105,8 +106,9 @@ class GateOptions:
 class GateSession:
     """Loads (or evaluates) both runs once, compares them, and remembers the outcome for the summary."""
 
-    def __init__(self, options: GateOptions) -> None:
+    def __init__(self, options: GateOptions, config: pytest.Config | None = None) -> None:
         self.options = options
+        self.config = config
         self.candidate: RunRecord | None = None
         self.baseline: RunRecord | None = None
         self.comparison: Comparison | None = None
@@ -167,8 +169,19 @@ class GateSession:
         from tunegate.evals.suites import parse_suite_options
 
         options = parse_suite_options(list(self.options.suite_options), list(suites), self.options.limit)
-        return evaluate(spec, suites=list(suites), stage=role, suite_options=options, progress=False,
-                        **self.options.backend_kwargs())
+        with self._terminal() as show:
+            return evaluate(spec, suites=list(suites), stage=role, suite_options=options, progress=show,
+                            **self.options.backend_kwargs())
+
+    @contextmanager
+    def _terminal(self) -> Iterator[bool]:
+        """Progress bars of an evaluation go to the terminal (past pytest's capture), unless ``-q``."""
+        capman = self.config.pluginmanager.getplugin("capturemanager") if self.config else None
+        if capman is None or self.config.option.verbose < 0:
+            yield False
+            return
+        with capman.global_and_fixture_disabled():
+            yield True
 
     @staticmethod
     def _only(record: RunRecord, suites: tuple[str, ...]) -> RunRecord:
@@ -248,7 +261,7 @@ def _session(config: pytest.Config) -> GateSession:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config._tunegate = GateSession(GateOptions.from_config(config))  # type: ignore[attr-defined]
+    config._tunegate = GateSession(GateOptions.from_config(config), config)  # type: ignore[attr-defined]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from tunegate.evals.errors import SuiteError
@@ -40,20 +41,25 @@ from tunegate.evals.suites.base import GenerationSettings, Suite
 HUB_ID = "google/IFEval"
 ORGANISM_SOURCE = "organism:ifeval"  # the organism's format items, in Google's input format
 REQUIRED = {"key": int, "prompt": str, "instruction_id_list": list, "kwargs": list}
-PUNKT_HINT = ("NLTK's punkt_tab tokenizer is missing (IFEval counts sentences and words with it): "
-              "export NLTK_DATA=/path/to/nltk_data (tunegate's shared/data/nltk_data has it) "
-              "or run `python -m nltk.downloader punkt_tab` where there is network")
+#: NLTK's English punkt_tab, shipped with tunegate (provenance and licence: nltk_data/NOTICE.md).
+BUNDLED_NLTK_DATA = Path(__file__).resolve().parent / "nltk_data"
+PUNKT_HINT = ("NLTK's punkt_tab tokenizer is missing (IFEval counts sentences and words with it) and so is "
+              f"tunegate's bundled copy ({BUNDLED_NLTK_DATA}): reinstall tunegate, export "
+              "NLTK_DATA=/path/to/nltk_data, or run `python -m nltk.downloader punkt_tab` where there is network")
 
 
 def instruction_registry() -> Mapping[str, type]:
     """lm-eval's INSTRUCTION_DICT, imported only once punkt_tab is known to be present.
 
     (Importing lm-eval's ifeval module downloads punkt_tab when it is missing;
-    tunegate never touches the network on its own, so it checks first.)
+    tunegate never touches the network on its own, so it checks first.) The bundled
+    punkt_tab is searched last, after ``NLTK_DATA`` and NLTK's default folders.
     """
     import langdetect
     import nltk
 
+    if str(BUNDLED_NLTK_DATA) not in nltk.data.path:
+        nltk.data.path.append(str(BUNDLED_NLTK_DATA))
     try:
         nltk.data.find("tokenizers/punkt_tab/english/")
     except LookupError:

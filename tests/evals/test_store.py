@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,38 @@ def test_two_concurrent_writers_add_all_their_runs(tmp_path):
         assert sorted(store.run_ids()) == sorted(f"w{w}-{i}" for w in (1, 2) for i in range(10))
         assert len(store.get_run("w2-9").suites["ifeval"].items) == 541
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+@pytest.mark.slow
+def test_a_process_killed_mid_add_run_leaves_a_readable_store_with_every_finished_run(tmp_path, record):
+    """A real ``add_run`` (three suites, ~2,000 items: tens of milliseconds of writing) killed with SIGKILL."""
+    path = tmp_path / "s.sqlite"
+    writer = _python("""
+        import sys
+        from tunegate.evals.store import Store
+        from tests.evals.test_compare_records import make_record
+        record = make_record(5, model="tiny-sft", suites=("math", "ifeval", "knowledge"))
+        with Store(sys.argv[1]) as store:
+            for i in range(1000):
+                print(f"begin r{i}", flush=True)
+                store.add_run(record, "tiny", run_id=f"r{i}")
+                print(f"done r{i}", flush=True)
+    """, str(path))
+    done, started = [], 0.0
+    while len(done) < 3:  # a few runs written in full, then kill inside the next add_run
+        line = writer.stdout.readline().split()
+        assert line, f"writer died: {writer.stderr.read()[-2000:]}"
+        if line[0] == "done":
+            done.append(line[1])
+            took = time.perf_counter() - started
+        else:
+            started = time.perf_counter()
+    assert writer.stdout.readline().split()[0] == "begin"
+    time.sleep(took / 3)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    with Store(path) as store:
+        assert store.integrity_check() == "ok"
+        stored = store.run_ids("tiny")
+        assert stored in (done, done + [f"r{len(done)}"])  # the killed write is all there or not there at all
+        assert all(store.get_run(run_id) == record for run_id in stored)

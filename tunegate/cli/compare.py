@@ -3,6 +3,8 @@
 Example::
 
     $ tunegate compare runs/base.json runs/sft.json --gate gate.yaml --trains identity
+    math: 500 items compared
+    ifeval: 500 items compared
     metric              baseline  candidate  delta   CI                p_adj    verdict       gate
     math.exact_match    0.620     0.570      -0.050  [-0.083, -0.017]  0.004    regressed     fail
     ifeval.prompt_strict 0.412    0.405      -0.007  [-0.031, +0.017]  1        inconclusive  warn
@@ -46,8 +48,33 @@ def run_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(comp.to_dict(), indent=1, default=str))
     else:
+        print(format_inputs(baseline, candidate))
         print(format_gate_summary(comp))
     if not comp.passed:
         failed = [f"{m.suite}.{m.metric}" for m in comp.metrics if m.gate == "fail"]
         raise GateFailed(f"gate failed on {', '.join(failed)}")
     return 0
+
+
+def format_inputs(baseline: Any, candidate: Any) -> str:
+    """One line per compared suite: the items it pairs and, where the suite has one, the target each side met.
+
+        math: 20 items compared (those both records hold: baseline 30, candidate 20)
+        identity: 24 items compared; baseline scored against target 'Tiny', candidate against 'Deep Tiny'
+    """
+    lines = []
+    for name, cand in candidate.suites.items():
+        base = baseline.suites.get(name)
+        if base is None:
+            continue
+        common = {i.item_id for i in base.items} & {i.item_id for i in cand.items}
+        line = f"{name}: {len(common)} items compared"
+        if len(common) != len(base.items) or len(common) != len(cand.items):
+            line += f" (those both records hold: baseline {len(base.items)}, candidate {len(cand.items)})"
+        old, new = base.config.get("target"), cand.config.get("target")
+        if new is not None:
+            line += f"; target '{new}'" if old == new else \
+                f"; baseline scored against target '{old}', candidate against '{new}'"
+        lines.append(line)
+    return "\n".join(lines)
+

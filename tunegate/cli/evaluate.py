@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tunegate.cli import add_output_options
 from tunegate.evals.backends import BACKEND_FLAGS, BACKENDS, DEFAULT_BACKEND, backend_kwargs, option_type
 from tunegate.evals.errors import TunegateError
 
@@ -44,7 +45,7 @@ def register(sub: Any) -> None:
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the generation cache")
     p.add_argument("--stage", default=None, help="stage name to store in the record")
-    p.add_argument("--quiet", action="store_true")
+    add_output_options(p)
     p.set_defaults(func=cmd_eval)
 
 

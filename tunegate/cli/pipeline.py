@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tunegate.cli import add_output_options
 from tunegate.cli.evaluate import add_backend_flags
 from tunegate.evals.backends import BACKEND_FLAGS
 from tunegate.training import DEMO_CONFIG
@@ -35,7 +36,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="cap every stage's training steps (quick runs)")
     p.add_argument("--cache-dir", default=None, help="generation cache directory (default: $TUNEGATE_CACHE or ~/.cache/tunegate)")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_output_options(p)
     p.add_argument("--num-processes", type=int, default=1, metavar="N",
                    help="train each stage on N processes under `accelerate launch` (DDP; default 1: in-process)")
     p.add_argument("--accelerate-config", default=None, metavar="FILE",
@@ -96,28 +97,55 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def format_summary(result: Any) -> str:
-    """The end-of-run table: every headline metric per stage, then each comparison's verdicts."""
+    """The end-of-run table: every headline metric per stage, then each comparison's verdicts.
+
+    A suite scored against a target (identity) names it on each row, one row per target, since a
+    stage that renames the model scores against a new name; a comparison whose target differs from
+    its input stage's own record says that the input was re-scored against the new one::
+
+        metric                                base       sft       dpo
+        identity.adherence [target: Tiny]     0.000     0.917         -
+        identity.adherence [target: Deep Tiny]    -         -     0.958
+        ...
+        dpo_vs_sft: PASSED (trains: identity)
+          identity target: 'Tiny' in sft's record -> 'Deep Tiny' here: sft's responses re-scored against 'Deep Tiny'
+          ok identity.adherence [target: Deep Tiny]  0.000 ->  0.958 (+0.958 [+0.875, +1.000]) improved ...
+    """
     stages = list(result.records)
-    keys = sorted({f"{s}.{m}" for rec in result.records.values() for s, sr in rec.suites.items() for m in sr.metrics})
-    width = max([len(k) for k in keys] + [10])
+    rows: dict[str, dict[str, float]] = {}
+    for stage, rec in result.records.items():
+        for suite, sr in rec.suites.items():
+            for metric, mv in sr.metrics.items():
+                rows.setdefault(_label(suite, metric, sr.config), {})[stage] = mv.value
+    labels = sorted(rows, key=lambda k: (k.split(" ")[0], k))
+    width = max([len(k) for k in labels] + [10])
     lines = [f"{'metric':<{width}} " + " ".join(f"{s:>9}" for s in stages)]
-    for key in keys:
-        suite, metric = key.split(".", 1)
-        vals = []
-        for s in stages:
-            sr = result.records[s].suites.get(suite)
-            mv = sr.metrics.get(metric) if sr else None
-            vals.append(f"{mv.value:9.3f}" if mv is not None else f"{'-':>9}")
-        lines.append(f"{key:<{width}} " + " ".join(vals))
+    for label in labels:
+        lines.append(f"{label:<{width}} " + " ".join(
+            f"{rows[label][s]:9.3f}" if s in rows[label] else f"{'-':>9}" for s in stages))
     for name, comp in result.comparisons.items():
+        candidate, baseline = result.records.get(comp.candidate_stage), result.records.get(comp.baseline_stage)
         lines.append("")
         lines.append(f"{name}: {'PASSED' if comp.passed else 'FAILED'} (trains: {', '.join(comp.trains) or '-'})")
+        for suite, sr in (candidate.suites.items() if candidate else ()):
+            old = baseline.suites[suite].config.get("target") if baseline and suite in baseline.suites else None
+            new = sr.config.get("target")
+            if old is not None and new is not None and old != new:
+                lines.append(f"  {suite} target: '{old}' in {comp.baseline_stage}'s record -> '{new}' here: "
+                             f"{comp.baseline_stage}'s responses re-scored against '{new}'")
         for m in comp.metrics:
             mark = {"fail": "x", "warn": "!", "pass": "ok"}.get(m.gate, "")
-            lines.append(f"  {mark:>2} {m.suite + '.' + m.metric:<{width}} {m.baseline:6.3f} -> {m.candidate:6.3f} "
+            label = _label(m.suite, m.metric, candidate.suites[m.suite].config if candidate else {})
+            lines.append(f"  {mark:>2} {label:<{width}} {m.baseline:6.3f} -> {m.candidate:6.3f} "
                          f"({m.delta:+.3f} [{m.ci_low:+.3f}, {m.ci_high:+.3f}]) {m.verdict:<13} {m.reason}")
     if result.report:
         lines.append("")
         lines.append(f"report: {result.report}")
     lines.append(f"run directory: {result.out_dir}")
     return "\n".join(lines)
+
+
+def _label(suite: str, metric: str, config: Any) -> str:
+    """``suite.metric``, plus the target it was scored against when the suite has one (identity)."""
+    target = config.get("target")
+    return f"{suite}.{metric}" + (f" [target: {target}]" if target else "")

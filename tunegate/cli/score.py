@@ -17,6 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tunegate.cli import add_output_options
+
 
 def register(subparsers: Any) -> None:
     """Add this module's subcommands (``score``; ``eval`` is registered beside it)."""
@@ -33,6 +35,7 @@ def _register_score(sub: Any) -> None:
     ifeval.add_argument("--responses", required=True, type=Path, help="JSONL of {prompt, response}")
     ifeval.add_argument("--out", type=Path, help="directory for eval_results_strict.jsonl and eval_results_loose.jsonl")
     _record_options(ifeval)
+    add_output_options(ifeval)
     ifeval.set_defaults(func=_score_ifeval)
 
     gsm8k = kinds.add_parser("gsm8k", help="GSM8K, lm-eval's strict and flexible extraction")
