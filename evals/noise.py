@@ -34,7 +34,7 @@ def noise_metrics(reference: RunRecord, variant: RunRecord, setting: str) -> lis
     for name, ref in reference.suites.items():
         if name not in variant.suites:
             raise TunegateError(f"noise: suite '{name}' is missing from the '{setting}' pass")
-        pairs = pair_items(ref, variant.suites[name])
+        pairs, _ = pair_items(ref, variant.suites[name])
         for metric, value in ref.metrics.items():
             scored = [(a, b) for a, b in pairs if metric in a.scores and metric in b.scores]
             flipped = sum(1 for a, b in scored if item_units(a.scores[metric]) != item_units(b.scores[metric]))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tunegate.cli import add_output_options
 from tunegate.cli.evaluate import add_suite_args, suite_args
 
 
@@ -35,7 +36,7 @@ def register(sub: Any) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--completion-mode", action="store_true", help="send raw prompts (no chat template)")
     p.add_argument("--stage", default=None, help="stage name to store in the record")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_output_options(p)
     p.set_defaults(func=cmd_noise)
 
 
