@@ -69,7 +69,8 @@ class EvalConfig:
     completion_mode: bool = field(default=False, metadata={"help": "send raw prompts, no chat template"})
     noise_items: int | None = field(default=None, metadata={
         "help": "measure the A/A noise floor (tunegate noise: batch size N vs 1, and dtypes on CUDA) of the base "
-                "model on this many items per suite; every stage's comparison shows it (None: not measured)"})
+                "model on this many items per suite; every stage's comparison shows it (None: not measured; "
+                "skipped with a log line on another backend)"})
     backend: str = field(default="hf", metadata={"help": "evaluation backend: hf, vllm or openai "
                                                          "(tunegate.evals.backends.BACKENDS)"})
     backend_options: dict[str, Any] = field(default_factory=dict, metadata={
@@ -136,9 +137,6 @@ def parse_config(data: Any, source: str = "<config>") -> PipelineConfig:
         raise TunegateError(f"{source}: field 'stages' must be a non-empty list")
     if config.eval.noise_items is not None and config.eval.noise_items < 1:
         raise TunegateError(f"{source}: eval.noise_items must be a positive number of items, got {config.eval.noise_items}")
-    if config.eval.noise_items and config.eval.backend != "hf":
-        raise TunegateError(f"{source}: eval.noise_items needs the hf backend (it varies the batch size and dtype "
-                            f"in this process), got backend '{config.eval.backend}'")
     names = [s.name for s in config.stages]
     if len(set(names)) != len(names) or "base" in names:
         raise TunegateError(f"{source}: stage names must be unique and not 'base', got {names}")

@@ -143,8 +143,11 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int 
         prev_name, prev_model = "base", base
         prev = phases.run("eval base", lambda: run_eval(base, "base", config.stages[0]))
         noise = None
-        if config.eval.noise_items:
-            noise = phases.run("noise base", lambda: measure_base_noise(config, base, progress))
+        if config.eval.noise_items and eval_kwargs["backend"] != "hf":
+            log(f"noise base: skipped (eval.noise_items varies batch size and dtype in the hf backend; "
+                f"this run evaluates with '{eval_kwargs['backend']}')")
+        elif config.eval.noise_items:
+            noise = phases.run("noise base", lambda: measure_base_noise(config, base))
             prev = dataclasses.replace(prev, noise=noise)
             prev.save(out / "records" / "base.json")
         result.records["base"] = prev
@@ -187,15 +190,16 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int 
     return result
 
 
-def measure_base_noise(config: PipelineConfig, base: str, progress: bool) -> NoiseFloor | None:
+def measure_base_noise(config: PipelineConfig, base: str) -> NoiseFloor | None:
     """The A/A noise floor of the eval set-up, measured on the base model over ``eval.noise_items`` seeded
-    items per suite (the same subset for every suite option set); shown beside every stage's CIs."""
+    items per suite (the same subset for every suite option set); shown beside every stage's CIs. Its
+    passes show no bars and emit no metrics events: the phase line "noise base" stands for them."""
     from tunegate.evals.noise import measure_noise
 
     options = {name: {**opts, "limit": min(config.eval.noise_items, opts.get("limit") or config.eval.noise_items)}
                for name, opts in stage_suite_options(config, config.stages[0]).items()}
     record = measure_noise(base, list(config.suites), suite_options=options, batch_size=config.eval.batch_size,
-                           completion_mode=config.eval.completion_mode, progress=progress)
+                           completion_mode=config.eval.completion_mode, progress=False)
     return record.noise
 
 
