@@ -1,4 +1,4 @@
-"""``tunegate compare`` and ``tunegate history``: table, JSON, exit codes, nothing written on bad input."""
+"""``tunegate compare``: table, JSON, exit codes, nothing written on bad input."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 
 from tunegate.cli import main
 from tunegate.evals.records import ItemScore, MetricValue, RunRecord, SuiteResult
-from tunegate.evals.store import Store
 from tests.evals.test_compare_records import make_record
 
 SUITES = ("math", "ifeval")
@@ -128,19 +127,3 @@ def test_shipped_gate_keeps_its_promise_on_a_small_calibration(tmp_path):
     assert np.mean(np.equal(caught, 1)) >= 0.7  # a 5-point drop in one suite (full run, 200 pairs: 0.75)
     assert 0.04 < np.median(mdes) < 0.06  # the drop caught 80% of the time at 500 items and 14% discordance
 
-
-def test_history_prints_each_metric_over_runs(files, capsys, tmp_path):
-    db = tmp_path / "s.sqlite"
-    with Store(db) as store:
-        store.add_run(RunRecord.load(files["base"]), "tiny", run_id="r1")
-        store.add_run(RunRecord.load(files["worse"]), "tiny", run_id="r2")
-        store.bless("tiny", "r1")
-    assert main(["history", "tiny", "--store", str(db)]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["metric", "r1*", "r2"]
-    assert lines[1].startswith("ifeval.inst_strict") and "±" in lines[1]
-
-
-def test_history_of_an_unknown_line_exits_2(tmp_path, capsys):
-    assert main(["history", "nope", "--store", str(tmp_path / "s.sqlite")]) == 2
-    assert "no runs stored for model line 'nope'" in capsys.readouterr().err
