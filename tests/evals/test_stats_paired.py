@@ -100,8 +100,8 @@ def test_tango_interval_matches_the_reference_implementation_on_a_published_exam
     # Cavo et al. (2012), complete response before/after consolidation therapy: n12 = 6, n21 = 16, N = 161,
     # the worked example of Fagerland, Lydersen & Laake, "Statistical Analysis of Contingency Tables" (2017),
     # ch. 8; their R package contingencytables prints "estimate = -0.0621 (95% CI -0.1240 to -0.0054)"
-    # (the package's own check of Tango_asymptotic_score_CI_paired_2x2:
-    # github.com/ocbe-uio/contingencytables/blob/main/tests/testthat/test-ch8.R).
+    # (the package's own check of Tango_asymptotic_score_CI_paired_2x2, in test-ch8.R of
+    # github.com/ocbe-uio/contingencytables/tree/HEAD/tests/testthat).
     lo, hi = paired_proportion_interval(up=6, down=16, n=161, confidence=0.95)
     assert (round(lo, 4), round(hi, 4)) == (-0.1240, -0.0054)
 

@@ -5,7 +5,6 @@ Example::
     $ tunegate compare runs/base.json runs/dpo.json --gate configs/gate.yaml --trains identity
     math: 1319 items compared
     ifeval: 541 items compared
-    knowledge: 2000 items compared
     candidate vs base (one-sided alpha 0.05 across 3 gated metrics, holm; CI 0.95)
     metric                baseline  candidate  delta   CI                p_adj     MDE    verdict       gate
     math.exact_match      0.435     0.383      -0.052  [-0.073, -0.033]  5.51e-07  0.030  regressed     fail
