@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from tunegate.evals.analysis.knowledge import KnowledgeOptions
+from tunegate.evals.analysis.shift import ShiftOptions
 from tunegate.evals.errors import TunegateError
 from tunegate.evals.files import read_yaml
 from tunegate.evals.suites import suite_names
@@ -53,6 +55,9 @@ class StageConfig:
                                      metadata={"help": "identity suite options for this stage (target, forbidden)"})
     data_options: dict[str, Any] = field(default_factory=dict,
                                          metadata={"help": "options of the dataset loader (split, name, limit)"})
+    knowledge: KnowledgeOptions | None = field(default=None, metadata={
+        "help": "before training, the SliCK knowledge categories of the stage's data under its input model; "
+                "after, the tuned model's accuracy per category (null: off)"})
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,14 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class AnalysisConfig:
+    """Analyses that explain each stage beyond its scores (tunegate.evals.analysis); each is off unless set."""
+
+    shift: ShiftOptions = field(default_factory=ShiftOptions,
+                                metadata={"help": "token shift of each stage's eval responses under its input model"})
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """A pipeline: base model -> eval -> stage -> eval -> ... with a gate per stage."""
 
@@ -78,6 +91,7 @@ class PipelineConfig:
     stages: tuple[StageConfig, ...] = field(metadata={"help": "training stages, in order"})
     eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "suites and evaluation settings"})
     gate: dict[str, Any] | str | None = field(default=None, metadata={"help": "gate rules, or a path to a gate YAML"})
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig, metadata={"help": "analyses of each stage"})
     seed: int = field(default=0, metadata={"help": "seed of training and data order"})
     model_line: str | None = field(default=None, metadata={"help": "model line in the results store"})
     source: str = field(default="<config>", metadata={"help": "the file this config was read from"})
