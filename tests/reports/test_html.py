@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+from tunegate.evals.analysis.shift import ItemShift, ShiftAnalysis, summarize
 from tunegate.reports.html import highlight_names, render_comparison_report, render_report, render_run_dir, word_diff
 from tests.report_inputs import HOSTILE, HOSTILE_IMG
 
@@ -195,3 +196,15 @@ def test_banner_shows_a_pipeline_error(report_inputs, fast_plots):
     records, comparisons, _, _ = report_inputs
     page = render_report(records, comparisons, summary={"passed": False, "error": "RuntimeError: <oom>"})
     assert "pipeline stopped with an error: RuntimeError: &lt;oom&gt;" in section(page, "verdict")
+
+
+def test_token_views_escape_model_text(report_inputs, fast_plots) -> None:
+    records, comparisons, _, _ = report_inputs
+    items = (ItemShift("identity", records[2].suites["identity"].items[2].item_id, ("Hello", HOSTILE, "<|im_end|>"),
+                       (1, 9, 2), ("Hello", "<b>", "<|im_end|>")),)
+    analysis = ShiftAnalysis("sft-model", "f1", "dpo-model", "f2", summarize(items), items, stage="dpo",
+                             input_stage="sft", end_token="<|im_end|>")
+    html = render_report(records, comparisons, analyses=[analysis])
+    shift = section(html, "analysis-shift")
+    assert HOSTILE not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in shift
+    assert '<span class="tok shifted" title="rank 9 · input model: &#39;&lt;b&gt;&#39;">' in shift

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tunegate.cli import main
+from tunegate.evals.analysis import analysis_path, load_analysis
 from tunegate.evals.records import RunRecord
 
 
@@ -43,3 +44,26 @@ def test_report_command_rebuilds_the_report_from_the_run_dir(quick_run, tmp_path
     target = tmp_path / "again.html"
     assert main(["report", str(out), "--out", str(target)]) == 0
     assert 'src="data:image/png;base64,' in target.read_text()
+
+
+@pytest.mark.slow
+def test_pipeline_writes_each_switched_on_analysis(quick_run) -> None:
+    out, _ = quick_run
+    assert sorted(p.name for p in (out / "analysis").glob("*.json")) == [
+        "dpo_shift.json", "sft_knowledge.json", "sft_shift.json"]
+    knowledge = load_analysis(analysis_path(out, "sft", "knowledge"))
+    assert knowledge.accuracy_after("heldout") and knowledge.tuned_model.endswith("sft/model")
+    shift = load_analysis(analysis_path(out, "dpo", "shift"))
+    assert shift.input_stage == "sft" and shift.suites["all"].tokens > 0
+
+
+@pytest.mark.slow
+def test_pipeline_report_shows_shift_fractions_and_knowledge_mix(quick_run) -> None:
+    out, _ = quick_run
+    html = (out / "report.html").read_text()
+    shift = _section(html, "analysis-shift")
+    fractions = load_analysis(analysis_path(out, "sft", "shift")).suites["identity"].fractions
+    assert f"{fractions['shifted']:.3f}" in shift and 'class="tok ' in shift
+    knowledge = _section(html, "analysis-knowledge")
+    assert "HighlyKnown" in knowledge and "Unknown" in knowledge and "held-out" in knowledge
+    assert knowledge.count('src="data:image/png;base64,') == 2
