@@ -141,6 +141,9 @@ def parse_config(data: Any, source: str = "<config>") -> PipelineConfig:
         validate_trl_args(stage.method, stage.args, f"{where}.args")
         if stage.lora:
             validate_lora(stage.lora, f"{where}.lora")
+        if stage.knowledge is not None and not isinstance(stage.data, str):
+            raise TunegateError(f"{where}.knowledge: needs the stage's 'data' to be a dataset (hub id, path, "
+                                f"organism:NAME) whose rows carry 'answer', not a builder")
         for suite in stage.trains:
             if config.eval.suites and suite not in config.eval.suites:
                 raise TunegateError(f"{where}.trains: suite '{suite}' is not evaluated "
