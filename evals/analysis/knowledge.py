@@ -57,7 +57,8 @@ class KnowledgeOptions:
                 "answered by the tuned model after training"})
     exemplar_sets: int = field(default=10, metadata={"help": "few-shot exemplar sets per example (paper: 10)"})
     shots: int = field(default=4, metadata={"help": "exemplars per set (paper: 4)"})
-    samples: int = field(default=2, metadata={"help": "sampled answers per exemplar set"})
+    samples: int = field(default=2, metadata={
+        "help": "sampled answers per exemplar set (drawn only where no greedy answer was right)"})
     temperature: float = field(default=0.5, metadata={"help": "sampling temperature (paper: 0.5)"})
     max_new_tokens: int = field(default=16, metadata={"help": "answer length budget, in tokens"})
     template: str = field(default="Q: {question} A: {answer}", metadata={
@@ -203,19 +204,23 @@ def classify(backend: Any, facts: Sequence[Fact], pool: Sequence[Fact], options:
     stop = tuple(dict.fromkeys(["\n", options.separator] if options.separator.strip() else ["\n"]))
     greedy = cached_generate(backend, [GenerationRequest(p, options.max_new_tokens, stop)
                                        for ps in prompts for p in ps], cache)
+    k = options.exemplar_sets
+    right = [[is_correct(r, f.answers) for r in greedy[i * k:(i + 1) * k]] for i, f in enumerate(facts)]
+    # samples decide only between WeaklyKnown and Unknown: they are drawn for facts greedy never got right
+    unsure = [i for i, g in enumerate(right) if not any(g)]
     sampled_requests = [GenerationRequest(p, options.max_new_tokens, stop, do_sample=True,
                                           temperature=options.temperature)
-                        for ps in prompts for p in ps for _ in range(options.samples)]
+                        for i in unsure for p in prompts[i] for _ in range(options.samples)]
     if sampled_requests and callable(getattr(backend, "seed", None)):
         backend.seed(options.seed)
     sampled = backend.generate(sampled_requests) if sampled_requests else []
-    k, n = options.exemplar_sets, options.exemplar_sets * options.samples
+    n = options.exemplar_sets * options.samples
+    samples_of = {i: sampled[j * n:(j + 1) * n] for j, i in enumerate(unsure)}
     out = []
-    for i, f in enumerate(facts):
-        g = [is_correct(r, f.answers) for r in greedy[i * k:(i + 1) * k]]
-        s = [is_correct(r, f.answers) for r in sampled[i * n:(i + 1) * n]]
+    for i, (f, g) in enumerate(zip(facts, right)):
+        s = [is_correct(r, f.answers) for r in samples_of.get(i, ())]
         out.append(FactResult(f.question, f.answers, f.group, split, categorize(g, s), sum(g), len(g), sum(s),
-                              len(s), greedy_answer=greedy[i * k].strip().split("\n")[0] if k else ""))
+                              len(s), greedy_answer=greedy[i * k].strip().split("\n")[0]))
     return out
 
 
