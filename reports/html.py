@@ -379,14 +379,14 @@ def _knowledge_section(analyses: Sequence[KnowledgeAnalysis], records_by: Mappin
     for a in analyses:
         mix, held = a.mix(TRAIN), a.mix(HELDOUT)
         total, held_total = sum(mix.values()), sum(held.values())
-        rows = [(label, {c: n / t for c, n in m.items()}) for label, m, t in
-                (("SFT data", mix, total), ("held-out", held, held_total)) if t]
+        rows = [(label, a.shares(split)) for label, split, t in
+                (("SFT data", TRAIN, total), ("held-out", HELDOUT, held_total)) if t]
         accuracy = {name: acc for name, acc in (("held-out (dev)", a.accuracy_after(HELDOUT)),
                                                 ("trained on (fit)", a.accuracy_after(TRAIN))) if acc}
         examples = {c: [f for f in a.facts if f.category == c][:3] for c in CATEGORIES}
         blocks.append({
             "analysis": a, "label": a.stage or a.data, "mix": mix, "held": held, "total": total,
-            "held_total": held_total, "groups": a.by_group(TRAIN), "held_groups": a.by_group(HELDOUT),
+            "held_total": held_total, "shares": a.shares(TRAIN), "groups": a.by_group(TRAIN),
             "accuracy": accuracy, "warnings": a.warnings(), "examples": examples,
             "mix_plot": plots.stacked_shares_plot(f"{a.stage or a.data}: knowledge categories under the base",
                                                   rows, plots.CATEGORY_COLORS),

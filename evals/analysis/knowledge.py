@@ -248,6 +248,7 @@ class KnowledgeAnalysis:
     options: Mapping[str, Any] = field(default_factory=dict)
     skipped: int = 0
     checkable: int = 0
+    group_sizes: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     stage: str | None = None
     tuned_model: str | None = None
     tuned_fingerprint: str | None = None
@@ -261,6 +262,19 @@ class KnowledgeAnalysis:
         """How many facts of ``split`` fall in each category (every category listed)."""
         counts = Counter(f.category for f in self.split(split))
         return {c: counts[c] for c in CATEGORIES}
+
+    def shares(self, split: str = TRAIN) -> dict[str, float]:
+        """Each category's share of all the split's checkable facts: each categorised fact stands for its
+        group's facts (``per_group`` subsamples are stratified by group, so raw counts would misweight)."""
+        facts = self.split(split)
+        sizes = self.group_sizes.get(split) or {}
+        seen = Counter(f.group or "" for f in facts)
+        weight = {g: sizes.get(g, n) / n for g, n in seen.items()}
+        totals: Counter[str] = Counter()
+        for f in facts:
+            totals[f.category] += weight[f.group or ""]
+        whole = sum(totals.values())
+        return {c: (totals[c] / whole if whole else 0.0) for c in CATEGORIES}
 
     def accuracy_after(self, split: str) -> dict[str, tuple[int, int]]:
         """(correct, answered) of the tuned model per category on ``split``; empty before training."""
@@ -281,11 +295,10 @@ class KnowledgeAnalysis:
 
     def warnings(self) -> list[str]:
         """A warning when the Unknown share of the data's examples is above ``unknown_warning``."""
-        mix = self.mix(TRAIN)
-        total = sum(mix.values())
+        share = self.shares(TRAIN)[UNKNOWN]
         limit = float(self.options.get("unknown_warning", KnowledgeOptions.unknown_warning))
-        if total and mix[UNKNOWN] / total > limit:
-            return [f"{mix[UNKNOWN] / total:.0%} of the checkable examples of {self.data} are Unknown to "
+        if share > limit:
+            return [f"{share:.0%} of the checkable examples of {self.data} are Unknown to "
                     f"{self.model} (above {limit:.0%}): fine-tuning fits such examples late and, once it does, "
                     f"raises hallucination on known facts (Gekhman et al. 2024); consider dropping them or "
                     f"stopping early"]
@@ -294,9 +307,10 @@ class KnowledgeAnalysis:
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, "kind": self.kind, "stage": self.stage, "model": self.model,
                 "fingerprint": self.fingerprint, "data": self.data, "options": dict(self.options),
-                "skipped": self.skipped, "checkable": self.checkable, "tuned_model": self.tuned_model,
+                "skipped": self.skipped, "checkable": self.checkable,
+                "group_sizes": {k: dict(v) for k, v in self.group_sizes.items()}, "tuned_model": self.tuned_model,
                 "tuned_fingerprint": self.tuned_fingerprint, "seconds": self.seconds, "created": self.created,
-                "mix": self.mix(TRAIN), "facts": [f.to_dict() for f in self.facts]}
+                "mix": self.mix(TRAIN), "shares": self.shares(TRAIN), "facts": [f.to_dict() for f in self.facts]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "knowledge analysis") -> "KnowledgeAnalysis":
@@ -305,6 +319,8 @@ class KnowledgeAnalysis:
                        facts=tuple(FactResult.from_dict(f, f"{where}: fact {i}") for i, f in enumerate(data["facts"])),
                        options=dict(data.get("options") or {}), skipped=int(data.get("skipped", 0)),
                        checkable=int(data.get("checkable", 0)), stage=data.get("stage"),
+                       group_sizes={str(k): {str(g): int(n) for g, n in v.items()}
+                                    for k, v in (data.get("group_sizes") or {}).items()},
                        tuned_model=data.get("tuned_model"), tuned_fingerprint=data.get("tuned_fingerprint"),
                        seconds=float(data.get("seconds", 0.0)), created=str(data.get("created", "")))
         except KeyError as exc:
@@ -331,12 +347,15 @@ def analyze_knowledge(backend: Any, rows: Sequence[Mapping[str, Any]], options: 
         raise TunegateError(f"{source}: no row has a checkable 'answer' (of {len(rows)} rows); the knowledge "
                             f"analysis needs rows with 'answer' and 'question' or 'messages'")
     facts = classify(backend, subsample(pool, options.per_group, options.seed), pool, options, cache, TRAIN)
+    sizes = {TRAIN: Counter(f.group or "" for f in pool)}
     if heldout_rows is not None:
         heldout, _ = checkable_facts(heldout_rows, options.heldout or "heldout")
         facts += classify(backend, subsample(heldout, options.per_group, options.seed), pool, options, cache, HELDOUT)
+        sizes[HELDOUT] = Counter(f.group or "" for f in heldout)
     return KnowledgeAnalysis(
         model=backend.name, fingerprint=backend.fingerprint, data=source, facts=tuple(facts),
         options=asdict(options), skipped=skipped, checkable=len(pool), stage=stage,
+        group_sizes={k: dict(v) for k, v in sizes.items()},
         seconds=round(time.perf_counter() - start, 3),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 

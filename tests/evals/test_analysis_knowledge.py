@@ -15,6 +15,7 @@ from tunegate.evals.analysis.knowledge import (
     UNKNOWN,
     WEAKLY,
     Fact,
+    FactResult,
     KnowledgeAnalysis,
     KnowledgeOptions,
     categorize,
@@ -72,6 +73,21 @@ def test_a_bad_answer_field_is_one_error_naming_the_row() -> None:
 def test_bad_options_are_one_error() -> None:
     with pytest.raises(TunegateError, match="template"):
         KnowledgeOptions(template="{question}?")
+
+
+def test_shares_weigh_a_stratified_subsample_by_group_size() -> None:
+    def fact(group: str, category: str) -> FactResult:
+        return FactResult("q", ("a",), group, "train", category, 0, 1, 0, 0)
+
+    facts = (fact("big", HIGHLY), fact("big", HIGHLY), fact("small", UNKNOWN), fact("small", UNKNOWN))
+    analysis = KnowledgeAnalysis("m", "f", "d", facts, options={"unknown_warning": 0.2},
+                                 group_sizes={"train": {"big": 90, "small": 10}})
+    assert analysis.mix() == {HIGHLY: 2, MAYBE: 0, WEAKLY: 0, UNKNOWN: 2}
+    assert analysis.shares() == {HIGHLY: 0.9, MAYBE: 0.0, WEAKLY: 0.0, UNKNOWN: 0.1}
+    assert not analysis.warnings()
+    heavy = KnowledgeAnalysis("m", "f", "d", facts, options={"unknown_warning": 0.2},
+                              group_sizes={"train": {"big": 50, "small": 50}})
+    assert heavy.warnings() and heavy.warnings()[0].startswith("50% of the checkable examples of d are Unknown")
 
 
 @pytest.mark.slow

@@ -116,15 +116,14 @@ def format_shift(analysis: ShiftAnalysis, top: int = 4) -> str:
 
 def format_knowledge(analysis: KnowledgeAnalysis) -> str:
     """The mix per category (data and held-out), accuracy after training where measured, groups, warnings."""
-    train, held = analysis.mix(TRAIN), analysis.mix(HELDOUT)
-    total = sum(train.values()) or 1
+    train, held, shares = analysis.mix(TRAIN), analysis.mix(HELDOUT), analysis.shares(TRAIN)
     after = {s: analysis.accuracy_after(s) for s in (TRAIN, HELDOUT)}
     head = f"{'category':<12} {'data':>5} {'share':>6} {'heldout':>7}"
     if any(after.values()):
         head += f" {'fit (train)':>12} {'acc (heldout)':>14}"
     lines = [head]
     for c in CATEGORIES:
-        line = f"{c:<12} {train[c]:>5} {train[c] / total:6.3f} {held[c]:>7}"
+        line = f"{c:<12} {train[c]:>5} {shares[c]:6.3f} {held[c]:>7}"
         if any(after.values()):
             line += "".join(f" {_ratio(after[s].get(c)):>{w}}" for s, w in ((TRAIN, 12), (HELDOUT, 14)))
         lines.append(line)
