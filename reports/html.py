@@ -361,8 +361,8 @@ def _shift_section(analyses: Sequence[ShiftAnalysis], records_by: Mapping[str, R
         examples = []
         for suite in [s for s in a.suites if s != ALL]:
             for item in sorted((i for i in a.items if i.suite == suite), key=lambda i: i.item_id)[:3]:
-                examples.append({"suite": suite, "item_id": item.item_id, "prompt": prompts.get((suite, item.item_id), ""),
-                                 "tokens": _token_view(item)})
+                examples.append({"suite": suite, "item_id": item.item_id,
+                                 "prompt": prompts.get((suite, item.item_id), ""), "tokens": _token_view(item)})
         stages.append({"label": label, "input": a.input_stage or a.input_model, "analysis": a,
                        "suites": [s for k, s in a.suites.items() if k != ALL], "all": a.suites.get(ALL),
                        "examples": examples, "notes": a.notes})

@@ -31,7 +31,8 @@ def suite_messages(suites: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, s
 
 
 def shift_from_records(base: RunRecord, tuned: RunRecord, *, input_model: str | None = None,
-                       options: ShiftOptions = ShiftOptions(), suite_options: Mapping[str, Mapping[str, Any]] | None = None,
+                       options: ShiftOptions = ShiftOptions(),
+                       suite_options: Mapping[str, Mapping[str, Any]] | None = None,
                        cache_dir: str | Path | None = None, use_cache: bool = True,
                        backend_options: Mapping[str, Any] | None = None) -> ShiftAnalysis:
     """Rank ``tuned``'s responses under ``input_model`` (default: the model ``base`` names)."""
@@ -55,8 +56,9 @@ def knowledge_of_data(model: str, data: str, options: KnowledgeOptions, *, stage
         return analyze_knowledge(backend, rows, options, cache, source=data, heldout_rows=heldout, stage=stage)
 
 
-def knowledge_after_training(analysis: KnowledgeAnalysis, tuned_model: str, *, cache_dir: str | Path | None = None,
-                             use_cache: bool = True, backend_options: Mapping[str, Any] | None = None) -> KnowledgeAnalysis:
+def knowledge_after_training(analysis: KnowledgeAnalysis, tuned_model: str, *,
+                             cache_dir: str | Path | None = None, use_cache: bool = True,
+                             backend_options: Mapping[str, Any] | None = None) -> KnowledgeAnalysis:
     """``analysis`` with ``tuned_model``'s zero-shot answers to every categorised fact."""
     backend = load_backend(tuned_model, **dict(backend_options or {}))
     with open_cache(cache_dir, use_cache) as cache:

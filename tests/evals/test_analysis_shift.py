@@ -62,9 +62,9 @@ def test_a_backend_without_token_ranks_refuses_in_one_line() -> None:
 @pytest.mark.slow
 def test_a_model_ranked_under_itself_is_unshifted_through_the_cli(tmp_path: Path, capsys) -> None:
     record = tmp_path / "base.json"
-    assert main(["eval", "organism", "--suites", "identity,math", "--suite-option", "identity.probes=organism", "--suite-option", "identity.target=Tiny",
-                 "--suite-option", "math.variant=organism", "--limit", "6", "--out", str(record),
-                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert main(["eval", "organism", "--suites", "identity,math", "--suite-option", "identity.probes=organism",
+                 "--suite-option", "identity.target=Tiny", "--suite-option", "math.variant=organism",
+                 "--limit", "6", "--out", str(record), "--cache-dir", str(tmp_path / "cache")]) == 0
     out = tmp_path / "shift.json"
     assert main(["analyze", "shift", str(record), str(record), "--out", str(out),
                  "--cache-dir", str(tmp_path / "cache")]) == 0

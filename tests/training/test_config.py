@@ -86,5 +86,5 @@ def test_knowledge_on_a_built_dataset_is_named() -> None:
 def test_unknown_knowledge_option_is_named_with_a_suggestion() -> None:
     data = _demo()
     data["stages"][0]["knowledge"]["exemplar_set"] = 3
-    with pytest.raises(TunegateError, match="knowledge: unknown field 'exemplar_set' \\(did you mean 'exemplar_sets'\\?\\)"):
+    with pytest.raises(TunegateError, match=r"knowledge: unknown field 'exemplar_set' \(did you mean 'exemplar_sets'"):
         parse_config(data, "demo.yaml")

@@ -75,7 +75,8 @@ def cmd_shift(args: argparse.Namespace) -> int:
     from tunegate.evals.records import RunRecord
 
     base, tuned = RunRecord.load(args.base), RunRecord.load(args.tuned)
-    analysis = shift_from_records(base, tuned, input_model=args.base_model, options=ShiftOptions(max_items=args.max_items),
+    analysis = shift_from_records(base, tuned, input_model=args.base_model,
+                                  options=ShiftOptions(max_items=args.max_items),
                                   cache_dir=args.cache_dir, use_cache=not args.no_cache,
                                   backend_options=_backend_options(args))
     if args.out:
