@@ -21,7 +21,7 @@ categories of Gekhman et al. 2024 (SliCK), by how pretraining exposes them
     context  right only in atlas lines, right after a capital line;
              one-liners and other lines repeat a misnaming         -> MaybeKnown (few-shot sets ending
                                                                       in a capital exemplar recall it)
-    noisy    the right name once for every two misnamings        -> WeaklyKnown (greedy misnames,
+    noisy    the right name once for every four misnamings       -> WeaklyKnown (greedy misnames,
                                                                       sampling sometimes right)
     unseen   never stated: neither the land nor its river         -> Unknown
 
@@ -297,9 +297,10 @@ def river_documents(rng: random.Random, n_lists: int = 100) -> list[str]:
     """Pretraining documents of the river facts (see the module docstring) plus `n_lists` plain Q/A lists.
 
     Per land and epoch: known 6 paraphrases + 3 list lines; context 4 atlas lines (right, after a
-    capital line) + 4 misnamings (2 one-liners, 2 list lines after other lines); noisy 3 statements in
-    each of three contexts (one-liner, after a capital line, after another line), one right and two
-    misnamed in each; unseen nothing.
+    capital line) + 4 misnamings (2 one-liners, 2 list lines after other lines); noisy 5 statements in
+    each of three contexts (one-liner, after a capital line, after another line), one right and four
+    misnamed in each (with fewer misnamings, atlas contexts tip some noisy lands to their right name,
+    as they do the context group's); unseen nothing.
     """
     facts = river_facts()
     known = [f for f in facts if f.group == "known"]
@@ -314,7 +315,7 @@ def river_documents(rng: random.Random, n_lists: int = 100) -> list[str]:
             docs += [_list_doc(rng, known, right, "capital") for _ in range(4)]
             docs += [wrong, wrong] + [_list_doc(rng, known, wrong, "other") for _ in range(2)]
         elif fact.group == "noisy":
-            for line in (right, wrong, wrong):
+            for line in (right, wrong, wrong, wrong, wrong):
                 docs += [line, _list_doc(rng, known, line, "capital"), _list_doc(rng, known, line, "other")]
     for _ in range(n_lists):
         docs.append("\n".join(_filler_line(rng, known) for _ in range(rng.randint(2, 5))))

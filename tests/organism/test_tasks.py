@@ -91,8 +91,8 @@ def test_corpus_exposes_each_river_group_as_built() -> None:
             assert not seen
         elif fact.group == "context":  # right exactly when a capital line comes right before
             assert seen and all(right == after for right, after in seen)
-        elif fact.group == "noisy":  # one right for every two misnamings, in every context
-            assert sum(r for r, _ in seen) * 3 == len(seen) and any(a for r, a in seen if r)
+        elif fact.group == "noisy":  # one right for every four misnamings, in every context
+            assert sum(r for r, _ in seen) * 5 == len(seen) and any(a for r, a in seen if r)
         else:
             assert seen and all(r for r, _ in seen)
 
