@@ -20,6 +20,25 @@ would for a user: lm-eval keeps torch's thread count; tunegate does too, except 
 
 Three such runs gave speedups 1.57, 1.42 and 1.85 (cached 22.8, 34.3, 27.0); ``--threads 1``: 1.38;
 with two other processes spinning on the two cores: 1.50.
+
+``--backend openai`` instead times the same 40 GSM8K items through the ``openai`` backend against a real
+``transformers serve`` started on localhost, at ``--concurrency 1 4 16``, beside the in-process HF
+backend, and counts the responses equal to HF's (``served_throughput``)::
+
+    HF_HUB_OFFLINE=1 python bench/eval_speed.py --backend openai [--concurrency 1 4 16] [--serve-arg=--continuous-batching]
+
+Output on the organism, 2 CPU cores shared with other jobs (load average 12, so the seconds are loose; CPU time
+of the whole script 71 s)::
+
+    backend                      concurrency  seconds  items/s same as hf
+    hf (in process)                        -    11.81     3.39      40/40
+    openai (transformers serve)            1    27.76     1.44      40/40
+    openai (transformers serve)            4    62.32     0.64      40/40
+    openai (transformers serve)           16    59.17     0.68      40/40
+
+``transformers serve`` runs one ``generate`` at a time, so concurrency only queues requests; with
+``--serve-arg=--continuous-batching`` (paged attention, batched decoding) concurrency 16 was its fastest
+(60.0 / 88.8 / 37.0 s at 1 / 4 / 16, all 40/40 equal to hf) on the same busy cores.
 """
 
 from __future__ import annotations
@@ -32,6 +51,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -58,6 +78,48 @@ def warm_up(model_dir: str) -> None:
     del model
 
 
+def served_throughput(model_dir: str, data: Path, *, n: int, max_new_tokens: int, concurrencies: list[int],
+                      serve_args: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """``--backend openai``: tunegate's evaluation of the same GSM8K items (zero-shot completion, greedy) by the
+    in-process HF backend and by the openai backend against ``transformers serve`` on localhost at each
+    concurrency; every run on a fresh cache. Returns one row per run (seconds, items/s, same responses as hf)."""
+    from bench._common import TransformersServer
+    from tunegate.evals.runner import evaluate
+    from tunegate.evals.suites.math import GSM8KSuite
+
+    def run(**backend: Any) -> tuple[float, list[str]]:
+        suite = GSM8KSuite(source=str(data / "gsm8k"), chat=False, max_new_tokens=max_new_tokens, limit=n)
+        start = time.perf_counter()
+        record = evaluate(model_dir, [suite], use_cache=False, progress=False, **backend)
+        return time.perf_counter() - start, [s.response for s in record.suites["math"].items]
+
+    rows = []
+    seconds, reference = run(device="cpu", dtype="float32")
+    rows.append({"backend": "hf (in process)", "concurrency": "-", "seconds": seconds, "same_as_hf": n})
+    with TransformersServer(model_dir, extra=serve_args) as server:
+        run(backend="openai", base_url=server.base_url, concurrency=1)  # warm-up: the server's first request
+        for c in concurrencies:
+            seconds, responses = run(backend="openai", base_url=server.base_url, concurrency=c)
+            rows.append({"backend": "openai (transformers serve)", "concurrency": c, "seconds": seconds,
+                         "same_as_hf": sum(a == b for a, b in zip(responses, reference))})
+    for row in rows:
+        row["items_per_s"] = n / row["seconds"]
+    return rows
+
+
+def main_served(args: argparse.Namespace) -> int:
+    """Print the ``--backend openai`` table (see ``served_throughput``)."""
+    rows = served_throughput(args.model, Path(args.data), n=args.gsm8k_n, max_new_tokens=args.max_new_tokens or 16,
+                             concurrencies=args.concurrency, serve_args=tuple(args.serve_arg))
+    print(f"model {args.model}; {args.gsm8k_n} GSM8K items, {args.max_new_tokens or 16} new tokens, greedy; "
+          f"torch threads {_threads()}")
+    print(f"{'backend':<28} {'concurrency':>11} {'seconds':>8} {'items/s':>8} {'same as hf':>10}")
+    for r in rows:
+        print(f"{r['backend']:<28} {r['concurrency']!s:>11} {r['seconds']:8.2f} {r['items_per_s']:8.2f} "
+              f"{r['same_as_hf']:>7}/{args.gsm8k_n}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="checkpoint directory (default: the shipped organism)")
@@ -73,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
                              "under 10M parameters on one thread when other processes keep the cores busy)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per side; the best time counts")
     parser.add_argument("--data", default=str(SHARED_DATA), help="folder with mmlu/test.jsonl and gsm8k/test.jsonl")
+    parser.add_argument("--backend", choices=["hf", "openai"], default="hf",
+                        help="openai: throughput against a localhost `transformers serve` at --concurrency levels, "
+                             "beside the in-process hf backend (instead of the lm-eval comparison)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16], help="with --backend openai")
+    parser.add_argument("--serve-arg", action="append", default=[],
+                        help="extra `transformers serve` argument, e.g. --serve-arg=--continuous-batching")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -85,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         from tunegate.organism import base_checkpoint
 
         args.model = str(base_checkpoint())
+    if args.backend == "openai":
+        return main_served(args)
     from tunegate.evals.lm_eval_fidelity import agreement, build_mirror, lm_eval_max_new_tokens, per_item, run_lm_eval
     from tunegate.evals.runner import evaluate
 

@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 import torch
 
+from tunegate.evals.backends.hf import auto_threads, torch_threads
 from tunegate.evals.env import environment
 from tunegate.evals.files import write_json_atomic
 from tunegate.training.methods import get_method
@@ -74,6 +75,8 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
     """Train one stage with TRL and save the checkpoint, manifest and training log."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
+    from tunegate.training.callbacks import StageProgress
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     set_seed(seed)
@@ -86,8 +89,10 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
     trainer_cls = get_method(method).trainer_class()
     trainer = trainer_cls(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
                           peft_config=_lora_config(lora))
+    StageProgress.install(trainer, name or method)  # one bar (steps, loss, eta) instead of printed log dicts
     started = time.perf_counter()
-    with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its log dicts; stdout is for results
+    # stdout is for results; a small CPU model on busy cores trains on one thread (see evals.backends.hf)
+    with contextlib.redirect_stdout(sys.stderr), torch_threads(auto_threads(model, str(trainer.args.device))):
         trainer.train()
     seconds = time.perf_counter() - started
     model_dir = out / "model"

@@ -1,8 +1,9 @@
 """The analyses' model passes, through the response cache the runner uses (same keys for generations).
 
-A greedy generation is cached under the runner's key (fingerprint, "gen", prompt, settings), so an
-analysis re-asking a prompt an eval asked costs nothing; sampled generations are never cached. Token
-ranks are cached under (fingerprint, "rank", context, continuation, budget)::
+A greedy generation is cached under the runner's key (the backend's cache identity, "gen", prompt,
+chat messages, settings), so an analysis re-asking a prompt an eval asked costs nothing; sampled
+generations are never cached. Token ranks are cached under (identity, "rank", context, continuation,
+budget)::
 
     with open_cache(cache_dir) as cache:
         texts = cached_generate(backend, [GenerationRequest("Q: What is the capital of Peru? A:", 8)], cache)
@@ -17,6 +18,7 @@ from typing import Any, Iterator, Sequence
 
 from tunegate.evals.cache import ResponseCache, default_cache_dir
 from tunegate.evals.requests import GenerationRequest, TokenRankRequest, TokenRanks, capability
+from tunegate.evals.runner import cache_identity
 
 
 @contextlib.contextmanager
@@ -38,7 +40,8 @@ def _settings(r: GenerationRequest) -> dict[str, Any]:
 
 def cached_generate(backend: Any, requests: Sequence[GenerationRequest], cache: ResponseCache) -> list[str]:
     """``backend.generate(requests)`` with greedy results looked up in and written to ``cache``."""
-    keys = [cache.key(backend.fingerprint, "gen", r.prompt, _settings(r)) for r in requests]
+    identity = cache_identity(backend)
+    keys = [cache.key(identity, "gen", r.prompt, [dict(m) for m in r.messages], _settings(r)) for r in requests]
     found = cache.get_many([k for k, r in zip(keys, requests) if not r.do_sample])
     todo = [i for i, k in enumerate(keys) if k not in found]
     fresh = backend.generate([requests[i] for i in todo]) if todo else []
@@ -52,7 +55,8 @@ def cached_generate(backend: Any, requests: Sequence[GenerationRequest], cache: 
 def cached_token_ranks(backend: Any, requests: Sequence[TokenRankRequest], cache: ResponseCache) -> list[TokenRanks]:
     """``backend.token_ranks(requests)`` (a backend without it refuses in one line), cached."""
     token_ranks = capability(backend, "token_ranks")
-    keys = [cache.key(backend.fingerprint, "rank", r.context, r.continuation, r.max_new_tokens) for r in requests]
+    identity = cache_identity(backend)
+    keys = [cache.key(identity, "rank", r.context, r.continuation, r.max_new_tokens) for r in requests]
     found = cache.get_many(keys)
     todo = [i for i, k in enumerate(keys) if k not in found]
     fresh = token_ranks([requests[i] for i in todo]) if todo else []
