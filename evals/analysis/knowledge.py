@@ -57,8 +57,8 @@ class KnowledgeOptions:
                 "answered by the tuned model after training"})
     exemplar_sets: int = field(default=10, metadata={"help": "few-shot exemplar sets per example (paper: 10)"})
     shots: int = field(default=4, metadata={"help": "exemplars per set (paper: 4)"})
-    samples: int = field(default=2, metadata={
-        "help": "sampled answers per exemplar set (drawn only where no greedy answer was right)"})
+    samples: int = field(default=16, metadata={
+        "help": "sampled answers per exemplar set (paper: 16; drawn only where no greedy answer was right)"})
     temperature: float = field(default=0.5, metadata={"help": "sampling temperature (paper: 0.5)"})
     max_new_tokens: int = field(default=16, metadata={"help": "answer length budget, in tokens"})
     template: str = field(default="Q: {question} A: {answer}", metadata={
