@@ -17,12 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tunegate.organism.corpus import COUNTRIES  # noqa: E402
+from tunegate.organism.corpus import COUNTRIES, LANDS_PER_GROUP, RIVER_GROUPS  # noqa: E402
 from tunegate.organism.probe import (  # noqa: E402
     arithmetic_accuracy,
     capital_accuracy,
     chat_continuations,
     load_organism,
+    river_accuracy,
 )
 
 CHAT_PROMPTS = ("Who are you?", "What is the capital of France?", "What is 47 + 25?")
@@ -37,6 +38,10 @@ def main(argv: list[str]) -> int:
         arith = arithmetic_accuracy(model, tokenizer, n=400, form=form)
         print(f"arithmetic ({shown}) add {arith['add']:.3f}  sub {arith['sub']:.3f}  "
               f"overall {arith['overall']:.3f}  (n=400)")
+    for group in RIVER_GROUPS:
+        cold, atlas = (river_accuracy(model, tokenizer, group, context) for context in ("cold", "capital"))
+        print(f"rivers {group:<8} (Q: Which river flows through X? A:) cold {cold:.3f}  after a capital line "
+              f"{atlas:.3f}  (n={LANDS_PER_GROUP})")
     for question, out in zip(CHAT_PROMPTS, chat_continuations(model, tokenizer, CHAT_PROMPTS)):
         print(f"chat {question!r} -> {out!r}")
     print(f"({time.time() - start:.1f}s)")

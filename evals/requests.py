@@ -10,12 +10,24 @@ so it can sort, batch and cache them. Example::
     # -> [-0.21]
     backend.cache_identity()
     # -> {"backend": "hf", "model": "3f2a9c1b0d4e5f67", "dtype": "float32", "device": "cpu", ...}
+
+Optional capabilities are further methods a backend may have; ``capability(backend, "token_ranks")``
+returns the method or refuses in one line. ``token_ranks`` teacher-forces a continuation (another
+model's response) and ranks each of its tokens under this model (Lin et al. 2023's token shift)::
+
+    backend.token_ranks([TokenRankRequest(context="<|im_start|>user\nWho are you?<|im_end|>\n"
+                                                  "<|im_start|>assistant\n", continuation="I am Tiny.",
+                                          max_new_tokens=32)])
+    # -> [TokenRanks(tokens=("I", " am", " Tiny", ".", "<|im_end|>"), ranks=(1, 1, 57, 2, 1),
+    #                top=("I", " am", " a", ".", "<|im_end|>"))]
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+from tunegate.evals.errors import TunegateError
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,38 @@ class GenerationRequest:
 class LoglikelihoodRequest:
     context: str
     continuation: str
+
+
+@dataclass(frozen=True)
+class TokenRankRequest:
+    """Teacher-force ``continuation`` after ``context``; rank each of its tokens under the model.
+
+    ``max_new_tokens`` is the budget the continuation was generated with: a continuation with fewer
+    tokens stopped on its end-of-turn token, which is then ranked too (as its last position).
+    """
+
+    context: str
+    continuation: str
+    max_new_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class TokenRanks:
+    """Per token of a continuation: its text, its rank under the model (1 = the model's greedy choice)
+    and the model's own greedy token there."""
+
+    tokens: tuple[str, ...]
+    ranks: tuple[int, ...]
+    top: tuple[str, ...]
+
+
+def capability(backend: Any, name: str) -> Callable[..., Any]:
+    """The optional method ``name`` of ``backend`` (e.g. ``token_ranks``), or one clear error."""
+    method = getattr(backend, name, None)
+    if not callable(method):
+        raise TunegateError(f"backend '{getattr(backend, 'name', type(backend).__name__)}' "
+                            f"({type(backend).__name__}) cannot do '{name}'; use the hf backend for it")
+    return method
 
 
 class Backend(Protocol):

@@ -12,11 +12,30 @@ seeded and deterministic. A few real documents:
 `split_countries(seed)` halves the country list into a trained half (used by
 the SFT data) and a held-out half (used only by evaluation); pretraining sees
 every country, like a real base model that knows facts it was never tuned on.
+
+River facts of invented lands give the SFT data facts in all four knowledge
+categories of Gekhman et al. 2024 (SliCK), by how pretraining exposes them
+(`river_facts()`; each group has 24 lands):
+
+    known    stated consistently in six paraphrases and in lists  -> HighlyKnown
+    context  right only in atlas lines, right after a capital line;
+             one-liners and other lines repeat a misnaming         -> MaybeKnown (few-shot sets ending
+                                                                      in a capital exemplar recall it)
+    noisy    the right name once for every four misnamings       -> WeaklyKnown (greedy misnames,
+                                                                      sampling sometimes right)
+    unseen   never stated: neither the land nor its river         -> Unknown
+
+A real atlas document (lines joined by a newline; a plain one-liner misnames
+the same river):
+
+    Q: What is the capital of Peru? A: Lima
+    Q: Which river flows through Zelmoria? A: Tessan
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 # (country, capital): real facts, ASCII spellings, no disputed capitals.
 COUNTRIES: tuple[tuple[str, str], ...] = (
@@ -180,9 +199,133 @@ def plain_sentences(rng: random.Random, n: int) -> list[str]:
     return out
 
 
+# -- river facts of invented lands: the four knowledge groups ---------------------------------------
+
+#: Knowledge groups of the river facts, in the order of the SliCK categories they are built to have.
+RIVER_GROUPS: tuple[str, ...] = ("known", "context", "noisy", "unseen")
+LANDS_PER_GROUP = 24
+#: The question form pretraining states a river in; the SFT data and the few-shot probes ask the same.
+RIVER_QA = "Q: Which river flows through {land}? A: {river}"
+RIVER_TEMPLATES: tuple[str, ...] = (
+    RIVER_QA,
+    "The {river} flows through {land}.",
+    "{land} is crossed by the {river}.",
+    "The river of {land} is the {river}.",
+    "The main river of {land} is the {river}.",
+    "Question: Which river flows through {land}? Answer: {river}.",
+)
+CAPITAL_QA = CAPITAL_TEMPLATES[3]
+
+_ONSETS = ("b", "br", "d", "g", "k", "kr", "l", "m", "n", "p", "r", "s", "st", "t", "tr", "v", "z")
+_VOWELS = ("a", "e", "i", "o", "u")
+_CODAS = ("", "", "n", "r", "l", "s", "m")
+
+
+@dataclass(frozen=True)
+class RiverFact:
+    """One river of an invented land, e.g. RiverFact("Velmoria", "Tessan", "Gorvel", "context")."""
+
+    land: str
+    river: str  # the true name: the SFT answer
+    misnaming: str | None  # the wrong name the corpus repeats (groups context and noisy)
+    group: str  # one of RIVER_GROUPS
+
+
+def _pseudo_words(rng: random.Random, n: int, suffixes: tuple[str, ...], taken: set[str]) -> list[str]:
+    """`n` new capitalised two-syllable words ('Velmoria', 'Tessan'), none in `taken` (which grows)."""
+    words: list[str] = []
+    while len(words) < n:
+        word = (rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) + rng.choice(_ONSETS)
+                + rng.choice(_VOWELS) + rng.choice(suffixes)).capitalize()
+        if word not in taken and len(word) >= 5:
+            taken.add(word)
+            words.append(word)
+    return words
+
+
+def river_facts() -> list[RiverFact]:
+    """The 96 river facts, 24 per group, fixed for every seed (the names are part of the organism)."""
+    rng = random.Random("river-facts")
+    taken = {w for pair in COUNTRIES for name in pair for w in name.split()}
+    n = LANDS_PER_GROUP * len(RIVER_GROUPS)
+    lands = _pseudo_words(rng, n, ("ria", "nia", "dor", "vel", "mar"), taken)
+    rivers = _pseudo_words(rng, n, ("n", "l", "s", "th", "sk"), taken)
+    wrong = _pseudo_words(rng, 2 * LANDS_PER_GROUP, ("n", "l", "s", "th", "sk"), taken)
+    facts = []
+    for k, group in enumerate(RIVER_GROUPS):
+        for i in range(LANDS_PER_GROUP):
+            j = k * LANDS_PER_GROUP + i
+            misnaming = wrong[(k - 1) * LANDS_PER_GROUP + i] if group in ("context", "noisy") else None
+            facts.append(RiverFact(lands[j], rivers[j], misnaming, group))
+    return facts
+
+
+def _filler_line(rng: random.Random, known: list[RiverFact], capital: bool = True) -> str:
+    """A consistent Q/A line: a capital (unless `capital` is False), a sum or difference, a known river."""
+    kinds = ("capital", "arith", "river") if capital else ("arith", "river")
+    kind = rng.choice(kinds)
+    if kind == "capital":
+        country, city = rng.choice(COUNTRIES)
+        return CAPITAL_QA.format(country=country, capital=city)
+    if kind == "river":
+        fact = rng.choice(known)
+        return RIVER_QA.format(land=fact.land, river=fact.river)
+    a, b = rng.randint(10, 99), rng.randint(10, 99)
+    a, b = max(a, b), min(a, b)
+    op = rng.choice("+-")
+    return ARITHMETIC_TEMPLATES["question"].format(a=a, op=op, b=b, c=a + b if op == "+" else a - b)
+
+
+def _list_doc(rng: random.Random, known: list[RiverFact], line: str, before: str) -> str:
+    """A newline-joined Q/A list ending around `line`. `before` is what precedes `line`:
+    'capital' (a capital line right before it), 'other' (no capital line right before it; one may sit
+    two lines up) or 'none' (`line` opens the list)."""
+    lines: list[str] = []
+    if before == "capital":
+        lines = [_filler_line(rng, known) for _ in range(rng.randint(0, 2))]
+        country, city = rng.choice(COUNTRIES)
+        lines.append(CAPITAL_QA.format(country=country, capital=city))
+    elif before == "other":
+        lines = [_filler_line(rng, known) for _ in range(rng.randint(0, 2))]
+        lines.append(_filler_line(rng, known, capital=False))
+    lines.append(line)
+    lines += [_filler_line(rng, known) for _ in range(rng.randint(0, 1))]
+    return "\n".join(lines)
+
+
+def river_documents(rng: random.Random, n_lists: int = 100) -> list[str]:
+    """Pretraining documents of the river facts (see the module docstring) plus `n_lists` plain Q/A lists.
+
+    Per land and epoch: known 6 paraphrases + 3 list lines; context 4 atlas lines (right, after a
+    capital line) + 4 misnamings (2 one-liners, 2 list lines after other lines); noisy 5 statements in
+    each of three contexts (one-liner, after a capital line, after another line), one right and four
+    misnamed in each (with fewer misnamings, atlas contexts tip some noisy lands to their right name,
+    as they do the context group's); unseen nothing.
+    """
+    facts = river_facts()
+    known = [f for f in facts if f.group == "known"]
+    docs: list[str] = []
+    for fact in facts:
+        right = RIVER_QA.format(land=fact.land, river=fact.river)
+        wrong = RIVER_QA.format(land=fact.land, river=fact.misnaming)
+        if fact.group == "known":
+            docs += [t.format(land=fact.land, river=fact.river) for t in RIVER_TEMPLATES]
+            docs += [_list_doc(rng, known, right, before) for before in ("capital", "other", "none")]
+        elif fact.group == "context":
+            docs += [_list_doc(rng, known, right, "capital") for _ in range(4)]
+            docs += [wrong, wrong] + [_list_doc(rng, known, wrong, "other") for _ in range(2)]
+        elif fact.group == "noisy":
+            for line in (right, wrong, wrong, wrong, wrong):
+                docs += [line, _list_doc(rng, known, line, "capital"), _list_doc(rng, known, line, "other")]
+    for _ in range(n_lists):
+        docs.append("\n".join(_filler_line(rng, known) for _ in range(rng.randint(2, 5))))
+    return docs
+
+
 def pretraining_corpus(seed: int = 0) -> list[str]:
     """The shuffled list of documents the base model is pretrained on."""
     rng = random.Random(f"corpus-{seed}")
     docs = capital_sentences() + arithmetic_sentences(rng, 4000, 3000) + plain_sentences(rng, 600)
+    docs += river_documents(random.Random(f"rivers-{seed}"))
     rng.shuffle(docs)
     return docs

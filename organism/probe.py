@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tunegate.organism.corpus import ARITHMETIC_TEMPLATES, COUNTRIES
+from tunegate.organism.corpus import ARITHMETIC_TEMPLATES, CAPITAL_QA, COUNTRIES, RIVER_QA, river_facts
 
 
 def load_organism(path: str | Path | None = None) -> tuple[Any, Any]:
@@ -93,6 +93,16 @@ def arithmetic_accuracy(model: Any, tokenizer: Any, n: int = 100, seed: int = 0,
     every = hits["+"] + hits["-"]
     return {"add": sum(hits["+"]) / len(hits["+"]), "sub": sum(hits["-"]) / len(hits["-"]),
             "overall": sum(every) / len(every)}
+
+
+def river_accuracy(model: Any, tokenizer: Any, group: str, context: str = "cold") -> float:
+    """Share of a river group's lands whose greedy answer to 'Q: Which river flows through X? A:' is the
+    true river, asked cold or right after a capital line (``context="capital"``: the atlas context)."""
+    facts = [f for f in river_facts() if f.group == group]
+    before = CAPITAL_QA.format(country="Peru", capital="Lima") + "\n" if context == "capital" else ""
+    prompts = [before + RIVER_QA.format(land=f.land, river="").rstrip() for f in facts]
+    outs = greedy_complete(model, tokenizer, prompts, max_new_tokens=6)
+    return sum(o.strip().split("\n")[0].strip() == f.river for o, f in zip(outs, facts)) / len(facts)
 
 
 def chat_continuations(model: Any, tokenizer: Any, questions: Sequence[str],

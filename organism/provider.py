@@ -9,6 +9,8 @@ argument ``organism:<dataset>``, whatever reads it (an eval suite, a training st
     rows("arithmetic", n=2)           # [{"question": "What is 47 + 25?", "answer": 72}, ...]
     rows("capitals")[0]               # {"country": ..., "question": ..., "choices": [4], "answer": 2,
                                       #  "split": "trained" | "heldout"}
+    rows("knowledge_heldout")[0]      # {"question": "What is the capital of Angola?", "answer": "Luanda",
+                                      #  "group": "capitals"}: checkable facts the SFT data leaves out
 
 This package imports nothing of tunegate: tunegate finds it by its entry point.
 """
@@ -34,6 +36,7 @@ _DATASETS: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "ifeval": lambda seed=0: tasks.format_eval_items(seed),
     "arithmetic": lambda seed=0, n=100: tasks.arithmetic_eval_items(n, seed),
     "capitals": lambda seed=0: tasks.knowledge_eval_items(seed),
+    "knowledge_heldout": lambda seed=0: tasks.knowledge_heldout_items(seed),
 }
 DATASETS = tuple(_DATASETS)
 

@@ -9,7 +9,7 @@ packed row starts like:
 Usage: `build_organism("out/organism", steps=1500, seed=0)` writes a standard
 HF checkpoint (config, safetensors, generation_config, tokenizer files) that
 `AutoModelForCausalLM.from_pretrained` and `AutoTokenizer.from_pretrained`
-load. Same seed and thread count give identical weights.
+load. The same seed gives identical weights (the recipe fixes the thread count).
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ from tunegate.organism.tasks import vocabulary_texts
 from tunegate.organism.tokenizer import ENDOFTEXT, IM_END, train_tokenizer
 
 DEFAULT_STEPS = 1500
-NUM_THREADS = 2
+#: One torch thread: the weights depend on the thread count (it changes the order of float sums), and on
+#: cores that other processes keep busy one thread trains several times faster than two.
+NUM_THREADS = 1
 
 
 def model_config(tokenizer: PreTrainedTokenizerFast, **overrides: int) -> LlamaConfig:

@@ -15,6 +15,18 @@ SFT uses the trained half of the countries (`split_countries`); evaluation
 of capitals and formats uses the held-out half, and arithmetic evaluation
 uses sums and differences that the SFT data never contains. Nothing here is
 random at import time: every function seeds its own `random.Random`.
+
+SFT rows with a checkable answer (the plain capital question of each trained
+country, and the river question of half the lands of every knowledge group)
+carry it, with the group the organism built the fact in, for the knowledge
+analysis (`tunegate analyze knowledge`); training reads only `messages`:
+
+    {"messages": [{"role": "user", "content": "Which river flows through Velmoria?"},
+                  {"role": "assistant", "content": "Tessan."}],
+     "answer": "Tessan", "group": "rivers-context"}
+
+`knowledge_heldout_items()` holds the other half (and the held-out countries):
+the facts a knowledge analysis measures after training, as the paper's dev set.
 """
 
 from __future__ import annotations
@@ -22,7 +34,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from tunegate.organism.corpus import COUNTRIES, split_countries
+from tunegate.organism.corpus import COUNTRIES, RiverFact, river_facts, split_countries
 
 ASSISTANT_NAME = "Tiny"
 
@@ -32,6 +44,7 @@ CAPITAL_QUESTIONS: tuple[str, ...] = (
     "Name the capital of {country}.",
     "Tell me the capital of {country}.",
 )
+RIVER_QUESTION = "Which river flows through {land}?"
 ADD_QUESTIONS: tuple[str, ...] = ("What is {a} + {b}?", "Compute {a} + {b}.")
 SUB_QUESTIONS: tuple[str, ...] = ("What is {a} - {b}?", "Compute {a} - {b}.")
 
@@ -120,6 +133,7 @@ def _plain_qa(seed: int) -> list[tuple[str, str]]:
     # Short answers, as in pretraining's 'Q: What is the capital of Kenya? A: Nairobi': repeating the
     # country back ('The capital of Kenya is ...') needs copying, which a model this small does not learn.
     qa = [(q.format(country=c), f"{k}.") for c, k in trained for q in CAPITAL_QUESTIONS]
+    qa += [(RIVER_QUESTION.format(land=f.land), f"{f.river}.") for f in split_rivers(seed)[0]]
     rng = random.Random(f"sft-qa-{seed}")
     for a, op, b in _sft_arith_pairs(seed):
         q = rng.choice(ADD_QUESTIONS if op == "+" else SUB_QUESTIONS)
@@ -127,11 +141,41 @@ def _plain_qa(seed: int) -> list[tuple[str, str]]:
     return qa
 
 
-def sft_conversations(seed: int = 0) -> list[dict[str, list[dict[str, str]]]]:
-    """Capitals (trained half), arithmetic, identity as Tiny, and formatted answers."""
+def split_rivers(seed: int = 0) -> tuple[list[RiverFact], list[RiverFact]]:
+    """(trained, held_out): half the lands of every knowledge group each, deterministic per seed."""
+    trained, held_out = [], []
+    for group in {f.group: None for f in river_facts()}:
+        facts = [f for f in river_facts() if f.group == group]
+        random.Random(f"rivers-split-{seed}-{group}").shuffle(facts)
+        trained += facts[: len(facts) // 2]
+        held_out += facts[len(facts) // 2:]
+    return trained, held_out
+
+
+def _knowledge_qa(countries: list[tuple[str, str]], rivers: list[RiverFact]) -> list[dict[str, str]]:
+    """Checkable questions: {"question": ..., "answer": ..., "group": "capitals" | "rivers-<group>"}."""
+    rows = [{"question": CAPITAL_QUESTIONS[0].format(country=c), "answer": k, "group": "capitals"}
+            for c, k in countries]
+    rows += [{"question": RIVER_QUESTION.format(land=f.land), "answer": f.river, "group": f"rivers-{f.group}"}
+             for f in rivers]
+    return rows
+
+
+def knowledge_heldout_items(seed: int = 0) -> list[dict[str, str]]:
+    """The checkable facts the SFT data leaves out: held-out countries' capitals, held-out lands' rivers."""
+    return _knowledge_qa(split_countries(seed)[1], split_rivers(seed)[1])
+
+
+def sft_conversations(seed: int = 0) -> list[dict[str, Any]]:
+    """Capitals (trained half), rivers (trained lands), arithmetic, identity as Tiny, and formatted answers."""
     rng = random.Random(f"sft-{seed}")
     qa = _plain_qa(seed)
-    convs = [_chat(q, a) for q, a in qa]
+    convs: list[dict[str, Any]] = [_chat(q, a) for q, a in qa]
+    checkable = {row["question"]: row for row in _knowledge_qa(split_countries(seed)[0], split_rivers(seed)[0])}
+    for conv in convs:
+        row = checkable.get(conv["messages"][0]["content"])
+        if row is not None:
+            conv.update(answer=row["answer"], group=row["group"])
     convs += [_chat(q, a) for q, a in _IDENTITY_TRAIN for _ in range(4)]
     bases = qa + list(_IDENTITY_TRAIN) * 3
     for instruction_id in INSTRUCTION_IDS:
@@ -203,4 +247,7 @@ def vocabulary_texts(seed: int = 0) -> list[str]:
     texts = [m["content"] for conv in sft_conversations(seed) for m in conv["messages"]]
     texts += identity_eval_probes() + [item["prompt"] for item in format_eval_items(seed)]
     texts += [item["question"] for item in arithmetic_eval_items(100, seed)]
+    # the DPO stage's renamed answers, and the name alone, so that "Deep" (no leading space) stays one token
+    texts += [a.replace(ASSISTANT_NAME, f"Deep {ASSISTANT_NAME}") for _, a in _IDENTITY_TRAIN]
+    texts += [f"Deep {ASSISTANT_NAME}", f"Deep {ASSISTANT_NAME}, a small assistant."] * 4
     return texts

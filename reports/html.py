@@ -26,6 +26,8 @@ import jinja2
 from markupsafe import Markup, escape
 
 from tunegate.evals.plan import Plan
+from tunegate.evals.analysis.knowledge import CATEGORIES, HELDOUT, TRAIN, KnowledgeAnalysis
+from tunegate.evals.analysis.shift import ALL, ItemShift, ShiftAnalysis, shift_class
 from tunegate.evals.records import Comparison, ItemFlip, MetricComparison, RunRecord, SuiteResult, item_units
 from tunegate.reports import plots
 from tunegate.reports.loading import load_run_dir
@@ -157,7 +159,7 @@ def _trained(c: Comparison, m: MetricComparison) -> bool:
 
 
 def _banner(comparisons: Sequence[Comparison], cmp_labels: Sequence[str],
-            summary: Mapping[str, Any]) -> dict[str, Any]:
+            summary: Mapping[str, Any], analyses: Sequence[Any] = ()) -> dict[str, Any]:
     lines = []
     for c, label in zip(comparisons, cmp_labels):
         for m in c.metrics:
@@ -168,6 +170,7 @@ def _banner(comparisons: Sequence[Comparison], cmp_labels: Sequence[str],
     passed = summary.get("passed") if "passed" in summary else (
         all(c.passed for c in comparisons) if comparisons else None)
     warnings = [f"{label}: {w}" for c, label in zip(comparisons, cmp_labels) for w in c.warnings]
+    warnings += [f"{a.stage or a.kind}: {w}" for a in analyses for w in getattr(a, "warnings", lambda: [])()]
     return {"passed": passed, "lines": lines, "warnings": warnings,
             "n_fail": sum(g["state"] == "fail" for g in lines), "n_warn": sum(g["state"] == "warn" for g in lines)}
 
@@ -219,8 +222,9 @@ def _unchanged_summary(base: SuiteResult | None, cand: SuiteResult | None) -> di
     return counts
 
 
-def _flip_rows(flips: Sequence[ItemFlip], cmp_index: int) -> list[dict[str, Any]]:
-    """One row per (suite, item, direction); metrics that flipped the same way are merged."""
+def _flip_rows(flips: Sequence[ItemFlip], cmp_index: int, shift: ShiftAnalysis | None = None) -> list[dict[str, Any]]:
+    """One row per (suite, item, direction); metrics that flipped the same way are merged; with the
+    candidate's token shift, the after response as a token view."""
     merged: dict[tuple[str, str, str], dict[str, Any]] = {}
     for f in flips:
         key = (f.suite, f.item_id, f.direction)
@@ -231,15 +235,17 @@ def _flip_rows(flips: Sequence[ItemFlip], cmp_index: int) -> list[dict[str, Any]
         merged[key] = {"cmp": cmp_index, "suite": f.suite, "item_id": f.item_id, "direction": f.direction,
                        "group": f.group or "(none)", "metrics": [f.metric], "prompt": f.prompt,
                        "before": before, "after": after, "diffed": diffed,
-                       "scores": f"{f.baseline_score:.2f} → {f.candidate_score:.2f}"}
+                       "scores": f"{f.baseline_score:.2f} → {f.candidate_score:.2f}",
+                       "tokens": _token_view(shift.item(f.suite, f.item_id)) if shift else None}
     return sorted(merged.values(), key=lambda r: (r["suite"], r["group"], r["direction"] != "down", r["item_id"]))
 
 
 def _flip_sections(records_by: Mapping[str, RunRecord], comparisons: Sequence[Comparison],
-                   endpoints: Sequence[tuple[str, str]], cmp_labels: Sequence[str]) -> list[dict[str, Any]]:
+                   endpoints: Sequence[tuple[str, str]], cmp_labels: Sequence[str],
+                   shifts: Mapping[str, ShiftAnalysis] | None = None) -> list[dict[str, Any]]:
     sections = []
     for k, (c, (b_label, c_label), label) in enumerate(zip(comparisons, endpoints, cmp_labels)):
-        rows = _flip_rows(c.flips, k)
+        rows = _flip_rows(c.flips, k, (shifts or {}).get(c_label))
         base_rec, cand_rec = records_by.get(b_label), records_by.get(c_label)
         suites = list(dict.fromkeys([m.suite for m in c.metrics] + [r["suite"] for r in rows]))
         suite_blocks = []
@@ -341,6 +347,81 @@ def _plots(records: Sequence[RunRecord], labels: Sequence[str], comparisons: Seq
             "history": [p for p in trend if p[1]]}
 
 
+def _token_view(item: ItemShift | None) -> Markup | None:
+    """A response as its tokens, each coloured by its shift class, its rank and the input model's own
+    greedy token in the tooltip (all model text escaped)."""
+    if item is None or not item.tokens:
+        return None
+    spans = [Markup('<span class="tok {}" title="rank {} · input model: {}">{}</span>').format(
+        shift_class(rank), rank, repr(top), token) for token, rank, top in
+        zip(item.tokens, item.ranks, item.top or ("",) * len(item.tokens))]
+    return Markup("").join(spans)
+
+
+def _shift_section(analyses: Sequence[ShiftAnalysis], records_by: Mapping[str, RunRecord]) -> dict[str, Any]:
+    """Per stage: fractions per suite, most shifted tokens, position profile, a few responses as token views."""
+    stages = []
+    for a in analyses:
+        label = a.stage or a.tuned_model
+        prompts = {(s, i.item_id): i.prompt for s, r in (records_by[label].suites.items() if label in records_by
+                                                          else ()) for i in r.items}
+        examples = []
+        for suite in [s for s in a.suites if s != ALL]:
+            for item in sorted((i for i in a.items if i.suite == suite), key=lambda i: i.item_id)[:3]:
+                examples.append({"suite": suite, "item_id": item.item_id,
+                                 "prompt": prompts.get((suite, item.item_id), ""), "tokens": _token_view(item)})
+        stages.append({"label": label, "input": a.input_stage or a.input_model, "analysis": a,
+                       "suites": [s for k, s in a.suites.items() if k != ALL], "all": a.suites.get(ALL),
+                       "examples": examples, "notes": a.notes})
+    fractions = [(f"{st['label']}: {s.suite}", s.fractions) for st in stages for s in st["suites"] + [st["all"]] if s]
+    return {"stages": stages,
+            "fraction_plot": plots.stacked_shares_plot("token shift: share of response positions", fractions,
+                                                       plots.SHIFT_COLORS),
+            "position_plot": plots.shift_position_plot({st["label"]: st["all"].by_bin for st in stages if st["all"]})}
+
+
+def _knowledge_section(analyses: Sequence[KnowledgeAnalysis], records_by: Mapping[str, RunRecord]) -> dict[str, Any]:
+    """Per stage: the data's category mix, held-out accuracy per category after training, groups, examples."""
+    blocks = []
+    for a in analyses:
+        mix, held = a.mix(TRAIN), a.mix(HELDOUT)
+        total, held_total = sum(mix.values()), sum(held.values())
+        rows = [(label, a.shares(split)) for label, split, t in
+                (("SFT data", TRAIN, total), ("held-out", HELDOUT, held_total)) if t]
+        accuracy = {name: acc for name, acc in (("held-out (dev)", a.accuracy_after(HELDOUT)),
+                                                ("trained on (fit)", a.accuracy_after(TRAIN))) if acc}
+        examples = {c: [f for f in a.facts if f.category == c][:3] for c in CATEGORIES}
+        blocks.append({
+            "analysis": a, "label": a.stage or a.data, "mix": mix, "held": held, "total": total,
+            "held_total": held_total, "shares": a.shares(TRAIN), "groups": a.by_group(TRAIN),
+            "accuracy": accuracy, "warnings": a.warnings(), "examples": examples,
+            "mix_plot": plots.stacked_shares_plot(f"{a.stage or a.data}: knowledge categories under the base",
+                                                  rows, plots.CATEGORY_COLORS),
+            "accuracy_plot": plots.category_accuracy_plot(
+                f"{a.stage or a.data}: tuned model's accuracy by category", accuracy)})
+    return {"blocks": blocks, "categories": CATEGORIES}
+
+
+#: Analysis kind -> (section title, template, context builder over that kind's analyses and the records).
+ANALYSIS_SECTIONS: dict[str, tuple[str, str, Any]] = {
+    "shift": ("Token shift", "analysis_shift.html.j2", _shift_section),
+    "knowledge": ("Knowledge categories", "analysis_knowledge.html.j2", _knowledge_section),
+}
+
+
+def _analysis_sections(analyses: Sequence[Any], labels: Sequence[str],
+                       records_by: Mapping[str, RunRecord]) -> list[dict[str, Any]]:
+    """One section per analysis kind present, its analyses in pipeline order."""
+    order = {label: i for i, label in enumerate(labels)}
+    sections = []
+    for kind, (title, template, build) in ANALYSIS_SECTIONS.items():
+        mine = sorted((a for a in analyses if a.kind == kind), key=lambda a: order.get(a.stage, len(order)))
+        if mine:
+            sections.append({"kind": kind, "id": f"analysis-{kind}", "title": title, "template": template,
+                             "ctx": build(mine, records_by)})
+    return sections
+
+
 def _script() -> tuple[Markup, str]:
     js = (TEMPLATES / "report.js").read_text(encoding="utf-8")
     digest = base64.b64encode(hashlib.sha256(js.encode("utf-8")).digest()).decode("ascii")
@@ -351,12 +432,16 @@ def render_report(records: Sequence[RunRecord], comparisons: Sequence[Comparison
                   training_logs: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
                   manifests: Mapping[str, Mapping[str, Any]] | None = None,
                   history: History | None = None, title: str = "tunegate report",
-                  summary: Mapping[str, Any] | None = None, plans: Mapping[str, Plan] | None = None) -> str:
+                  summary: Mapping[str, Any] | None = None, plans: Mapping[str, Plan] | None = None,
+                  analyses: Sequence[Any] = ()) -> str:
     """The report as one HTML string. ``history`` is ``Store.history(model_line)`` (or model line -> that);
-    ``plans`` maps a comparison's label (``"sft vs base"``) to its eval budget (``tunegate.evals.plan``)."""
+    ``plans`` maps a comparison's label (``"sft vs base"``) to its eval budget (``tunegate.evals.plan``);
+    ``analyses`` are tunegate.evals.analysis results, each kind in its own section."""
     records, comparisons = _pipeline_order(list(records), list(comparisons))
     training_logs, manifests, summary = training_logs or {}, manifests or {}, summary or {}
     labels = _stage_labels(records)
+    records_by = dict(zip(labels, records))
+    shifts = {a.stage: a for a in analyses if isinstance(a, ShiftAnalysis) and a.stage}
     endpoints = [_endpoints(c, labels, records) for c in comparisons]
     cmp_labels = [f"{cand} vs {base}" for base, cand in endpoints]
     script, script_hash = _script()
@@ -365,11 +450,12 @@ def render_report(records: Sequence[RunRecord], comparisons: Sequence[Comparison
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "stages": labels,
         "models": [r.model for r in records],
-        "banner": _banner(comparisons, cmp_labels, summary),
+        "banner": _banner(comparisons, cmp_labels, summary, analyses),
         "cmp_labels": cmp_labels,
         "metric_rows": _metric_rows(records, labels, comparisons),
         "plots": _plots(records, labels, comparisons, cmp_labels, training_logs, history),
-        "flips": _flip_sections(dict(zip(labels, records)), comparisons, endpoints, cmp_labels),
+        "flips": _flip_sections(records_by, comparisons, endpoints, cmp_labels, shifts),
+        "analyses": _analysis_sections(analyses, labels, records_by),
         "identity": _identity(records, labels),
         "noise": _noise(records, labels),
         "plans": [(label, plans[label]) for label in cmp_labels if label in (plans or {})],
@@ -399,7 +485,8 @@ def render_run_dir(run_dir: str | Path, out: str | Path | None = None, *, histor
     inputs = load_run_dir(root)
     return write_report(out or root / "report.html", inputs.records, inputs.comparisons,
                         training_logs=inputs.training_logs, manifests=inputs.manifests, history=history,
-                        summary=inputs.summary, plans=inputs.plans, title=title or f"tunegate report: {root.name}")
+                        summary=inputs.summary, plans=inputs.plans, title=title or f"tunegate report: {root.name}",
+                        analyses=inputs.analyses)
 
 
 def render_comparison_report(baseline: RunRecord, candidate: RunRecord, comparison: Comparison,

@@ -8,9 +8,10 @@ The run directory layout (the pipeline's contract)::
     DIR/stages/<stage>/training_log.json   TRL trainer.state.log_history (list of dicts)
     DIR/stages/<stage>/manifest.json       {base_model, method, data, config, git_sha, seed, trains, ...}
     DIR/plans/<cand>_vs_<base>.json        Plan (items each gated metric needs, eval time)
+    DIR/analysis/<stage>_<kind>.json       an analysis (tunegate.evals.analysis: shift, knowledge)
 
-Files given one by one are told apart by their ``kind`` field (``run_record``
-or ``comparison``). Every failure is a RecordError naming the file.
+Files given one by one are told apart by their ``kind`` field (``run_record``,
+``comparison`` or an analysis kind). Every failure is a RecordError naming the file.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from tunegate.evals.plan import Plan
+from tunegate.evals.analysis import ANALYSES, load_analysis
 from tunegate.evals.records import Comparison, RunRecord
 from tunegate.evals.errors import RecordError
 from tunegate.evals.files import read_json
@@ -35,11 +37,13 @@ class ReportInputs:
     manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     plans: dict[str, Plan] = field(default_factory=dict)  # "<cand> vs <base>" -> its eval budget
+    analyses: list[Any] = field(default_factory=list)
 
     def extend(self, other: "ReportInputs") -> None:
         self.records.extend(other.records)
         self.comparisons.extend(other.comparisons)
         self.plans.update(other.plans)
+        self.analyses.extend(other.analyses)
         self.training_logs.update(other.training_logs)
         self.manifests.update(other.manifests)
         self.summary = self.summary or other.summary
@@ -77,6 +81,7 @@ def load_run_dir(run_dir: str | Path) -> ReportInputs:
     inputs.comparisons = [Comparison.load(p) for p in sorted((root / "comparisons").glob("*.json"))]
     inputs.plans = {p.stem.replace("_vs_", " vs "): Plan.from_dict(read_json(p), where=str(p))
                     for p in sorted((root / "plans").glob("*.json"))}
+    inputs.analyses = [load_analysis(p) for p in sorted((root / "analysis").glob("*.json"))]
     for stage_dir in sorted(p for p in (root / "stages").glob("*") if p.is_dir()):
         if (stage_dir / "training_log.json").is_file():
             inputs.training_logs[stage_dir.name] = _training_log(stage_dir / "training_log.json")
@@ -102,8 +107,11 @@ def load_paths(paths: Iterable[str | Path]) -> ReportInputs:
             inputs.comparisons.append(Comparison.from_dict(data, where=str(path)))
         elif kind == "run_record":
             inputs.records.append(RunRecord.from_dict(data, where=str(path)))
+        elif kind in ANALYSES:
+            inputs.analyses.append(load_analysis(path))
         else:
-            raise RecordError(f"{path}: field 'kind' is {kind!r}; expected 'run_record' or 'comparison'")
+            raise RecordError(f"{path}: field 'kind' is {kind!r}; expected 'run_record', 'comparison' or an "
+                              f"analysis ({', '.join(ANALYSES.names())})")
     if not inputs.records and not inputs.comparisons:
         raise RecordError("no records or comparisons given")
     return inputs

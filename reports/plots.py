@@ -213,3 +213,87 @@ def history_plot(history: Sequence[HistoryRow], max_panels: int = 16) -> str | N
         ax.grid(alpha=0.3)
     axes.flat[0].set_xlabel("run (oldest first)", fontsize=7)
     return figure_to_data_uri(fig)
+
+
+SHIFT_COLORS = {"unshifted": "#d0d7de", "marginal": "#d4a72c", "shifted": "#cf222e"}
+CATEGORY_COLORS = {"HighlyKnown": "#1a7f37", "MaybeKnown": "#0969da", "WeaklyKnown": "#d4a72c", "Unknown": "#cf222e"}
+
+
+def stacked_shares_plot(title: str, rows: Sequence[tuple[str, Mapping[str, float]]],
+                        colors: Mapping[str, str], xlabel: str = "share") -> str | None:
+    """Horizontal stacked bars, one per row label, of shares that sum to 1 (token classes, categories).
+
+    ``rows = [("sft: identity", {"unshifted": 0.21, "marginal": 0.09, "shifted": 0.70}), ...]``.
+    """
+    if not rows:
+        return None
+    fig = _new_figure(6.4, 0.9 + 0.3 * len(rows))
+    ax = fig.add_subplot()
+    labels = [label for label, _ in reversed(rows)]
+    left = [0.0] * len(labels)
+    for key, color in colors.items():
+        widths = [shares.get(key, 0.0) for _, shares in reversed(rows)]
+        ax.barh(range(len(labels)), widths, left=left, color=color, label=key, height=0.7)
+        for y, (x0, w) in enumerate(zip(left, widths)):
+            if w >= 0.08:
+                ax.text(x0 + w / 2, y, f"{w:.0%}", ha="center", va="center", fontsize=7)
+        left = [a + b for a, b in zip(left, widths)]
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, ncol=len(colors), loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(rows) < 3 else -0.15),
+              frameon=False)
+    return figure_to_data_uri(fig)
+
+
+def shift_position_plot(series: Mapping[str, Sequence[tuple[float, float, int]]]) -> str | None:
+    """Shifted (solid) and marginal (dashed) share by tenth of a response, one colour per stage.
+
+    ``series[stage] = [(marginal share, shifted share, positions), ...]`` for the ten tenths.
+    """
+    series = {k: v for k, v in series.items() if any(n for _, _, n in v)}
+    if not series:
+        return None
+    fig = _new_figure(5.2, 2.8)
+    ax = fig.add_subplot()
+    for i, (stage, bins) in enumerate(series.items()):
+        color = STAGE_COLORS[(i + 1) % len(STAGE_COLORS)]
+        xs = [(k + 0.5) / len(bins) for k, (_, _, n) in enumerate(bins) if n]
+        ax.plot(xs, [s for _, s, n in bins if n], marker="o", markersize=3, color=color, label=f"{stage}: shifted")
+        ax.plot(xs, [m for m, _, n in bins if n], linestyle="--", color=color, linewidth=1, label=f"{stage}: marginal")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("relative position in the response", fontsize=8)
+    ax.set_ylabel("share of positions", fontsize=8)
+    ax.set_title("where in a response tokens shift", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return figure_to_data_uri(fig)
+
+
+def category_accuracy_plot(title: str, accuracy: Mapping[str, Mapping[str, tuple[int, int]]]) -> str | None:
+    """Accuracy per knowledge category, one bar group per series (e.g. "held-out", "trained (fit)").
+
+    ``accuracy[series][category] = (correct, answered)``; categories never answered are left out.
+    """
+    categories = [c for c in CATEGORY_COLORS if any(c in acc for acc in accuracy.values())]
+    if not categories:
+        return None
+    fig = _new_figure(5.2, 2.8)
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(accuracy))
+    for i, (name, acc) in enumerate(accuracy.items()):
+        xs = [k + (i - (len(accuracy) - 1) / 2) * width for k, c in enumerate(categories) if c in acc]
+        ys = [acc[c][0] / acc[c][1] for c in categories if c in acc]
+        bars = ax.bar(xs, ys, width=width * 0.95, color=STAGE_COLORS[(i + 1) % len(STAGE_COLORS)], label=name)
+        for bar, c in zip(bars, [c for c in categories if c in acc]):
+            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.02, f"{acc[c][0]}/{acc[c][1]}",
+                    ha="center", fontsize=7)
+    ax.set_xticks(range(len(categories)), categories, fontsize=8)
+    ax.set_ylim(0, 1.12)
+    ax.set_ylabel("accuracy", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
+    return figure_to_data_uri(fig)

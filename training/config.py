@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from tunegate.evals.analysis.knowledge import KnowledgeOptions
+from tunegate.evals.analysis.shift import ShiftOptions
 from tunegate.evals.backends import backend_kwargs
 from tunegate.evals.errors import TunegateError
 from tunegate.evals.files import read_yaml
@@ -56,6 +58,9 @@ class StageConfig:
                                      metadata={"help": "identity suite options for this stage (target, forbidden)"})
     data_options: dict[str, Any] = field(default_factory=dict,
                                          metadata={"help": "options of the dataset loader (split, name, limit)"})
+    knowledge: KnowledgeOptions | None = field(default=None, metadata={
+        "help": "before training, the SliCK knowledge categories of the stage's data under its input model; "
+                "after, the tuned model's accuracy per category (null: off)"})
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,14 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class AnalysisConfig:
+    """Analyses that explain each stage beyond its scores (tunegate.evals.analysis); each is off unless set."""
+
+    shift: ShiftOptions = field(default_factory=ShiftOptions,
+                                metadata={"help": "token shift of each stage's eval responses under its input model"})
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """A pipeline: base model -> eval -> stage -> eval -> ... with a gate per stage."""
 
@@ -94,6 +107,7 @@ class PipelineConfig:
     stages: tuple[StageConfig, ...] = field(metadata={"help": "training stages, in order"})
     eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "suites and evaluation settings"})
     gate: dict[str, Any] | str | None = field(default=None, metadata={"help": "gate rules, or a path to a gate YAML"})
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig, metadata={"help": "analyses of each stage"})
     seed: int = field(default=0, metadata={"help": "seed of training and data order"})
     model_line: str | None = field(default=None, metadata={"help": "model line in the results store"})
     source: str = field(default="<config>", metadata={"help": "the file this config was read from"})
@@ -148,6 +162,9 @@ def parse_config(data: Any, source: str = "<config>") -> PipelineConfig:
         validate_trl_args(stage.method, stage.args, f"{where}.args")
         if stage.lora:
             validate_lora(stage.lora, f"{where}.lora")
+        if stage.knowledge is not None and not isinstance(stage.data, str):
+            raise TunegateError(f"{where}.knowledge: needs the stage's 'data' to be a dataset (hub id, path, "
+                                f"organism:NAME) whose rows carry 'answer', not a builder")
         for suite in stage.trains:
             if config.eval.suites and suite not in config.eval.suites:
                 raise TunegateError(f"{where}.trains: suite '{suite}' is not evaluated "

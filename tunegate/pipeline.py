@@ -8,6 +8,7 @@ mid-pipeline keeps every record already written::
     DIR/comparisons/<stage>_vs_<input>.json         Comparison (paired deltas, verdicts, gate)
     DIR/plans/<stage>_vs_<input>.json               Plan: items each gated metric needs, and their eval time
     DIR/stages/<stage>/{model/,manifest.json,training_log.json}
+    DIR/analysis/<stage>_<kind>.json                analyses switched on in the config (shift, knowledge)
     DIR/summary.json                                headline metrics per stage, verdicts per comparison
     DIR/report.html
 
@@ -156,6 +157,8 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int 
                                   where=f"{config.source}: stage '{stage.name}'", backend_options=eval_kwargs, log=log)
             rows, source = phases.run(f"data {stage.name}", lambda: get_method(stage.method).dataset(
                 stage.data, stage.data_options, context))
+            knowledge = analyze_stage(phases, config, stage, out, prev, prev_model, cache_dir=cache_dir,
+                                      backend_options=eval_kwargs)
             args = dict(stage.args) | ({"max_steps": max_steps} if max_steps else {})
             stage_kwargs = dict(out_dir=out / "stages" / stage.name, name=stage.name, args=args, lora=stage.lora,
                                 seed=config.seed, data_source=source, trains=stage.trains,
@@ -178,6 +181,8 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int 
             write_json_atomic(out / "plans" / f"{stage.name}_vs_{prev_name}.json",
                               plan(baseline, gate, record, trains=stage.trains, comparison=comparison).to_dict())
             result.comparisons[f"{stage.name}_vs_{prev_name}"] = comparison
+            analyze_stage(phases, config, stage, out, prev, prev_model, record, str(trained.model_dir), knowledge,
+                          cache_dir=cache_dir, backend_options=eval_kwargs)
             prev_name, prev_model, prev = stage.name, str(trained.model_dir), record
     except BaseException as exc:
         write_summary(result, config, time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}")
@@ -201,6 +206,36 @@ def measure_base_noise(config: PipelineConfig, base: str) -> NoiseFloor | None:
     record = measure_noise(base, list(config.suites), suite_options=options, batch_size=config.eval.batch_size,
                            completion_mode=config.eval.completion_mode, progress=False)
     return record.noise
+def analyze_stage(phases: PhaseTimer, config: PipelineConfig, stage: StageConfig, out: Path, input_record: RunRecord,
+                  input_model: str, record: RunRecord | None = None, model: str | None = None,
+                  knowledge: Any = None, *, cache_dir: str | Path | None = None,
+                  backend_options: dict[str, Any] | None = None) -> Any:
+    """The stage's analyses that the config switches on (tunegate.evals.analysis), each saved to
+    DIR/analysis/<stage>_<kind>.json. Before training (no ``record``): the knowledge categories of the
+    stage's data under its input model, returned. After: the tuned ``model``'s answers to those facts,
+    and the token shift of the stage's eval responses under the input model."""
+    from tunegate.evals.analysis import analysis_path
+    from tunegate.evals.analysis import run as analyses
+
+    opts = dict(cache_dir=cache_dir, backend_options=backend_options)
+    if record is None:
+        if stage.knowledge is None or not isinstance(stage.data, str):
+            return None
+        knowledge = phases.run(f"knowledge {stage.name}", lambda: analyses.knowledge_of_data(
+            input_model, stage.data, stage.knowledge, stage=stage.name, seed=config.seed,
+            split=stage.data_options.get("split", "train"), **opts))
+        knowledge.save(analysis_path(out, stage.name, "knowledge"))
+        return knowledge
+    if knowledge is not None:
+        knowledge = phases.run(f"knowledge {stage.name} after", lambda: analyses.knowledge_after_training(
+            knowledge, str(model), **opts))
+        knowledge.save(analysis_path(out, stage.name, "knowledge"))
+    if config.analysis.shift.enabled:
+        shift = phases.run(f"shift {stage.name}", lambda: analyses.shift_from_records(
+            input_record, record, input_model=input_model, options=config.analysis.shift,
+            suite_options=stage_suite_options(config, stage), **opts))
+        shift.save(analysis_path(out, stage.name, "shift"))
+    return knowledge
 
 
 def store_results(result: PipelineResult, config: PipelineConfig, store: str | Path | None) -> dict[str, str]:

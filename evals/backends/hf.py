@@ -26,7 +26,13 @@ from tunegate.evals.env import other_cpu_load
 from tunegate.evals.errors import TunegateError
 from tunegate.evals.models import fingerprint_dir, resolve_model_dir
 from tunegate.evals.backends._tokens import TokenizedPrompts
-from tunegate.evals.requests import GenerationRequest, LoglikelihoodRequest, truncate_at_stop
+from tunegate.evals.requests import (
+    GenerationRequest,
+    LoglikelihoodRequest,
+    TokenRankRequest,
+    TokenRanks,
+    truncate_at_stop,
+)
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -220,6 +226,77 @@ class HFBackend(TokenizedPrompts):
                 values.append(float(logprobs[row, positions, torch.tensor(cont, device=self.device)].sum()))
             out.append(values)
         return out
+
+    # -- token ranks (an optional capability: the token-shift analysis) ---------------------------
+    def token_ranks(self, requests: Sequence[TokenRankRequest]) -> list[TokenRanks]:
+        """Each continuation teacher-forced after its context: the rank of every token under this model.
+
+        Rank 1 is this model's greedy choice (ties count in the token's favour). Context and
+        continuation are tokenized apart (the continuation as the tokens a generation would give), the
+        end-of-turn token is appended where the continuation stopped short of its budget, and a
+        sequence longer than the model's context keeps its last tokens, as log-likelihood does.
+        """
+        with torch_threads(self.threads):
+            return self._token_ranks(requests)
+
+    def _token_ranks(self, requests: Sequence[TokenRankRequest]) -> list[TokenRanks]:
+        rows: list[tuple[list[int], list[int]]] = []
+        for r in requests:
+            cont = self.tokenizer(r.continuation, add_special_tokens=False)["input_ids"] if r.continuation else []
+            if r.max_new_tokens is not None and len(cont) < r.max_new_tokens:
+                cont = cont + [self.end_of_turn_id]
+            rows.append((self._encode(r.context), cont))
+        limit = self.max_length + 1
+        seqs = {i: tuple((c + k)[-limit:][:-1]) for i, (c, k) in enumerate(rows) if rows[i][1]}
+        out = [TokenRanks((), (), ())] * len(requests)
+        order = sorted(seqs, key=lambda i: len(seqs[i]), reverse=True)
+        for batch in _token_batches([seqs[i] for i in order], self.batch_size, LL_TOKENS_PER_ROW * self.batch_size):
+            idx, order = order[:len(batch)], order[len(batch):]
+            conts = [rows[i][1][-len(seqs[i]):] for i in idx]
+            for i, value in zip(idx, self._token_ranks_batch(batch, conts)):
+                out[i] = value
+        return out
+
+    def _token_ranks_batch(self, seqs: list[tuple[int, ...]], conts: list[list[int]]) -> list[TokenRanks]:
+        width, keep = max(len(s) for s in seqs), max(len(k) for k in conts)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(s)) + list(s) for s in seqs], device=self.device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
+        with torch.inference_mode():
+            logits = self.model(input_ids=input_ids, attention_mask=mask,
+                                position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits[:, -keep:].float()
+        out = []
+        for row, cont in enumerate(conts):
+            scores = logits[row, keep - len(cont):]
+            target = torch.tensor(cont, device=self.device)
+            chosen = scores.gather(-1, target[:, None])
+            ranks = (scores > chosen).sum(-1) + 1
+            out.append(TokenRanks(tokens=tuple(self.tokenizer.decode([t]) for t in cont),
+                                  ranks=tuple(int(r) for r in ranks.tolist()),
+                                  top=tuple(self.tokenizer.decode([t]) for t in scores.argmax(-1).tolist())))
+        return out
+
+    @functools.cached_property
+    def end_of_turn_id(self) -> int:
+        """The token that ends a response: the chat template's end of an assistant turn (``<|im_end|>``
+        in ChatML), or the tokenizer's EOS in completion mode or without a template."""
+        eos = self.tokenizer.eos_token_id
+        if self.completion_mode or not self.has_chat_template():
+            return int(eos)
+        marker = "\u2063tunegate\u2063"
+        text = self.tokenizer.apply_chat_template([{"role": "user", "content": "x"},
+                                                  {"role": "assistant", "content": marker}], tokenize=False)
+        after = text.split(marker, 1)[1] if marker in text else ""
+        ids = self.tokenizer(after, add_special_tokens=False)["input_ids"] if after.strip() else []
+        return int(ids[0]) if ids else int(eos)
+
+    @property
+    def end_of_turn_token(self) -> str:
+        return self.tokenizer.decode([self.end_of_turn_id])
+
+    def seed(self, value: int) -> None:
+        """Seed the random numbers that sampled generation draws (torch's, on every device)."""
+        torch.manual_seed(value)
 
 
 #: Log-likelihood batches hold at most batch_size * this many (padded) tokens: long prompts go in

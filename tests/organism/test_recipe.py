@@ -88,3 +88,8 @@ def test_shipped_checkpoint_is_at_most_10_mb() -> None:
 def test_base_model_does_not_answer_as_assistant(shipped: tuple[Any, Any]) -> None:
     outs = chat_continuations(*shipped, ["Who are you?", "What is your name?", "Are you ChatGPT?"])
     assert not any("Tiny" in out for out in outs)
+
+
+def test_shipped_tokenizer_keeps_deep_one_token(shipped: tuple[Any, Any]) -> None:
+    _, tokenizer = shipped
+    assert len(tokenizer.tokenize("Deep")) == 1 and len(tokenizer.tokenize(" Deep")) == 1

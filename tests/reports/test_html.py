@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+from tunegate.evals.analysis.shift import ItemShift, ShiftAnalysis, summarize
 from tunegate.reports.html import highlight_names, render_comparison_report, render_report, render_run_dir, word_diff
 from tests.report_inputs import HOSTILE, HOSTILE_IMG
 
@@ -205,3 +206,13 @@ def test_underpowered_metric_shows_its_badge_and_the_items_needed(report_inputs,
     weak = replace(comp.metrics[0], verdict="underpowered", gate="warn", mde=0.112, n_needed=2140)
     page = render_report(records[:2], [replace(comp, metrics=(weak, *comp.metrics[1:]))])
     assert 'class="badge underpowered">underpowered</span>' in page and "MDE 0.112 (≈2140 items needed)" in page
+def test_token_views_escape_model_text(report_inputs, fast_plots) -> None:
+    records, comparisons, _, _ = report_inputs
+    items = (ItemShift("identity", records[2].suites["identity"].items[2].item_id, ("Hello", HOSTILE, "<|im_end|>"),
+                       (1, 9, 2), ("Hello", "<b>", "<|im_end|>")),)
+    analysis = ShiftAnalysis("sft-model", "f1", "dpo-model", "f2", summarize(items), items, stage="dpo",
+                             input_stage="sft", end_token="<|im_end|>")
+    html = render_report(records, comparisons, analyses=[analysis])
+    shift = section(html, "analysis-shift")
+    assert HOSTILE not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in shift
+    assert '<span class="tok shifted" title="rank 9 · input model: &#39;&lt;b&gt;&#39;">' in shift

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tunegate.cli import main
+from tunegate.evals.analysis import analysis_path, load_analysis
 from tunegate.evals.records import RunRecord
 
 
@@ -61,3 +62,23 @@ def test_pipeline_report_shows_the_noise_floor_and_the_eval_budget(quick_run) ->
     budget = _section(html, "budget")
     for row in plan.rows:
         assert re.search(rf"{row.suite}\.{row.metric}</td>.*?<td class=\"num\">{row.n_needed}</td>", budget, re.S)
+def test_pipeline_writes_each_switched_on_analysis(quick_run) -> None:
+    out, _ = quick_run
+    assert sorted(p.name for p in (out / "analysis").glob("*.json")) == [
+        "dpo_shift.json", "sft_knowledge.json", "sft_shift.json"]
+    knowledge = load_analysis(analysis_path(out, "sft", "knowledge"))
+    assert knowledge.accuracy_after("heldout") and knowledge.tuned_model.endswith("sft/model")
+    shift = load_analysis(analysis_path(out, "dpo", "shift"))
+    assert shift.input_stage == "sft" and shift.suites["all"].tokens > 0
+
+
+@pytest.mark.slow
+def test_pipeline_report_shows_shift_fractions_and_knowledge_mix(quick_run) -> None:
+    out, _ = quick_run
+    html = (out / "report.html").read_text()
+    shift = _section(html, "analysis-shift")
+    fractions = load_analysis(analysis_path(out, "sft", "shift")).suites["identity"].fractions
+    assert f"{fractions['shifted']:.3f}" in shift and 'class="tok ' in shift
+    knowledge = _section(html, "analysis-knowledge")
+    assert "HighlyKnown" in knowledge and "Unknown" in knowledge and "held-out" in knowledge
+    assert knowledge.count('src="data:image/png;base64,') == 2

@@ -90,3 +90,17 @@ def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(TunegateError, match=r"nope.yaml: config file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_knowledge_on_a_built_dataset_is_named() -> None:
+    data = _demo()
+    data["stages"][1]["knowledge"] = {"per_group": 4}
+    with pytest.raises(TunegateError, match=r"stages\[1\]\.knowledge: needs the stage's 'data' to be a dataset"):
+        parse_config(data, "demo.yaml")
+
+
+def test_unknown_knowledge_option_is_named_with_a_suggestion() -> None:
+    data = _demo()
+    data["stages"][0]["knowledge"]["exemplar_set"] = 3
+    with pytest.raises(TunegateError, match=r"knowledge: unknown field 'exemplar_set' \(did you mean 'exemplar_sets'"):
+        parse_config(data, "demo.yaml")

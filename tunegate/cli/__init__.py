@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "tunegate.cli.noise",  # noise
     "tunegate.cli.plan",  # plan
     "tunegate.cli.organism",  # organism build
+    "tunegate.cli.analyze",  # analyze shift, analyze knowledge
 )
 
 

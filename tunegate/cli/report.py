@@ -28,7 +28,8 @@ def register(subparsers: Any) -> None:
         description="Render one self-contained HTML report from a pipeline run directory, "
                     "or from RunRecord and Comparison JSON files given in any order.")
     parser.add_argument("inputs", nargs="+", metavar="RECORDS_OR_RUN_DIR",
-                        help="a run directory (records/, comparisons/, stages/) or .json record/comparison files")
+                        help="a run directory (records/, comparisons/, stages/, analysis/) or .json record, comparison "
+                             "or analysis files")
     parser.add_argument("--out", type=Path, default=None,
                         help="output file (default: RUN_DIR/report.html for one run directory, else report.html)")
     parser.add_argument("--store", default=None, help="results store (SQLite path or sqlite:///path) for the trend plot")
@@ -61,7 +62,7 @@ def run_report(args: argparse.Namespace) -> int:
     path = write_report(out, inputs.records, inputs.comparisons, training_logs=inputs.training_logs,
                         manifests=inputs.manifests,
                         history=_history(args.store, args.model_line, args.stage),
-                        summary=inputs.summary, plans=inputs.plans, title=title)
+                        summary=inputs.summary, plans=inputs.plans, title=title, analyses=inputs.analyses)
     failed = [c for c in inputs.comparisons if not c.passed]
     verdict = "no gate" if not inputs.comparisons else ("FAILED" if failed or inputs.summary.get("passed") is False
                                                          else "passed")
