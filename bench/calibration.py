@@ -10,7 +10,7 @@ from tunegate's statistics) and judged by ``tunegate compare BASE CAND --gate G 
 a *false alarm* is exit 1 when nothing changed. It prints, for example::
 
     | n per suite | false alarms (no change, family-wise) | 2-pt drop caught (math / ifeval / knowledge) | 5-pt drop caught | ...
-    | 500 | 0.060 | 0.15 / 0.14 / 0.26 | 0.75 / 0.74 / 0.92 | ...
+    | 500 | 0.055 | - / - / - | 0.80 / 0.83 / 0.81 | ...       (--drops 0.05: the 2-point cells not run)
 
 The generator (``Generator``): every unit's outcome is ``latent > threshold`` with a standard-normal latent
 made of a part shared by both runs (the item's difficulty, plus its cluster's) and a part drawn afresh per
@@ -26,7 +26,8 @@ on a fixed 400,000-prompt sample for IFEval's all-instructions-followed prompt s
 - identity: 100 probes, the trained suite: the candidate answers with the new name on all of them
 
 ``--grid`` adds drops of 3, 4 and 6 points at n=500 and prints, per suite, the drop caught 80% of the
-time (interpolated) beside the median MDE ``tunegate compare`` printed for that metric.
+time (interpolated) beside the median MDE ``tunegate compare`` printed for that metric. ``--drops 0.05`` runs
+only the 5-point column (the no-change and grid cells keep their seeds).
 """
 
 from __future__ import annotations
