@@ -10,7 +10,7 @@ from tunegate's statistics) and judged by ``tunegate compare BASE CAND --gate G 
 a *false alarm* is exit 1 when nothing changed. It prints, for example::
 
     | n per suite | false alarms (no change, family-wise) | 2-pt drop caught (math / ifeval / knowledge) | 5-pt drop caught | ...
-    | 500 | 0.060 | 0.15 / 0.14 / 0.26 | 0.75 / 0.74 / 0.92 | ...
+    | 500 | 0.055 | - / - / - | 0.80 / 0.83 / 0.81 | ...       (--drops 0.05: the 2-point cells not run)
 
 The generator (``Generator``): every unit's outcome is ``latent > threshold`` with a standard-normal latent
 made of a part shared by both runs (the item's difficulty, plus its cluster's) and a part drawn afresh per
@@ -26,7 +26,8 @@ on a fixed 400,000-prompt sample for IFEval's all-instructions-followed prompt s
 - identity: 100 probes, the trained suite: the candidate answers with the new name on all of them
 
 ``--grid`` adds drops of 3, 4 and 6 points at n=500 and prints, per suite, the drop caught 80% of the
-time (interpolated) beside the median MDE ``tunegate compare`` printed for that metric.
+time (interpolated) beside the median MDE ``tunegate compare`` printed for that metric. ``--drops 0.05`` runs
+only the 5-point column (the no-change and grid cells keep their seeds).
 """
 
 from __future__ import annotations
@@ -255,9 +256,10 @@ def run_cell(cell: Cell, gate: str, trains: str) -> dict:
             "discordance": {s: float(np.mean(v)) if v else math.nan for s, v in discordant.items()}}
 
 
-def cells(ns: list[tuple[int, ...]], sims: int, grid: bool) -> list[Cell]:
-    """No change (2 x ``sims`` pairs: false alarms are rare), drops of 2 and 5 points in each suite, and
-    with ``grid`` drops of 3, 4, 6 points at n=500 (``sims // 2`` pairs)."""
+def cells(ns: list[tuple[int, ...]], sims: int, grid: bool, sizes: tuple[float, ...] = (0.02, 0.05)) -> list[Cell]:
+    """No change (2 x ``sims`` pairs: false alarms are rare), drops of ``sizes`` (2 and 5 points) in each suite,
+    and with ``grid`` drops of 3, 4, 6 points at n=500 (``sims // 2`` pairs). Seeds follow the full list, so a
+    cell has the same seed whichever ``sizes`` are run."""
     out, seed = [], 0
     for n in ns:
         drops: list[tuple[str | None, float, int]] = [(None, 0.0, 2 * sims)]
@@ -266,7 +268,8 @@ def cells(ns: list[tuple[int, ...]], sims: int, grid: bool) -> list[Cell]:
             drops += [(s, d, max(1, sims // 2)) for d in (0.03, 0.04, 0.06) for s in SUITES]
         for suite, d, k in drops:
             seed += 1
-            out.append(Cell(n, suite, d, k, seed))
+            if d in (0.0, 0.03, 0.04, 0.06) or d in sizes:
+                out.append(Cell(n, suite, d, k, seed))
     return out
 
 
@@ -287,13 +290,19 @@ def main() -> None:
     ap.add_argument("--n", default="100,500,2000",
                     help="items per suite, comma-separated rows; a row may give math/ifeval/knowledge, e.g. 1319/541/2000")
     ap.add_argument("--grid", action="store_true", help="also drops of 3, 4, 6 points at n=500: MDE vs observed")
+    ap.add_argument("--drops", default="0.02,0.05", help="drop sizes of the table's columns to run (a subset of 0.02,0.05)")
     ap.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     args = ap.parse_args()
     rows = [tuple(int(v) for v in x.split("/")) * (3 if "/" not in x else 1) for x in args.n.split(",")]
-    todo = cells(rows, args.sims, args.grid)
+    todo = cells(rows, args.sims, args.grid, tuple(float(d) for d in args.drops.split(",")))
     t0, c0 = time.time(), time.process_time()
     with ProcessPoolExecutor(args.workers) as pool:
-        results = list(pool.map(run_cell, todo, [args.gate] * len(todo), [args.trains] * len(todo)))
+        results = []
+        for r in pool.map(run_cell, todo, [args.gate] * len(todo), [args.trains] * len(todo)):
+            c = r["cell"]  # progress, in case the run is cut short
+            print(f"cell n={c.n} drop {c.drop_suite or '-'} {c.drop:g} ({c.sims} pairs): exit 1 {r['exit1']:.3f}, "
+                  f"failed {r['metric_failed']}, MDE {r['mde']} [{time.time() - t0:.0f} s]", file=sys.stderr, flush=True)
+            results.append(r)
     wall = time.time() - t0
     by = {(r["cell"].n, r["cell"].drop_suite, r["cell"].drop): r for r in results}
     print(f"gate {args.gate}, trains {args.trains or '-'}; {2 * args.sims} pairs without change, {args.sims} per drop; "
@@ -303,8 +312,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for n in dict.fromkeys(r["cell"].n for r in results):
         null = by[(n, None, 0.0)]
-        two = " / ".join(f"{by[(n, s, 0.02)]['exit1']:.2f}" for s in SUITES)
-        five = " / ".join(f"{by[(n, s, 0.05)]['exit1']:.2f}" for s in SUITES)
+        two, five = (" / ".join(f"{by[(n, s, d)]['exit1']:.2f}" if (n, s, d) in by else "-" for s in SUITES)
+                     for d in (0.02, 0.05))
         mde = " / ".join(f"{null['mde'][s]:.3f}" for s in SUITES)
         disc = " / ".join(f"{null['discordance'][s]:.3f}" for s in SUITES)
         print(f"| {n[0] if len(set(n)) == 1 else '/'.join(map(str, n))} | {null['exit1']:.3f} | {two} | {five} | {mde} | {disc} |")
@@ -312,7 +321,7 @@ def main() -> None:
     if args.grid and (n500, None, 0.0) in by:
         print("\nn=500: drop caught 80% of the time (that metric fails; interpolated) vs the MDE printed")
         for s in SUITES:
-            pts = [(d, by[(n500, s, d)]["metric_failed"][s]) for d in (0.02, 0.03, 0.04, 0.05, 0.06)]
+            pts = [(d, by[(n500, s, d)]["metric_failed"][s]) for d in (0.02, 0.03, 0.04, 0.05, 0.06) if (n500, s, d) in by]
             obs, printed = power_at_80(pts), by[(n500, None, 0.0)]["mde"][s]
             grid = ", ".join(f"{d:.2f}: {p:.2f}" for d, p in pts)
             print(f"  {s}.{GATED[s]}: observed {obs:.3f}, printed {printed:.3f} (diff {printed - obs:+.3f}); {grid}")

@@ -13,13 +13,15 @@ A gate file (YAML); every key is optional::
     metrics:
       identity.adherence: {target: ">= 0.9"}
       math.exact_match: {margin: 0.05}
+      ifeval.prompt_strict: {margin: 0.05, weight: 2}   # alpha weight in the family (default 1)
 
 ``decide`` is the only place a verdict is made: it takes each metric's paired
 result (``tunegate.evals.stats.paired_compare``: a one-sided p of "the candidate
 is worse", a two-sided CI), adjusts the p-values across the *family* (the gated
-metrics by default, not every metric of the records), and computes the MDE and
-the items needed with the same one-sided test at the family's first Holm level
-``alpha / family size``. The calibration harness (``bench/calibration.py``) goes
+metrics by default, not every metric of the records; weighted Holm when the
+weights differ), and computes the MDE and the items needed with the same
+one-sided test at the metric's first Holm level ``alpha * weight / family
+weight`` (``alpha / family size`` with equal weights). The calibration harness (``bench/calibration.py``) goes
 through ``tunegate compare``, so its figures are those of this function.
 
 Verdicts, in the metric's *good* direction (for ``higher_is_better=False`` metrics
@@ -81,6 +83,8 @@ class MetricRule:
     op: str | None = field(default=None, metadata={"help": "comparison of the target: >=, <=, >, <"})
     target: float | None = field(default=None, metadata={"help": "value the candidate must reach"})
     margin: float | None = field(default=None, metadata={"help": "largest tolerated drop (non-inferiority)"})
+    weight: float = field(default=1.0, metadata={
+        "help": "alpha weight in the multiplicity family (weighted Holm), relative to the other members"})
 
     def __post_init__(self) -> None:
         if "." not in self.metric:
@@ -91,6 +95,8 @@ class MetricRule:
             raise TunegateError(f"gate metric '{self.metric}': operator must be one of {list(_OPS)}, got {self.op!r}")
         if self.margin is not None and not (0 <= self.margin < 1):
             raise TunegateError(f"gate metric '{self.metric}': margin must be in [0, 1), got {self.margin}")
+        if not (math.isfinite(self.weight) and self.weight > 0):
+            raise TunegateError(f"gate metric '{self.metric}': weight must be a positive number, got {self.weight}")
         if self.target is None and self.margin is None:
             raise TunegateError(f"gate metric '{self.metric}': give a target (e.g. '>= 0.9') or a margin")
 
@@ -133,6 +139,8 @@ class GateConfig:
             raise TunegateError(f"gate: underpowered must be one of {list(UNDERPOWERED)}, got {self.underpowered!r}")
         if self.correction not in ("holm", "bh"):
             raise TunegateError(f"gate: correction must be 'holm' or 'bh', got {self.correction!r}")
+        if self.correction != "holm" and any(r.weight != 1 for r in self.rules):
+            raise TunegateError("gate: metric weights apply to correction: holm only")
         if isinstance(self.family, str) and self.family not in ("gated", "all"):
             raise TunegateError(f"gate: family must be 'gated', 'all' or a list of suite.metric, got {self.family!r}")
         if self.default_margin is not None and not (0 <= self.default_margin < 1):
@@ -210,9 +218,9 @@ class GateConfig:
 def _rule(name: str, spec: Any, where: str) -> MetricRule:
     if not isinstance(spec, Mapping):
         raise TunegateError(f"{where}: metric '{name}' must map to {{target: '>= 0.9'}} or {{margin: 0.02}}")
-    extra = sorted(set(spec) - {"target", "margin"})
+    extra = sorted(set(spec) - {"target", "margin", "weight"})
     if extra:
-        raise TunegateError(f"{where}: metric '{name}': unknown key(s) {extra} (known: target, margin)")
+        raise TunegateError(f"{where}: metric '{name}': unknown key(s) {extra} (known: target, margin, weight)")
     op = target = None
     if spec.get("target") is not None:
         m = _TARGET.match(str(spec["target"]))
@@ -222,7 +230,11 @@ def _rule(name: str, spec: Any, where: str) -> MetricRule:
     margin = spec.get("margin")
     if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float))):
         raise TunegateError(f"{where}: metric '{name}': margin must be a number, got {margin!r}")
-    return MetricRule(str(name), op=op, target=target, margin=None if margin is None else float(margin))
+    weight = spec.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+        raise TunegateError(f"{where}: metric '{name}': weight must be a number, got {weight!r}")
+    return MetricRule(str(name), op=op, target=target, margin=None if margin is None else float(margin),
+                      weight=float(weight))
 
 
 class Measured(NamedTuple):
@@ -247,8 +259,9 @@ def decide(
 
     Returns the compared metrics and the multiplicity family. Inside the family
     the test, the MDE and the items needed use the one-sided level
-    ``alpha / len(family)`` (Holm's first step: the level a single dropped
-    metric must reach); a metric outside it uses ``alpha`` unadjusted.
+    ``alpha * w / sum(w over the family)`` (weighted Holm's first step: the level
+    a single dropped metric must reach; ``alpha / len(family)`` with the default
+    equal weights); a metric outside it uses ``alpha`` unadjusted.
     ``noise`` maps ``suite.metric`` to its A/A noise floor (``NoiseFloor.floors()``); a gate with
     ``noise_floor: true`` needs one for every gated metric (TunegateError naming the missing ones).
     """
@@ -264,12 +277,16 @@ def decide(
                                 f"{missing}: write the baseline with `tunegate noise` over the same suites")
     alpha = 1 - gate.confidence
     in_family = [k in family for k in keys]
-    adjusted = iter(adjust_pvalues([m.result.p_value for m, f in zip(measured, in_family) if f], gate.correction))
+    weight = {k: rules[k].weight if k in rules else 1.0 for k in family}
+    total = sum(weight.values())
+    members = [m for m, f in zip(measured, in_family) if f]
+    adjusted = iter(adjust_pvalues([m.result.p_value for m in members], gate.correction,
+                                   [weight[m.key] for m in members]))
     out = []
     for m, member in zip(measured, in_family):
         res, rule = m.result, rules.get(m.key)
         p_adj = next(adjusted) if member else None
-        test_alpha = alpha / len(family) if member else alpha
+        test_alpha = alpha * weight[m.key] / total if member else alpha
         margin = gate.margin_for(rule)
         trained = m.suite in trains
         detectable = mde(res, test_alpha, gate.power)
@@ -393,7 +410,11 @@ def format_gate_summary(comparison: Comparison) -> str:
     alpha = 1 - c.confidence
     fam = (f"one-sided alpha {alpha:g} across {len(c.family)} gated metric{'s' if len(c.family) != 1 else ''}"
            if c.family else f"alpha {alpha:g}")
-    lines = [f"{c.candidate_model} vs {c.baseline_model} ({fam}, {c.correction}; CI {c.confidence:g})",
+    levels = {f"{m.suite}.{m.metric}": m.alpha for m in c.metrics if f"{m.suite}.{m.metric}" in c.family}
+    correction = c.correction
+    if len({round(a, 12) for a in levels.values() if a is not None}) > 1:  # weighted Holm: say each first-step level
+        correction = f"weighted {correction}, first-step alpha " + ", ".join(f"{k} {a:.3g}" for k, a in levels.items() if a is not None)
+    lines = [f"{c.candidate_model} vs {c.baseline_model} ({fam}, {correction}; CI {c.confidence:g})",
              format_table(c.metrics)]
     lines += [f"{m.gate}: {m.suite}.{m.metric}: {m.reason}" for m in c.metrics if m.gate in ("fail", "warn")]
     lines += [f"warning: {w}" for w in c.warnings]

@@ -226,16 +226,25 @@ def paired_bootstrap(
     return float(lo), float(hi)
 
 
-def adjust_pvalues(pvalues: Sequence[float | None], method: str = "holm") -> list[float | None]:
+def adjust_pvalues(
+    pvalues: Sequence[float | None], method: str = "holm", weights: Sequence[float] | None = None
+) -> list[float | None]:
     """Holm (step-down, FWER) or Benjamini-Hochberg (FDR) adjusted p-values; None stays None.
 
-    ``statsmodels.stats.multitest.multipletests(p, method="holm"|"fdr_bh")[1]`` over the given ones.
+    ``statsmodels.stats.multitest.multipletests(p, method="holm"|"fdr_bh")[1]`` over the given ones;
+    unequal ``weights`` (Holm only) give the weighted Holm procedure (``weighted_holm``).
     """
     if method not in ("holm", "bh"):
         raise ValueError(f"correction must be 'holm' or 'bh', got {method!r}")
     idx = [i for i, p in enumerate(pvalues) if p is not None and math.isfinite(p)]
     out: list[float | None] = [None] * len(pvalues)
-    if idx:
+    w = [float(weights[i]) for i in idx] if weights is not None else []
+    if idx and len(set(w)) > 1:
+        if method != "holm":
+            raise ValueError("weights apply to the holm correction only")
+        for i, p in zip(idx, weighted_holm([float(pvalues[i]) for i in idx], w)):  # type: ignore[arg-type]
+            out[i] = p
+    elif idx:
         from statsmodels.stats.multitest import multipletests
 
         gc.freeze()  # multipletests(method="holm") calls gc.collect(): ~1 s over a process holding big records
@@ -246,6 +255,27 @@ def adjust_pvalues(pvalues: Sequence[float | None], method: str = "holm") -> lis
         for i, p in zip(idx, adj):
             out[i] = float(p)
     return out
+
+
+def weighted_holm(pvalues: Sequence[float], weights: Sequence[float]) -> list[float]:
+    """Adjusted p-values of Holm's (1979) weighted step-down procedure.
+
+    Hand-written: statsmodels' ``multipletests`` has no weights. Order the hypotheses by
+    ``p_i / w_i``; step k rejects at ``p_(k) <= alpha * w_(k) / (weights of the hypotheses
+    not yet rejected)``, so the adjusted p is the running maximum of ``p_(k) * W_k / w_(k)``
+    (capped at 1). Equal weights give Holm's procedure. Example:
+    ``weighted_holm([0.03, 0.02, 0.2], [2, 1, 1]) == [0.06, 0.06, 0.2]``.
+    """
+    p = np.asarray(pvalues, float)
+    w = np.asarray(weights, float)
+    if p.shape != w.shape or np.any(w <= 0):
+        raise ValueError("weighted_holm: one positive weight per p-value")
+    order = np.argsort(p / w, kind="stable")
+    remaining = np.cumsum(w[order][::-1])[::-1]  # weight of the hypotheses not yet rejected, per step
+    adj = np.minimum(1.0, np.maximum.accumulate(p[order] * remaining / w[order]))
+    out = np.empty_like(adj)
+    out[order] = adj
+    return [float(x) for x in out]
 
 
 @_dataclass(frozen=True)

@@ -7,8 +7,9 @@ from statsmodels.stats.multitest import multipletests
 
 from tunegate.evals.compare import compare_records, find_metric
 from tunegate.evals.errors import TunegateError
-from tunegate.evals.gate import FALLBACK_MARGIN, GateConfig, MetricRule, judge, verdict
+from tunegate.evals.gate import FALLBACK_MARGIN, GateConfig, MetricRule, format_gate_summary, judge, verdict
 from tunegate.evals.records import MetricComparison
+from tunegate.evals.stats import weighted_holm
 from tests.evals.test_compare_records import make_record
 
 GATE_YAML = """
@@ -46,6 +47,8 @@ def test_yaml_gate_is_parsed(tmp_path):
     ({"metrics": {"exact_match": {"margin": 0.02}}}, "expected 'suite.metric'"),
     ({"metrics": {"math.exact_match": {"margn": 0.02}}}, r"unknown key\(s\) \['margn'\]"),
     ({"thresholds": {}}, r"unknown key\(s\) \['thresholds'\]"),
+    ({"metrics": {"math.exact_match": {"margin": 0.02, "weight": 0}}}, "weight must be a positive number"),
+    ({"correction": "bh", "metrics": {"math.exact_match": {"margin": 0.02, "weight": 2}}}, "weights apply to correction: holm"),
 ])
 def test_invalid_gate_config_is_a_clear_error(data, message):
     with pytest.raises(TunegateError, match=message):
@@ -157,6 +160,21 @@ def test_only_the_family_is_adjusted_and_its_mde_uses_the_family_level():
     fam = [find_metric(comp, k) for k in comp.family]
     assert [m.p_adjusted for m in fam] == pytest.approx(list(multipletests([m.p_value for m in fam], method="holm")[1]))
     assert all(m.alpha == pytest.approx(0.05 / 3) for m in fam)
+
+
+def test_weights_set_each_members_level_and_its_weighted_holm_p():
+    base = make_record(23, suites=("math", "ifeval", "knowledge"))
+    cand = make_record(24, model="sft", like=base, suites=("math", "ifeval", "knowledge"), flip={"ifeval": -0.1})
+    rules = {"math.exact_match": {"margin": 0.05}, "ifeval.prompt_strict": {"margin": 0.05},
+             "knowledge.accuracy": {"margin": 0.05}}
+    equal = compare_records(base, cand, GateConfig.from_dict({"default_margin": None, "metrics": rules}))
+    rules["ifeval.prompt_strict"]["weight"] = 2
+    comp = compare_records(base, cand, GateConfig.from_dict({"default_margin": None, "metrics": rules}))
+    fam = [find_metric(comp, k) for k in comp.family]
+    assert [m.alpha for m in fam] == pytest.approx([0.0125, 0.025, 0.0125])
+    assert [m.p_adjusted for m in fam] == pytest.approx(weighted_holm([m.p_value for m in fam], [1, 2, 1]))
+    assert [m.mde < find_metric(equal, f"{m.suite}.{m.metric}").mde for m in fam] == [False, True, False]
+    assert "weighted holm, first-step alpha math.exact_match 0.0125, ifeval.prompt_strict 0.025" in format_gate_summary(comp)
 
 
 def test_gate_end_to_end_trains_identity_and_protects_math():

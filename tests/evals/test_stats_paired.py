@@ -21,6 +21,7 @@ from tunegate.evals.stats import (
     paired_proportion_interval,
     paired_t_interval,
     units_needed,
+    weighted_holm,
 )
 
 
@@ -69,6 +70,27 @@ def test_clustered_se_is_wider_than_naive_when_units_share_a_cluster():
 def test_adjusted_pvalues_match_statsmodels(method, sm_method):
     p = [0.001, 0.04, 0.03, 0.2, 0.04, 0.9]
     assert adjust_pvalues(p, method) == pytest.approx(list(multipletests(p, method=sm_method)[1]))
+
+
+def test_weighted_holm_with_equal_weights_is_statsmodels_holm():
+    p = np.vstack([np.random.default_rng(7).uniform(0, 0.2, (4, 4)), [0.01, 0.04, 0.04, 0.5]])  # ties too
+    for row in p:  # few rows: each multipletests call runs gc.collect
+        assert weighted_holm(row, [3.0] * 4) == pytest.approx(list(multipletests(row, method="holm")[1]), abs=1e-15)
+
+
+def test_weighted_holm_is_the_closure_of_weighted_bonferroni():
+    """Holm's weighted procedure = closed testing with a weighted Bonferroni test of every intersection
+    (Holm 1979, sec. 5): enumerate all subsets, adjusted p_i = max over subsets I containing i of
+    min(1, min over j in I of p_j * w(I) / w_j)."""
+    from itertools import combinations
+
+    rng = np.random.default_rng(8)
+    for _ in range(30):
+        p, w = rng.uniform(0, 0.1, 4), rng.choice([1.0, 2.0, 3.0], 4)
+        subsets = [s for k in range(1, 5) for s in combinations(range(4), k)]
+        closed = [max(min(1.0, min(p[j] * w[list(s)].sum() / w[j] for j in s)) for s in subsets if i in s)
+                  for i in range(4)]
+        assert weighted_holm(p, w) == pytest.approx(closed, rel=1e-12)
 
 
 def test_adjusted_pvalues_keep_missing_ones_missing():
