@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "tunegate.cli.compare",  # compare, history
     "tunegate.cli.report",  # report
     "tunegate.cli.organism",  # organism build
+    "tunegate.cli.twin",  # twin
 )
 
 
