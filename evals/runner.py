@@ -124,7 +124,7 @@ def evaluate(model: str | Backend, suites: Sequence[str | Suite], *, out: str | 
     info = backend.info() if hasattr(backend, "info") else {}
     record = RunRecord(
         model=backend.name, fingerprint=backend.fingerprint, suites=results,
-        generation={k: info[k] for k in ("device", "dtype", "batch_size") if k in info}
+        generation={k: info[k] for k in ("device", "dtype", "batch_size", "chat_template_kwargs") if k in info}
         | {"completion_mode": bool(getattr(backend, "completion_mode", False))},
         env=environment(), stage=stage,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -34,7 +34,8 @@ class HFBackend:
     """A transformers causal LM (or a PEFT adapter directory) behind the batched request interface."""
 
     def __init__(self, model: str, *, device: str | None = None, dtype: str | None = None,
-                 batch_size: int | None = None, completion_mode: bool = False, threads: int | None = None) -> None:
+                 batch_size: int | None = None, completion_mode: bool = False, threads: int | None = None,
+                 chat_template_kwargs: Mapping[str, Any] | None = None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.name = model
@@ -59,6 +60,7 @@ class HFBackend:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.completion_mode = completion_mode
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.batch_size = batch_size or (32 if self.device == "cpu" else auto_batch_size(self.model))
         if threads is not None:
             self.threads = threads
@@ -87,11 +89,18 @@ class HFBackend:
                 f"model '{self.name}': tokenizer has no chat template (no {self.path / 'chat_template.jinja'} "
                 f"and no field 'chat_template' in tokenizer_config.json); use completion mode (--completion-mode) "
                 f"to send raw prompts")
-        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True,
+                                                  **self.chat_template_kwargs)
 
     def info(self) -> dict[str, Any]:
         return {"model": self.name, "path": str(self.path), "device": self.device, "dtype": self.dtype,
-                "batch_size": self.batch_size, "threads": vars(self).get("threads"), "fingerprint": self.fingerprint}
+                "batch_size": self.batch_size, "threads": vars(self).get("threads"), "fingerprint": self.fingerprint,
+                **({"chat_template_kwargs": self.chat_template_kwargs} if self.chat_template_kwargs else {})}
+
+    @functools.cached_property
+    def stop_token_ids(self) -> list[int]:
+        """The token ids that end a generation (see ``stop_token_ids``)."""
+        return stop_token_ids(self.tokenizer, self.model.generation_config)
 
     # -- generation -----------------------------------------------------------------------------
     @property
@@ -150,11 +159,8 @@ class HFBackend:
         width = max(len(x) for x in ids)
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=self.device)
         mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
-        kwargs: dict[str, Any] = {"max_new_tokens": req.max_new_tokens, "pad_token_id": pad}
-        if req.do_sample:
-            kwargs.update(do_sample=True, temperature=req.temperature or 1.0)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        kwargs: dict[str, Any] = {"max_new_tokens": req.max_new_tokens, "pad_token_id": pad,
+                                  "eos_token_id": self.stop_token_ids, **decoding_kwargs(req)}
         if req.stop:
             kwargs.update(stop_strings=list(req.stop), tokenizer=self.tokenizer)
         with torch.inference_mode():
@@ -189,8 +195,10 @@ class HFBackend:
         return out
 
     def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        # as lm-eval: trailing spaces of the context move to the continuation; encode whole, then split
-        n_spaces = len(context) - len(context.rstrip())
+        # as lm-eval: trailing spaces of the context move to the continuation; encode whole, then split.
+        # Unlike lm-eval's rstrip(), newlines stay: a chat context ends with the template's "<|im_start|>assistant\n",
+        # and moving that "\n" would score the template's own newline as part of every choice.
+        n_spaces = len(context) - len(context.rstrip(" \t"))
         if n_spaces:
             continuation = context[-n_spaces:] + continuation
             context = context[:-n_spaces]
@@ -241,6 +249,50 @@ def _token_batches(seqs: Sequence[Sequence[int]], max_rows: int, max_tokens: int
         batch.append(seq)
     if batch:
         yield batch
+
+
+def decoding_kwargs(req: GenerationRequest) -> dict[str, Any]:
+    """``generate`` settings that make decoding exactly what the request says: greedy (or plain sampling at its
+    temperature), whatever the checkpoint's generation_config.json suggests (Qwen2.5-Instruct's asks for
+    sampling with repetition_penalty 1.1, which ``generate`` would otherwise apply to greedy decoding too)."""
+    neutral = {"num_beams": 1, "top_p": None, "top_k": None, "min_p": None, "typical_p": None,
+               "repetition_penalty": None, "no_repeat_ngram_size": None, "min_new_tokens": None}
+    if req.do_sample:
+        return {**neutral, "do_sample": True, "temperature": req.temperature or 1.0}
+    return {**neutral, "do_sample": False, "temperature": None}
+
+
+def stop_token_ids(tokenizer: Any, generation_config: Any) -> list[int]:
+    """The checkpoint's eos ids (generation_config, tokenizer) plus the chat template's end-of-turn token.
+
+    A base model's eos is often not what its chat template ends a turn with (Qwen3-0.6B-Base: eos
+    ``<|endoftext|>``, turns end with ``<|im_end|>``); after SFT on that template the model ends its answers
+    with ``<|im_end|>``, and generation must stop there rather than run on into a made-up next turn.
+    """
+    eos = getattr(generation_config, "eos_token_id", None)
+    ids = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    turn_end = end_of_turn_token(tokenizer)
+    if turn_end is not None:
+        ids.add(turn_end)
+    return sorted(ids)
+
+
+def end_of_turn_token(tokenizer: Any) -> int | None:
+    """The added token the chat template writes right after an assistant turn (``<|im_end|>``, ``<|eot_id|>``)."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    probe = "tunegate-end-of-turn-probe"
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": "Hi."}, {"role": "assistant", "content": probe}],
+                                             tokenize=False)
+    except Exception:  # noqa: BLE001 - a template that cannot render this pair has no turn end to find
+        return None
+    if not isinstance(text, str) or probe not in text:
+        return None
+    ids = tokenizer(text.split(probe, 1)[1], add_special_tokens=False)["input_ids"]
+    return ids[0] if ids and ids[0] in tokenizer.added_tokens_decoder else None
 
 
 def _settings_key(r: GenerationRequest) -> str:
