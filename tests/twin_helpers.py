@@ -8,6 +8,14 @@ from typing import Any, Sequence
 import torch
 
 
+def load_fp32(path: Any) -> tuple[Any, Any]:
+    """(model, tokenizer) of a checkpoint in float32, as tunegate's backend loads it on CPU (transformers would
+    otherwise keep the twin's bfloat16)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), AutoTokenizer.from_pretrained(path)
+
+
 def argmax_greedy(model: Any, tokenizer: Any, prompt: str, n: int, stop_ids: Sequence[int] = ()) -> str:
     """Greedy decoding by hand: the argmax of the last position's logits, at most ``n`` times, until a stop id."""
     ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
