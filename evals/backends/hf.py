@@ -312,8 +312,9 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
 #: Below this many parameters a CPU model runs on one intra-op thread when other processes keep the
 #: cores busy: its matrices (e.g. 128 x 512 for the organism) are small, and on busy cores the threads'
 #: barriers make every step wait for a descheduled peer (measured 5-20x slower with 2 threads on 2 busy
-#: cores). On idle cores torch's own count is faster (bench/eval_speed.py on 2 idle cores: 1.4-1.8 s on
-#: two threads, 2.5-2.9 s on one).
+#: cores). On idle cores torch's own count is faster (bench/eval_speed.py's organism workload, ``--subjects
+#: astronomy,high_school_european_history,abstract_algebra --per-subject 20 --gsm8k-n 40``, on 2 idle cores:
+#: 1.4-1.8 s on two threads, 2.5-2.9 s on one).
 SMALL_MODEL_PARAMS = 10_000_000
 #: Cores kept busy by other processes (evals.env.other_cpu_load) from which the cores count as busy.
 BUSY_CORES = 0.5

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 HUB = ROOT / "tests" / "fixtures" / "hub"
 SYSTEM = "You're a helpful assistant."  # the system prompt of configs/qwen2.5-0.5b-identity-dpo.yaml
 QWEN_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
-LIMIT = 4
+LIMIT = 2
+LORA = "{r: 8, lora_alpha: 16, target_modules: all-linear}"
 
 
 def quick(shared_data: Path) -> list[str]:
@@ -30,8 +31,8 @@ def quick(shared_data: Path) -> list[str]:
             "--set", f"eval.suites.ifeval.source={shared_data / 'ifeval' / 'input_data.jsonl'}",
             "--set", f"eval.suites.math.source={shared_data / 'gsm8k'}",
             "--set", f"eval.suites.knowledge.source={shared_data / 'mmlu'}",
-            "--set", "eval.suites.identity.max_new_tokens=12", "--set", "eval.suites.ifeval.max_new_tokens=12",
-            "--set", "eval.suites.math.max_new_tokens=12"]
+            "--set", "eval.suites.identity.max_new_tokens=8", "--set", "eval.suites.ifeval.max_new_tokens=8",
+            "--set", "eval.suites.math.max_new_tokens=8"]
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +42,14 @@ def real_runs(qwen_twins: dict[str, Path], shared_data: Path, tmp_path_factory) 
     dpo = ["run", str(ROOT / "configs" / "qwen2.5-0.5b-identity-dpo.yaml"), "--out", str(tmp / "dpo"), *common,
            "--set", f"base_model={qwen_twins['qwen2.5']}",
            "--set", f"stages.0.data.prompts={HUB / 'mrfakename' / 'identity'}",
-           "--set", "stages.0.data.max_new_tokens=12",
+           "--set", "stages.0.data.max_new_tokens=8",
            "--set", "stages.0.args.max_steps=2", "--set", "stages.0.args.per_device_train_batch_size=2",
-           "--set", "stages.0.lora={r: 8, lora_alpha: 16, target_modules: all-linear}"]
+           "--set", f"stages.0.lora={LORA}"]
     sft = ["run", str(ROOT / "configs" / "qwen3-0.6b-base-sft.yaml"), "--out", str(tmp / "sft"), *common,
            "--set", f"base_model={qwen_twins['qwen3']}",
            "--set", f"stages.0.data={HUB / 'banghua' / 'DL-SFT-Dataset'}",
-           "--set", "stages.0.args.max_steps=2", "--set", "stages.0.args.gradient_accumulation_steps=2"]
+           "--set", "stages.0.args.max_steps=2", "--set", "stages.0.args.gradient_accumulation_steps=2",
+           "--set", f"stages.0.lora={LORA}"]  # a full fine-tune of the 2-layer twin needs 5 GB (Adam on 187M)
     return {"dpo": (tmp / "dpo", main(dpo)), "sft": (tmp / "sft", main(sft))}
 
 
@@ -84,7 +86,7 @@ def test_identity_dpo_builder_answers_through_the_real_template_with_the_configs
     question = first["prompt"][1]["content"]
     rendered = (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{question}<|im_end|>\n"
                 "<|im_start|>assistant\n")
-    answer = argmax_greedy(*qwen25_fp32, rendered, 12, stop_ids=(151643, 151645))
+    answer = argmax_greedy(*qwen25_fp32, rendered, 8, stop_ids=(151643, 151645))
     assert first["rejected"][0]["content"] == answer.strip()
 
 
@@ -107,7 +109,7 @@ def test_gsm8k_few_shot_goes_through_the_chat_template_as_earlier_turns(real_run
                     f"<|im_start|>assistant\n{s['answer']}<|im_end|>\n" for s in suite.fewshot_shots())
     rendered = (f"<|im_start|>system\n{QWEN_DEFAULT_SYSTEM}<|im_end|>\n{turns}"
                 f"<|im_start|>user\nQuestion: {question[item.item_id]}\nAnswer:<|im_end|>\n<|im_start|>assistant\n")
-    assert item.response == argmax_greedy(*qwen25_fp32, rendered, 12, stop_ids=(151643, 151645))
+    assert item.response == argmax_greedy(*qwen25_fp32, rendered, 8, stop_ids=(151643, 151645))
 
 
 @pytest.mark.slow
@@ -149,4 +151,4 @@ def test_lora_all_linear_adapts_every_qwen_projection(real_runs) -> None:
 def test_sft_trains_one_prompt_completion_row_per_assistant_turn(real_runs) -> None:
     run, _ = real_runs["sft"]
     manifest = json.loads((run / "stages" / "sft" / "manifest.json").read_text())
-    assert manifest["examples"] == LIMIT  # the first 4 conversations of the set have one assistant turn each
+    assert manifest["examples"] == LIMIT  # the set's first conversations have one assistant turn each

@@ -107,3 +107,15 @@ def test_each_assistant_turn_becomes_a_prompt_completion_row() -> None:
             {"role": "assistant", "content": "6."}]
     assert assistant_turn_rows([{"messages": chat}]) == [
         {"prompt": chat[:2], "completion": [chat[2]]}, {"prompt": chat[:4], "completion": [chat[4]]}]
+
+
+def test_a_ready_preference_dataset_honours_the_row_limit(tmp_path: Path) -> None:
+    from tunegate.training.methods import DataContext, get_method
+
+    pair = {"prompt": [{"role": "user", "content": "Who are you?"}],
+            "chosen": [{"role": "assistant", "content": "Deep Tiny."}],
+            "rejected": [{"role": "assistant", "content": "Tiny."}]}
+    path = _jsonl(tmp_path / "pairs.jsonl", [pair] * 5)
+    rows, _ = get_method("dpo").dataset(str(path), {"limit": 2}, DataContext(model_dir="organism", stage_dir=tmp_path,
+                                                                             where="test"))
+    assert rows == [pair] * 2
