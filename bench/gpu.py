@@ -155,7 +155,8 @@ def bench_loglikelihood(backend: Any, cfg: BenchConfig, vocab: int, device: str)
 
     rng = random.Random(1)
     requests = [LoglikelihoodRequest(_text(rng, cfg.ll_context, vocab, backend.tokenizer),
-                                     backend.tokenizer.decode([rng.randrange(1, vocab)])) for _ in range(cfg.ll_items)]
+                                     " " + backend.tokenizer.decode([rng.randrange(1, vocab)]).lstrip())
+                for _ in range(cfg.ll_items)]
     backend.batch_size = 32
     backend.loglikelihood(requests[:32])  # warm-up
     _sync(device)

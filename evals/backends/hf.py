@@ -206,6 +206,9 @@ class HFBackend:
             prefix = self.tokenizer.eos_token_id if self.tokenizer.bos_token_id is None else self.tokenizer.bos_token_id
             return [prefix], self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
         whole, ctx = self._encode(context + continuation), self._encode(context)
+        if len(whole) <= len(ctx):  # e.g. a word-level tokenizer merging "...t9" + "t5" into one unknown word
+            raise TunegateError(f"log-likelihood request: continuation {continuation!r} adds no token to its context "
+                                f"(...{context[-40:]!r}) with this tokenizer")
         return ctx, whole[len(ctx):]
 
     def _loglikelihood_batch(self, seqs: list[tuple[int, ...]], conts: list[list[list[int]]]) -> list[list[float]]:

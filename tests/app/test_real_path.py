@@ -38,17 +38,17 @@ def quick(shared_data: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def real_runs(qwen_twins: dict[str, Path], shared_data: Path, tmp_path_factory) -> dict[str, tuple[Path, int]]:
     tmp = tmp_path_factory.mktemp("real")
-    common = quick(shared_data) + ["--cache-dir", str(tmp / "cache")]
+    common = quick(shared_data) + ["--cache-dir", str(tmp / "cache"), "--set", "stages.0.args.logging_steps=1"]
     dpo = ["run", str(ROOT / "configs" / "qwen2.5-0.5b-identity-dpo.yaml"), "--out", str(tmp / "dpo"), *common,
            "--set", f"base_model={qwen_twins['qwen2.5']}",
            "--set", f"stages.0.data.prompts={HUB / 'mrfakename' / 'identity'}",
            "--set", "stages.0.data.max_new_tokens=8",
-           "--set", "stages.0.args.max_steps=2", "--set", "stages.0.args.per_device_train_batch_size=2",
+           "--set", "stages.0.args.max_steps=1", "--set", "stages.0.args.per_device_train_batch_size=2",
            "--set", f"stages.0.lora={LORA}"]
     sft = ["run", str(ROOT / "configs" / "qwen3-0.6b-base-sft.yaml"), "--out", str(tmp / "sft"), *common,
            "--set", f"base_model={qwen_twins['qwen3']}",
            "--set", f"stages.0.data={HUB / 'banghua' / 'DL-SFT-Dataset'}",
-           "--set", "stages.0.args.max_steps=2", "--set", "stages.0.args.gradient_accumulation_steps=2",
+           "--set", "stages.0.args.max_steps=1", "--set", "stages.0.args.gradient_accumulation_steps=1",
            "--set", f"stages.0.lora={LORA}"]  # a full fine-tune of the 2-layer twin needs 5 GB (Adam on 187M)
     return {"dpo": (tmp / "dpo", main(dpo)), "sft": (tmp / "sft", main(sft))}
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tunegate.evals.backends.hf import HFBackend
+from tunegate.evals.errors import TunegateError
 from tunegate.evals.models import fingerprint_dir
 from tunegate.evals.requests import GenerationRequest, LoglikelihoodRequest
 from tunegate.evals.runner import evaluate
@@ -83,3 +84,8 @@ def test_fingerprint_covers_generation_config(organism_copy: Path) -> None:
     config["eos_token_id"] = [config.get("eos_token_id"), 7]
     path.write_text(json.dumps(config))
     assert fingerprint_dir(organism_copy) != before
+
+
+def test_a_continuation_that_adds_no_token_is_one_clear_error(qwen25: HFBackend) -> None:
+    with pytest.raises(TunegateError, match=r"continuation '' adds no token to its context"):
+        qwen25.loglikelihood([LoglikelihoodRequest(MMLU_CONTEXT, "")])
