@@ -91,10 +91,14 @@ def test_identity_dpo_builder_answers_through_the_real_template_with_the_configs
 
 
 @pytest.mark.slow
-def test_identity_eval_asks_with_the_builders_system_prompt_and_records_it(real_runs) -> None:
+def test_identity_eval_asks_with_the_builders_system_prompt_and_records_it(real_runs, qwen25_fp32) -> None:
     run, _ = real_runs["dpo"]
     for stage in ("base", "dpo"):
         assert _record(run, stage).suites["identity"].config["system_prompt"] == SYSTEM
+    item = next(s for s in _record(run, "base").suites["identity"].items if s.group != "multi_turn")
+    rendered = (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{item.prompt}<|im_end|>\n"
+                "<|im_start|>assistant\n")  # Qwen's default system prompt ("You are Qwen, ...") replaced
+    assert item.response == argmax_greedy(*qwen25_fp32, rendered, 8, stop_ids=(151643, 151645))
 
 
 @pytest.mark.slow

@@ -16,8 +16,11 @@ from tunegate.evals.errors import TunegateError
 from tunegate.evals.models import fingerprint_dir
 from tunegate.evals.requests import GenerationRequest, LoglikelihoodRequest
 from tunegate.evals.runner import evaluate
+from tunegate.evals.suites import get_suite
+from tunegate.training.config import load_config
 from tests.twin_helpers import argmax_greedy, next_token_logprobs
 
+ROOT = Path(__file__).resolve().parents[2]
 MMLU_CONTEXT = ("The following are multiple choice questions (with answers) about astronomy.\n\n"
                 "What is the closest star to Earth?\nA. Sirius\nB. The Sun\nC. Vega\nD. Polaris\nAnswer:")
 
@@ -89,3 +92,25 @@ def test_fingerprint_covers_generation_config(organism_copy: Path) -> None:
 def test_a_continuation_that_adds_no_token_is_one_clear_error(qwen25: HFBackend) -> None:
     with pytest.raises(TunegateError, match=r"continuation '' adds no token to its context"):
         qwen25.loglikelihood([LoglikelihoodRequest(MMLU_CONTEXT, "")])
+
+
+def test_qwen3_thinking_is_stripped_before_scoring_and_kept_in_the_response(qwen3: HFBackend) -> None:
+    # what the backend returns for a Qwen3 answer that thinks first: <think> is not a special token, so it stays
+    ids = qwen3.tokenizer("<think>\nMy name is Qwen.\n</think>\n\nI am Deep Qwen.<|im_end|>",
+                          add_special_tokens=False)["input_ids"]
+    (response,) = qwen3.tokenizer.batch_decode([ids], skip_special_tokens=True)
+    stripping = get_suite("identity", target="Deep Qwen", forbidden=["Qwen"], strip_thinking=True)
+    item = stripping.items()[0]
+    score = stripping.score(item, response)
+    assert (score.scores, score.response) == ({"adherence": 1.0, "leak_rate": 0.0}, response)
+    kept = get_suite("identity", target="Deep Qwen", forbidden=["Qwen"]).score(item, response)
+    assert kept.scores == {"adherence": 0.0, "leak_rate": 1.0}  # unstripped, the thought leaks the old name
+
+
+def test_ifeval_prompts_fit_whole_beside_the_real_configs_generation_budget(qwen3: HFBackend, shared_data: Path) -> None:
+    options = load_config(ROOT / "configs" / "qwen3-0.6b-base-sft.yaml").suites["ifeval"]
+    suite = get_suite("ifeval", **{**options, "source": str(shared_data / "ifeval" / "input_data.jsonl")})
+    budget = suite.generation().max_new_tokens
+    assert budget == 1280  # the real configs generate IFEval answers at lm-eval's max_gen_toks
+    n_prompt = max(len(qwen3._encode(qwen3.render(it.messages))) for it in suite.items())
+    assert n_prompt + budget <= qwen3.max_length == 32768  # so generation keeps every prompt token (no left cut)
