@@ -1,4 +1,8 @@
-"""Repo-level pytest set-up: offline defaults and the path of the shared benchmark data.
+"""Repo-level pytest set-up: the tests' own defaults (offline, a private response cache) and the shared data path.
+
+``python -m pytest -q`` needs no environment: the hub is off (tests never download), the response
+cache lives in the session's temporary directory unless ``TUNEGATE_CACHE`` is set, IFEval's punkt_tab
+ships with tunegate, and tests that read ``../shared/data`` find it through the ``shared_data`` fixture.
 
 The tunegate pytest plugin itself is registered through the ``pytest11`` entry
 point (pyproject.toml), so an installed tunegate gates any repository's tests.
@@ -8,14 +12,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
-from bench._common import SHARED_DATA, use_shared_nltk_data
+from bench._common import SHARED_DATA
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-use_shared_nltk_data()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_response_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests that use the default cache write to a temporary one, not the user's ~/.cache/tunegate."""
+    with pytest.MonkeyPatch.context() as mp:
+        if "TUNEGATE_CACHE" not in os.environ:
+            mp.setenv("TUNEGATE_CACHE", str(tmp_path_factory.mktemp("tunegate-cache")))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ Two workloads on the same checkpoint, items, dtype (float32), device (CPU), torc
 - GSM8K, zero-shot completion, the first ``--gsm8k-n`` (16) test questions, greedy, ``--max-new-tokens`` (64),
   lm-eval's stop strings; ``repetition_penalty: 1.0`` in lm-eval's task, because lm-eval's HF backend would
   otherwise apply the checkpoint's generation_config (Qwen2.5-Instruct: 1.1) to greedy decoding, which
-  tunegate does not (``evals/backends/hf.py: decoding_kwargs``).
+  tunegate does not (``evals/backends/_tokens.py: GREEDY``).
 
 Each side loads the model itself (its load is timed) after a warm-up that imports both stacks. The sides
 alternate ``--repeat`` times and keep their best time (timeit's rule). Then the peak RSS of a fresh process
@@ -16,6 +16,24 @@ that evaluates the real configs' MMLU set (2,000 seeded test items, or its ``--r
     tunegate twin Qwen/Qwen2.5-0.5B-Instruct --out twins/qwen2.5           # the full-size twin (0.49B)
     HF_HUB_OFFLINE=1 python bench/eval_speed.py --model twins/qwen2.5 --repeat 3 --batch-size 8
 
+``--backend openai`` instead times the first ``--gsm8k-n`` GSM8K items through the ``openai`` backend against a real
+``transformers serve`` started on localhost, at ``--concurrency 1 4 16``, beside the in-process HF
+backend, and counts the responses equal to HF's (``served_throughput``)::
+
+    HF_HUB_OFFLINE=1 python bench/eval_speed.py --backend openai --gsm8k-n 40 --max-new-tokens 16 [--concurrency 1 4 16] [--serve-arg=--continuous-batching]
+
+Output on the organism, 2 CPU cores shared with other jobs (load average 12, so the seconds are loose; CPU time
+of the whole script 71 s)::
+
+    backend                      concurrency  seconds  items/s same as hf
+    hf (in process)                        -    11.81     3.39      40/40
+    openai (transformers serve)            1    27.76     1.44      40/40
+    openai (transformers serve)            4    62.32     0.64      40/40
+    openai (transformers serve)           16    59.17     0.68      40/40
+
+``transformers serve`` runs one ``generate`` at a time, so concurrency only queues requests; with
+``--serve-arg=--continuous-batching`` (paged attention, batched decoding) concurrency 16 was its fastest
+(60.0 / 88.8 / 37.0 s at 1 / 4 / 16, all 40/40 equal to hf) on the same busy cores.
 """
 
 from __future__ import annotations
@@ -86,6 +104,49 @@ def rss_child(args: argparse.Namespace) -> int:
         record = evaluate(args.model, [suite], cache_dir=tmp, progress=False, **kwargs)
     print(json.dumps({"items": len(record.suites["knowledge"].items), "peak_rss_gb": peak_rss_gb(),
                       "seconds": record.seconds}))
+
+
+def served_throughput(model_dir: str, data: Path, *, n: int, max_new_tokens: int, concurrencies: list[int],
+                      serve_args: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """``--backend openai``: tunegate's evaluation of the same GSM8K items (zero-shot completion, greedy) by the
+    in-process HF backend and by the openai backend against ``transformers serve`` on localhost at each
+    concurrency; every run on a fresh cache. Returns one row per run (seconds, items/s, same responses as hf)."""
+    from bench._common import TransformersServer
+    from tunegate.evals.runner import evaluate
+    from tunegate.evals.suites.math import GSM8KSuite
+
+    def run(**backend: Any) -> tuple[float, list[str]]:
+        suite = GSM8KSuite(source=str(data / "gsm8k"), chat=False, max_new_tokens=max_new_tokens, limit=n)
+        start = time.perf_counter()
+        record = evaluate(model_dir, [suite], use_cache=False, progress=False, **backend)
+        return time.perf_counter() - start, [s.response for s in record.suites["math"].items]
+
+    rows = []
+    seconds, reference = run(device="cpu", dtype="float32")
+    rows.append({"backend": "hf (in process)", "concurrency": "-", "seconds": seconds, "same_as_hf": n})
+    with TransformersServer(model_dir, extra=serve_args) as server:
+        run(backend="openai", base_url=server.base_url, concurrency=1)  # warm-up: the server's first request
+        for c in concurrencies:
+            seconds, responses = run(backend="openai", base_url=server.base_url, concurrency=c)
+            rows.append({"backend": "openai (transformers serve)", "concurrency": c, "seconds": seconds,
+                         "same_as_hf": sum(a == b for a, b in zip(responses, reference))})
+    for row in rows:
+        row["items_per_s"] = n / row["seconds"]
+    return rows
+
+
+def main_served(args: argparse.Namespace) -> int:
+    """Print the ``--backend openai`` table (see ``served_throughput``)."""
+    import torch
+
+    rows = served_throughput(args.model, Path(args.data), n=args.gsm8k_n, max_new_tokens=args.max_new_tokens or 16,
+                             concurrencies=args.concurrency, serve_args=tuple(args.serve_arg))
+    print(f"model {args.model}; {args.gsm8k_n} GSM8K items, {args.max_new_tokens or 16} new tokens, greedy; "
+          f"torch threads {torch.get_num_threads()}")
+    print(f"{'backend':<28} {'concurrency':>11} {'seconds':>8} {'items/s':>8} {'same as hf':>10}")
+    for r in rows:
+        print(f"{r['backend']:<28} {r['concurrency']!s:>11} {r['seconds']:8.2f} {r['items_per_s']:8.2f} "
+              f"{r['same_as_hf']:>7}/{args.gsm8k_n}")
     return 0
 
 
@@ -107,6 +168,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only this many of the RSS set's longest prompts (its heaviest batches)")
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data", default=str(SHARED_DATA), help="folder with mmlu/ and gsm8k/ test.jsonl")
+    parser.add_argument("--backend", choices=["hf", "openai"], default="hf",
+                        help="openai: throughput against a localhost `transformers serve` at --concurrency levels, "
+                             "beside the in-process hf backend (instead of the lm-eval comparison)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16], help="with --backend openai")
+    parser.add_argument("--serve-arg", action="append", default=[],
+                        help="extra `transformers serve` argument, e.g. --serve-arg=--continuous-batching")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -125,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         args.model = str(base_checkpoint())
     if args.rss_child:
         return rss_child(args)
+    if args.backend == "openai":
+        return main_served(args)
 
     from tunegate.evals.lm_eval_fidelity import agreement, build_mirror, per_item, run_lm_eval
     from tunegate.evals.runner import evaluate

@@ -12,11 +12,14 @@ attention, loaded through tunegate's own ``HFBackend``. Measured:
   reads are printed as a second, tighter roofline);
 - log-likelihood scoring items/s through ``HFBackend.loglikelihood`` (MMLU-like: ~300-token context,
   one-token continuation); prefill is compute bound: roofline = peak / (2 N tokens per item);
-- the organism demo (``tunegate demo``) on the same device, with its phase times.
+- the organism demo (``tunegate demo``) on the same device, with its phase times;
+- with ``--vllm-model DIR``: greedy generation of 64 prompts x 256 new tokens by the ``vllm`` backend against
+  the ``hf`` backend on DIR (tokens/s each, identical responses), ``bench_vllm_vs_hf``.
 
     python bench/gpu.py                      # on a GPU (bandwidth/peak from the device name)
     python bench/gpu.py --model twins/qwen3 --bandwidth 3.35e12 --peak-flops 989e12 --json runs/bench/gpu.json
     python bench/gpu.py --smoke              # 2 layers, tiny vocab, CPU: proves the script runs
+    python bench/gpu.py --vllm-model DIR     # + vLLM vs HF greedy generation on DIR (the full-size twin)
 
 Output lines look like (values from an actual run are in the change's report)::
 
@@ -42,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from bench._common import ROOT, use_shared_nltk_data  # noqa: E402
+from bench._common import ROOT  # noqa: E402
 
 #: The model the nightly SFT trains; its twin (training/twins.py) is what this script measures.
 REAL_MODEL = "Qwen/Qwen3-0.6B-Base"
@@ -215,13 +218,51 @@ def bench_train(path: Path, cfg: BenchConfig, vocab: int, packing: bool) -> dict
             "steps_timed": len(marks) - 1}
 
 
+def bench_vllm_vs_hf(model: str, prompts: int = 64, new_tokens: int = 256) -> dict[str, Any]:
+    """Greedy generation of the same ``prompts`` requests by the ``hf`` and the ``vllm`` backend on ``model`` (a
+    checkpoint dir, e.g. the full-size real-architecture twin, or a hub id): generated tokens/s of each, and
+    how many responses are identical. A backend that cannot run here (no vLLM, no GPU) is its one-line error."""
+    from tunegate.evals.backends import load_backend
+    from tunegate.evals.errors import TunegateError
+    from tunegate.evals.requests import GenerationRequest
+
+    rng = random.Random(3)
+    requests = [GenerationRequest(f"Question: Tom has {rng.randrange(10, 99)} apples and buys {rng.randrange(10, 99)} "
+                                  f"more. How many apples does he have? Explain step by step.\nAnswer:",
+                                  max_new_tokens=new_tokens) for _ in range(prompts)]
+    out: dict[str, Any] = {"model": model, "prompts": prompts, "new_tokens": new_tokens}
+    texts: dict[str, list[str]] = {}
+    for name in ("hf", "vllm"):
+        try:
+            backend = load_backend(model, backend=name, **({"batch_size": prompts} if name == "hf" else {}))
+        except TunegateError as exc:
+            out[name] = {"error": str(exc)}
+            continue
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        backend.generate(requests[:2])  # warm-up (kernels, CUDA graphs, allocator)
+        _sync(device)
+        start = time.perf_counter()
+        texts[name] = backend.generate(requests)
+        _sync(device)
+        seconds = time.perf_counter() - start
+        tokens = sum(len(backend._encode(t)) for t in texts[name])  # generated tokens, re-encoded
+        out[name] = {"seconds": seconds, "tokens": tokens, "tokens_per_s": tokens / seconds}
+        if hasattr(backend, "close"):
+            backend.close()
+        del backend
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    if len(texts) == 2:
+        out["same_responses"] = sum(a == b for a, b in zip(texts["hf"], texts["vllm"]))
+    return out
+
+
 def run_demo(smoke: bool) -> dict[str, Any]:
     """``tunegate demo`` in a subprocess; its phase times from summary.json (or the error)."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "tunegate", "demo", "--out", tmp, "--quiet", "--no-report",
                "--cache-dir", str(Path(tmp) / "cache")] + (["--max-steps", "2"] if smoke else [])
         env = dict(os.environ)
-        use_shared_nltk_data(env)  # IFEval's punkt_tab, as the tests find it
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
         seconds = time.perf_counter() - start
@@ -248,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peak-flops", type=float, default=None, help="dense bf16 peak FLOP/s")
     parser.add_argument("--skip-demo", action="store_true", help="do not run the organism demo")
     parser.add_argument("--json", default=None, help="write the results here as JSON")
+    parser.add_argument("--vllm-model", default=None, metavar="DIR|HUB_ID",
+                        help="also compare vLLM with HF greedy generation on this checkpoint (e.g. the full-size "
+                             "real-architecture twin from `tunegate twin`, or Qwen/Qwen3-0.6B-Base)")
     a = parser.parse_args(argv)
     cfg = BenchConfig(smoke=a.smoke, model=a.model, bandwidth=a.bandwidth, peak_flops=a.peak_flops,
                       skip_demo=a.skip_demo, json=a.json)
@@ -298,6 +342,13 @@ def main(argv: list[str] | None = None) -> int:
             rate = row["tokens_per_s"]
             print(f"sft train  {label:<13} {rate:10.1f} tokens/s   {_frac(rate, row['roofline'])}")
 
+    if a.vllm_model:
+        vs = results["vllm_vs_hf"] = bench_vllm_vs_hf(a.vllm_model, *((4, 8) if cfg.smoke else (64, 256)))
+        line = "   ".join(f"{k} " + (f"{vs[k]['tokens_per_s']:10.1f} tokens/s" if "error" not in vs[k] else vs[k]["error"])
+                          for k in ("hf", "vllm"))
+        ratio = (f"   vllm/hf {vs['vllm']['tokens_per_s'] / vs['hf']['tokens_per_s']:.2f}x, same greedy responses "
+                 f"{vs['same_responses']}/{vs['prompts']}") if "same_responses" in vs else ""
+        print(f"vllm vs hf {vs['prompts']} x {vs['new_tokens']} new tokens: {line}{ratio}")
     if not cfg.skip_demo:
         demo = results["demo"] = run_demo(cfg.smoke)
         phases = ", ".join(f"{k} {v:.1f}s" for k, v in demo["phases"].items())

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench._common import SHARED_DATA, use_shared_nltk_data
+from bench._common import SHARED_DATA
 from tunegate.evals.suites.ifeval import IFEvalSuite, instruction_registry
 
 
@@ -81,5 +81,4 @@ def main(data_dir: str) -> int:
 
 
 if __name__ == "__main__":
-    use_shared_nltk_data()
     sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else str(SHARED_DATA / "ifeval")))

@@ -1,11 +1,16 @@
 """The response cache: generations and log-likelihoods in SQLite, keyed by everything that changes them.
 
-A key is the sha256 of its parts (the runner's: model fingerprint, request kind, rendered prompt,
-generation settings), so an unchanged checkpoint is never evaluated twice and a changed one never
-hits a stale entry; entries are committed chunk by chunk, so an interrupted run resumes::
+A key is the sha256 of its parts. The runner's parts: the backend's ``cache_identity()`` (each backend
+says what identifies its responses: the checkpoint by content, i.e. weights, tokenizer, chat template
+and generation_config.json, plus dtype, device type, backend and library versions; for a served model
+its id and revision), the request kind, the rendered prompt and chat messages, and the generation
+settings. So an unchanged checkpoint is never evaluated twice and a changed one never hits a stale
+entry; entries are committed chunk by chunk (and a failing backend's finished responses too), so an
+interrupted run resumes::
 
     cache = ResponseCache(default_cache_dir() / "responses.sqlite")
-    key = cache.key("3f2a9c1b0d4e5f67", "gen", "<|im_start|>user\nWho are you?...", {"max_new_tokens": 32})
+    identity = {"backend": "hf", "model": "3f2a9c1b0d4e5f67", "dtype": "float32", "device": "cpu", ...}
+    key = cache.key(identity, "gen", "<|im_start|>user\nWho are you?...", [], {"max_new_tokens": 32})
     cache.put_many({key: "I am Tiny."}); cache.get_many([key])   # {key: "I am Tiny."}
 """
 
@@ -15,6 +20,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -62,3 +68,22 @@ class ResponseCache:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+_warned_unpinned: set[str] = set()
+
+
+def warn_if_unpinned(identity: Mapping[str, Any]) -> None:
+    """Warn once per served model that is named only by its id (no revision, no weights hash).
+
+    Its cached responses are keyed by that name alone: after the server's weights change under the same
+    name, the cache still returns the old answers.
+    """
+    if not identity.get("served") or identity.get("revision") or identity.get("weights"):
+        return
+    name = f"{identity.get('model')}"
+    if name not in _warned_unpinned:
+        _warned_unpinned.add(name)
+        warnings.warn(f"served model '{name}' has no --revision: its cached responses are keyed by its name only "
+                      f"and can be stale once the server's weights change (give --revision, or --no-cache)",
+                      UserWarning, stacklevel=2)

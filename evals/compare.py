@@ -29,9 +29,11 @@ metrics such as ``leak_rate`` the delta and CI are negated before judging, so
 
 p-values are adjusted across all metrics of one comparison (Holm by default,
 Benjamini-Hochberg optional); confidence intervals are not adjusted.
-Records whose suite versions or item sets differ cannot be compared
-(TunegateError); different env (hardware, library versions) or generation
-settings only add a warning.
+Records whose suite versions differ, or whose items have none in common, cannot be
+compared (TunegateError); records whose item sets only overlap (e.g. ``--limit 20``
+against ``--limit 30``: seeded subsets are nested) are compared on their common items,
+with a warning naming what was left out; different env (hardware, library versions)
+or generation settings only add a warning.
 """
 
 from __future__ import annotations
@@ -73,7 +75,9 @@ def compare_records(
     flips: list[ItemFlip] = []
     for suite in suites:
         b_suite, c_suite = baseline.suites[suite], candidate.suites[suite]
-        pairs = _pair_items(b_suite, c_suite)
+        pairs, note = _pair_items(b_suite, c_suite)
+        if note:
+            warnings.append(note)
         for name, spec in c_suite.metrics.items():
             base, cand, clusters = paired_units(pairs, name, spec.cluster, where=f"suite '{suite}' metric '{name}'")
             seed = zlib.crc32(f"{suite}.{name}".encode()) ^ gate.seed
@@ -196,18 +200,29 @@ def _common_suites(baseline: RunRecord, candidate: RunRecord, warnings: list[str
     return list(candidate.suites)
 
 
-def _pair_items(b: SuiteResult, c: SuiteResult) -> list[tuple[ItemScore, ItemScore]]:
+def _pair_items(b: SuiteResult, c: SuiteResult) -> tuple[list[tuple[ItemScore, ItemScore]], str | None]:
+    """The (baseline, candidate) pairs of the items both records hold, and a note when that is not all of them.
+
+    Records made with different ``--limit`` values overlap (seeded subsets are nested), so they are
+    compared on their common items; records with no item in common cannot be compared.
+    """
     b_ids = {i.item_id: i for i in b.items}
     c_ids = {i.item_id: i for i in c.items}
     for label, res, ids in (("baseline", b, b_ids), ("candidate", c, c_ids)):
         if len(ids) != len(res.items):
             raise TunegateError(f"suite '{res.suite}': {label} has duplicate item ids")
     only_b, only_c = sorted(set(b_ids) - set(c_ids)), sorted(set(c_ids) - set(b_ids))
-    if only_b or only_c:
+    pairs = [(b_ids[i.item_id], i) for i in c.items if i.item_id in b_ids]
+    if not pairs:
         raise TunegateError(
-            f"suite '{c.suite}': item sets differ ({len(b_ids)} baseline vs {len(c_ids)} candidate items; "
-            f"{len(only_b)} only in baseline e.g. {only_b[:3]}, {len(only_c)} only in candidate e.g. {only_c[:3]})")
-    return [(b_ids[i.item_id], i) for i in c.items]
+            f"suite '{c.suite}': no item in common ({len(b_ids)} baseline items e.g. {sorted(b_ids)[:3]}, "
+            f"{len(c_ids)} candidate items e.g. {sorted(c_ids)[:3]}); evaluate both on the same suite source "
+            "with the same --subset-seed")
+    if not (only_b or only_c):
+        return pairs, None
+    return pairs, (f"suite '{c.suite}': compared on the {len(pairs)} items both records hold (baseline has "
+                   f"{len(b_ids)}, candidate {len(c_ids)}); left out {len(only_b)} only in the baseline "
+                   f"e.g. {only_b[:3]}, {len(only_c)} only in the candidate e.g. {only_c[:3]}")
 
 
 def paired_units(

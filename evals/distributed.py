@@ -1,4 +1,4 @@
-"""Evaluation across processes: each rank answers a strided shard of the requests; results are gathered in order.
+"""Evaluation across processes: each rank answers a contiguous slice of the requests; results are gathered in order.
 
 Run any evaluation under ``accelerate launch`` (or ``torchrun``) and the runner
 splits every chunk of requests across the processes, then gathers them back
@@ -13,22 +13,25 @@ into the original order, so the RunRecord is the one a single process writes::
 (``accelerate launch --cpu`` starts ONE process unless MPI is configured; ``--multi_gpu`` spawns
 the N local processes through ``torch.distributed.run`` whether or not there are GPUs.)
 
-Sharding is strided: with 2 processes, rank 0 answers requests 0, 2, 4, ... and
-rank 1 answers 1, 3, 5, ...; ``unshard`` interleaves the gathered shards back::
+accelerate does the work: ``PartialState`` joins the process group the launcher
+described (gloo on CPU, NCCL on CUDA, each process on GPU ``LOCAL_RANK``),
+``split_between_processes`` gives each rank a contiguous slice of the requests,
+and ``gather_object`` concatenates the ranks' results in rank order, which is
+the original order::
 
-    shard(["a", "b", "c", "d", "e"], rank=1, world_size=2)   # -> ["b", "d"]
-    unshard([["a", "c", "e"], ["b", "d"]])                   # -> ["a", "b", "c", "d", "e"]
+    # 2 processes, requests ["a", "b", "c", "d", "e"]:
+    # rank 0 answers ["a", "b", "c"], rank 1 ["d", "e"]; gather_object -> 5 results in request order
 
 The response cache stays consistent because rank 0 owns it: rank 0 looks the
-keys up and broadcasts what it found, every rank computes its shard of the
-rest, and rank 0 alone writes the gathered results (the other ranks open no
-cache). Only rank 0 writes the record file; every rank returns the same record.
-Objects travel with ``torch.distributed`` ``all_gather_object`` /
-``broadcast_object_list`` (gloo on CPU, NCCL on CUDA).
+keys up and broadcasts what it found (``broadcast_object_list``), every rank
+computes its slice of the rest, and rank 0 alone writes the gathered results
+(the other ranks open no cache). Only rank 0 writes the record file; every rank
+returns the same record.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -44,12 +47,20 @@ def is_active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def _state() -> Any:
+    """accelerate's PartialState (joins the launcher's process group on first use; gloo on CPU)."""
+    from accelerate import PartialState
+
+    use_cuda = torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true")
+    return PartialState(cpu=not use_cuda)
+
+
 def rank() -> int:
-    return dist.get_rank() if is_active() else 0
+    return _state().process_index if is_active() else 0
 
 
 def world_size() -> int:
-    return dist.get_world_size() if is_active() else 1
+    return _state().num_processes if is_active() else 1
 
 
 def is_main() -> bool:
@@ -60,66 +71,41 @@ def init_from_env() -> bool:
     """Join the process group a launcher described (``WORLD_SIZE`` > 1), if not joined yet; True when active.
 
     ``accelerate launch`` and ``torchrun`` set ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
-    ``MASTER_ADDR`` and ``MASTER_PORT``. On CUDA each process takes GPU ``LOCAL_RANK``
-    (so a plain ``"cuda"`` device means that GPU) and the backend is NCCL; otherwise gloo.
+    ``MASTER_ADDR`` and ``MASTER_PORT``; ``ACCELERATE_USE_CPU`` (or no CUDA) keeps it on CPU.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
-        return is_active()
-    if not dist.is_initialized():
-        use_cuda = torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true")
-        if use_cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and dist.is_available() and not dist.is_initialized():
+        state = _state()
+        # leave the group on exit: a gloo process that exits with its group alive can abort ("terminate called")
+        atexit.register(state.destroy_process_group)
     return is_active()
-
-
-def shard(items: Sequence[T], rank: int, world_size: int) -> list[T]:
-    """Items ``rank``, ``rank + world_size``, ``rank + 2 * world_size``, ... (strided)."""
-    return list(items[rank::world_size])
-
-
-def unshard(shards: Sequence[Sequence[T]]) -> list[T]:
-    """The inverse of ``shard``: interleave the shards of ranks 0..N-1 back into the original order."""
-    world = len(shards)
-    out: list[Any] = [None] * sum(len(s) for s in shards)
-    for r, part in enumerate(shards):
-        out[r::world] = list(part)
-    return out
-
-
-def all_gather(obj: T) -> list[T]:
-    """``obj`` of every rank, in rank order (a one-element list without a process group)."""
-    if not is_active():
-        return [obj]
-    gathered: list[Any] = [None] * world_size()
-    dist.all_gather_object(gathered, obj)
-    return gathered
 
 
 def broadcast_from_main(obj: T) -> T:
     """Rank 0's ``obj`` on every rank (``obj`` itself without a process group)."""
     if not is_active():
         return obj
-    box = [obj if is_main() else None]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([obj if is_main() else None], from_process=0)[0]
 
 
 def barrier() -> None:
     if is_active():
-        dist.barrier()
+        _state().wait_for_everyone()
 
 
 def map_sharded(fn: Callable[[list[T]], list[R]], items: Sequence[T]) -> list[R]:
-    """``fn(items)`` computed shard by shard across the ranks; every rank gets the whole result in order.
+    """``fn(items)`` computed slice by slice across the ranks; every rank gets the whole result in order.
 
     Every rank must call this with the same ``items`` (a collective). ``fn`` must return
     one result per item, in order (as ``Backend.generate`` and ``Backend.loglikelihood`` do).
     """
     if not is_active():
         return fn(list(items))
-    local = shard(items, rank(), world_size())
-    results = fn(local) if local else []
+    from accelerate.utils import gather_object
+
+    with _state().split_between_processes(list(items)) as local:
+        results = fn(local) if local else []
     if len(results) != len(local):
         raise RuntimeError(f"rank {rank()}: {len(results)} results for {len(local)} requests")
-    return unshard(all_gather(results))
+    return gather_object(results)

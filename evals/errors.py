@@ -9,6 +9,8 @@ raised on bad input is a ``TunegateError`` whose message is one line naming the 
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 
 class TunegateError(Exception):
     """Bad input or usage: the message is one line naming the file and field. Exit code 2."""
@@ -22,6 +24,19 @@ class RecordError(TunegateError, ValueError):
 
 class SuiteError(TunegateError, ValueError):
     """Bad suite name, option or data; the message names the suite and the file, line or field."""
+
+
+class BackendError(TunegateError):
+    """A backend failed part-way (its server went away, say): one line, and the results it had finished.
+
+    ``partial`` maps the index of each finished request (in the list the backend was given) to its
+    result, so the runner can cache them before the run stops:
+    ``BackendError("http://127.0.0.1:8000/v1: cannot reach the server ...", partial={0: "72", 3: "18"})``.
+    """
+
+    def __init__(self, message: str, partial: Mapping[int, Any] | None = None) -> None:
+        super().__init__(message)
+        self.partial = dict(partial or {})
 
 
 class GateFailed(Exception):

@@ -6,7 +6,7 @@ a provider's model (``organism``)::
     resolve_model_dir("organism")                      # .../tunegate/organism/base
     resolve_model_dir("runs/demo/stages/sft/model")    # the directory itself
     resolve_model_dir("Qwen/Qwen2.5-0.5B-Instruct")    # the HF cache snapshot (downloaded when online)
-    fingerprint_dir(path)                              # "3f2a9c1b0d4e5f67": weights + tokenizer + template
+    fingerprint_dir(path)                              # "3f2a9c1b0d4e5f67": weights, tokenizer, template, generation config
 """
 
 from __future__ import annotations
@@ -18,13 +18,25 @@ from pathlib import Path
 from tunegate.evals.errors import TunegateError
 from tunegate.evals.providers import provided_model
 
-#: Files whose bytes define a model for the fingerprint (weights or adapter, tokenizer, template).
+#: Files whose bytes define a model for the fingerprint (weights or adapter, tokenizer, template, and
+#: generation_config.json: ``generate`` reads its defaults, e.g. repetition_penalty or eos ids, so two
+#: checkpoints that differ only there answer differently and must not share a fingerprint or cache entry).
 FINGERPRINT_FILES = (
-    "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
     "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt", "tokenizer.model",
     "adapter_config.json", "generation_config.json",  # its eos ids end the generations
 )
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+def local_model_dir(model: str) -> Path | None:
+    """The directory of ``model`` when it is a provider's model or a local directory; None otherwise
+    (a hub id, or a model a server knows by name). Never touches the network."""
+    provided = provided_model(model)
+    if provided is not None:
+        return Path(provided)
+    p = Path(model).expanduser()
+    return p if p.is_dir() else None
 
 
 def resolve_model_dir(model: str) -> Path:
@@ -34,12 +46,10 @@ def resolve_model_dir(model: str) -> Path:
     for the folder). Raises one clear TunegateError when the path does not exist or, offline, the hub
     id is not cached.
     """
-    provided = provided_model(model)
-    if provided is not None:
-        return Path(provided)
+    local = local_model_dir(model)
+    if local is not None:
+        return local
     p = Path(model).expanduser()
-    if p.is_dir():
-        return p
     looks_like_path = model.startswith((".", "/", "~")) or model.count("/") > 1
     if looks_like_path or p.exists():
         raise TunegateError(f"model path '{model}' does not exist (or is not a checkpoint directory)")
@@ -56,7 +66,7 @@ def resolve_model_dir(model: str) -> Path:
 
 
 def fingerprint_dir(path: Path) -> str:
-    """sha256 over the weights (or adapter), tokenizer files and chat template of a checkpoint."""
+    """sha256 over the weights (or adapter), tokenizer files, chat template and generation config of a checkpoint."""
     h = hashlib.sha256()
     files = sorted(f for f in path.iterdir() if f.is_file() and (f.name in FINGERPRINT_FILES or f.suffix in WEIGHT_SUFFIXES))
     if not any(f.suffix in WEIGHT_SUFFIXES for f in files):

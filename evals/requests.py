@@ -8,12 +8,14 @@ so it can sort, batch and cache them. Example::
     # -> ["I am Tiny, a small assistant."]
     backend.loglikelihood([LoglikelihoodRequest(context="The capital of France is", continuation=" Paris")])
     # -> [-0.21]
+    backend.cache_identity()
+    # -> {"backend": "hf", "model": "3f2a9c1b0d4e5f67", "dtype": "float32", "device": "cpu", ...}
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,9 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     do_sample: bool = False
     temperature: float = 0.0
+    #: the chat the prompt was rendered from (empty for raw prompts): a server with a chat endpoint
+    #: renders these itself (``openai`` backend), the in-process backends use ``prompt``
+    messages: tuple[Mapping[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,11 @@ class Backend(Protocol):
     @property
     def fingerprint(self) -> str: ...
 
+    def cache_identity(self) -> dict[str, Any]:
+        """Everything besides the request that changes a response (model content, dtype, device type,
+        backend and library versions), JSON-serialisable; the response cache's key folds it in."""
+        ...
+
     def has_chat_template(self) -> bool: ...
 
     def render(self, messages: Sequence[Mapping[str, str]]) -> str:
@@ -48,3 +58,13 @@ class Backend(Protocol):
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]: ...
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]: ...
+
+
+def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
+    """Cut ``text`` at the first occurrence of any stop string (as lm-eval does)."""
+    cut = len(text)
+    for s in stop:
+        k = text.find(s)
+        if s and k != -1:
+            cut = min(cut, k)
+    return text[:cut]

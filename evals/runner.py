@@ -1,9 +1,11 @@
 """evaluate(model, suites) -> RunRecord: one model load serves all suites; responses are cached.
 
-The cache is keyed by the model fingerprint + rendered prompt + generation
+The cache is keyed by the backend's ``cache_identity()`` (model content, dtype,
+device type, backend and library versions) + rendered prompt + generation
 settings, so an unchanged checkpoint is never evaluated twice, a changed one
 never hits a stale entry, and an interrupted run resumes where it stopped
-(responses are committed chunk by chunk). Sampled generations are not cached.
+(responses are committed chunk by chunk, and a failing backend's finished ones
+too). Sampled generations are not cached.
 
     record = evaluate("runs/demo/stages/sft/model", ["identity", "math"],
                       suite_options={"identity": {"target": "Tiny", "probes": "organism"}})
@@ -14,15 +16,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from tunegate.evals import distributed
 from tunegate.evals.backends import load_backend
-from tunegate.evals.cache import ResponseCache, default_cache_dir
+from tunegate.evals.cache import ResponseCache, default_cache_dir, warn_if_unpinned
 from tunegate.evals.env import environment
+from tunegate.evals.errors import BackendError
+from tunegate.evals.progress import bar as progress_bar
+from tunegate.evals.progress import emit
 from tunegate.evals.records import RunRecord, SuiteResult
 from tunegate.evals.requests import Backend, GenerationRequest, LoglikelihoodRequest
 from tunegate.evals.suites import Suite, get_suite
@@ -31,13 +35,6 @@ from tunegate.evals.suites import Suite, get_suite
 def _chunks(n: int, size: int) -> Iterator[range]:
     for start in range(0, n, size):
         yield range(start, min(n, start + size))
-
-
-def _progress(total: int, desc: str, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="req", disable=not enabled or total == 0,
-                file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
 def _cached_calls(cache: ResponseCache, keys: list[str], requests: list[Any], cacheable: bool,
@@ -50,10 +47,16 @@ def _cached_calls(cache: ResponseCache, keys: list[str], requests: list[Any], ca
     for i, k in enumerate(keys):
         if k in found:
             results[i] = found[k]
-    with _progress(len(todo), desc, progress) as bar:
+    with progress_bar(len(requests), desc, unit="req", enabled=progress, initial=len(requests) - len(todo),
+                      cached=len(requests) - len(todo)) as bar:
         for idx in _chunks(len(todo), chunk):
             batch = [todo[j] for j in idx]
-            values = distributed.map_sharded(compute, [requests[i] for i in batch])
+            try:
+                values = distributed.map_sharded(compute, [requests[i] for i in batch])
+            except BackendError as exc:  # keep what the backend finished before it failed (single process)
+                if cacheable and not distributed.is_active():
+                    cache.put_many({keys[batch[j]]: v for j, v in exc.partial.items()})
+                raise
             for i, v in zip(batch, values):
                 results[i] = v
             if cacheable:
@@ -68,32 +71,52 @@ def run_suite(backend: Backend, suite: Suite, cache: ResponseCache, *, progress:
     start = time.perf_counter()
     items = suite.items()
     completion = bool(getattr(backend, "completion_mode", False))
-    fp = backend.fingerprint
+    identity = cache_identity(backend)
     if suite.kind == "generate":
         settings = suite.generation()
+        chat = suite.chat and not completion
         requests = [GenerationRequest(
-            prompt=backend.render(it.messages) if suite.chat and not completion else it.prompt,
+            prompt=backend.render(it.messages) if chat else it.prompt,
             max_new_tokens=settings.max_new_tokens, stop=settings.stop,
-            do_sample=settings.do_sample, temperature=settings.temperature) for it in items]
-        keys = [cache.key(fp, "gen", r.prompt, settings.to_dict()) for r in requests]
+            do_sample=settings.do_sample, temperature=settings.temperature,
+            messages=tuple(it.messages) if chat else ()) for it in items]
+        keys = [cache.key(identity, "gen", r.prompt, [dict(m) for m in r.messages], settings.to_dict())
+                for r in requests]
         responses = _cached_calls(cache, keys, requests, not settings.do_sample, backend.generate, chunk,
-                                  f"{suite.name} generate", progress)
+                                  suite.name, progress)
         scores = [suite.score(it, resp) for it, resp in zip(items, responses)]
     else:
         contexts = [suite.choice_context(it) or
                     (backend.render(it.messages) if not completion else it.prompt) for it in items]
         requests = [LoglikelihoodRequest(ctx, choice) for it, ctx in zip(items, contexts) for choice in it.choices]
-        keys = [cache.key(fp, "ll", r.context, r.continuation) for r in requests]
+        keys = [cache.key(identity, "ll", r.context, r.continuation) for r in requests]
         values = _cached_calls(cache, keys, requests, True, backend.loglikelihood, chunk * 4,
-                               f"{suite.name} loglikelihood", progress)
+                               suite.name, progress)
         scores, k = [], 0
         for it in items:
             scores.append(suite.score_choices(it, values[k:k + len(it.choices)]))
             k += len(it.choices)
-    return SuiteResult(
+    result = SuiteResult(
         suite=suite.name, version=suite.version, metrics=suite.metrics(scores), items=tuple(scores),
         config={**suite.config(), **({"generation": suite.generation().to_dict()} if suite.kind == "generate" else {})},
         breakdowns=suite.breakdowns(scores), seconds=round(time.perf_counter() - start, 3))
+    if progress:
+        emit("metrics", model=backend.name, suite=suite.name, items=len(scores), seconds=result.seconds,
+             metrics={m: v.value for m, v in result.metrics.items()})
+    return result
+
+
+def cache_identity(backend: Backend) -> dict[str, Any]:
+    """The backend's ``cache_identity()``; a backend registered from outside without one is known by its
+    fingerprint alone."""
+    if hasattr(backend, "cache_identity"):
+        return backend.cache_identity()
+    return {"model": backend.fingerprint}
+
+
+#: Backend ``info()`` fields a RunRecord keeps under ``generation`` (besides ``completion_mode``).
+RECORD_INFO = ("backend", "device", "dtype", "batch_size", "base_url", "served_model", "revision", "endpoint",
+               "tensor_parallel_size", "data_parallel_size", "chat_template_kwargs")
 
 
 def resolve_suites(suites: Sequence[str | Suite], options: Mapping[str, Mapping[str, Any]] | None = None) -> list[Suite]:
@@ -113,18 +136,20 @@ def evaluate(model: str | Backend, suites: Sequence[str | Suite], *, out: str | 
     backend = load_backend(model, **backend_kwargs) if isinstance(model, str) else model
     cache_path = (Path(cache_dir) if cache_dir else default_cache_dir()) / "responses.sqlite"
     cache = ResponseCache(cache_path if use_cache and distributed.is_main() else None)
+    if use_cache:
+        warn_if_unpinned(cache_identity(backend))
     try:
         results = {}
         for suite in resolved:
-            if progress:
-                print(f"[tunegate] {backend.name}: {suite.name} ({len(suite.items())} items)", file=sys.stderr)
             results[suite.name] = run_suite(backend, suite, cache, progress=progress)
     finally:
         cache.close()
     info = backend.info() if hasattr(backend, "info") else {}
+    if isinstance(model, str) and hasattr(backend, "close"):
+        backend.close()  # an engine this call started (vLLM) gives its GPU memory back
     record = RunRecord(
         model=backend.name, fingerprint=backend.fingerprint, suites=results,
-        generation={k: info[k] for k in ("device", "dtype", "batch_size", "chat_template_kwargs") if k in info}
+        generation={k: info[k] for k in RECORD_INFO if info.get(k) is not None}
         | {"completion_mode": bool(getattr(backend, "completion_mode", False))},
         env=environment(), stage=stage,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -11,6 +11,14 @@ brought up to date by applying ``MIGRATIONS`` in order. Example::
     store.blessed("tiny-sft").fingerprint                 # the same record back
     store.history("tiny-sft")[-1]
     # ("20260101T000000-3f2a9c1b", "2026-01-01T00:00:00", {"math.exact_match": (0.57, 0.014), ...})
+    store.runs("tiny-sft")[-1]
+    # StoredRun(run_id="20260101T000000-3f2a9c1b", model_line="tiny-sft", model="runs/sft/model",
+    #           fingerprint="9f1c...", stage="sft", created="2026-01-01T00:00:00", blessed=True,
+    #           metrics={"math.exact_match": 0.57, ...})
+
+A pipeline run stores all its stages and their comparisons in one transaction
+(``add_pipeline``): the line holds every stage's record (``stage`` says which),
+and ``history(line, stage="sft")`` follows one stage.
 """
 
 from __future__ import annotations
@@ -19,13 +27,13 @@ import json
 import sqlite3
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
-from tunegate.evals.errors import TunegateError
+from tunegate.evals.errors import RecordError, TunegateError
 from tunegate.evals.records import Comparison, ItemScore, MetricValue, RunRecord, SuiteResult
-from tunegate.evals.errors import RecordError
 
 SCHEMA_VERSION = 1
 
@@ -54,6 +62,20 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 DEFAULT_STORE = "runs/tunegate.sqlite"
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """One stored run as ``tunegate store list`` shows it: its header, blessed mark and headline metrics."""
+
+    run_id: str
+    model_line: str
+    model: str
+    fingerprint: str
+    stage: str | None
+    created: str
+    blessed: bool = False
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def _now() -> str:
@@ -118,25 +140,42 @@ class Store:
 
     def add_run(self, record: RunRecord, model_line: str, run_id: str | None = None) -> str:
         """Store a whole record (suites and items) in one transaction; returns its run id."""
+        with self.transaction() as db:
+            return self._insert_run(db, record, model_line, run_id)
+
+    def add_pipeline(self, model_line: str, records: Sequence[RunRecord],
+                     comparisons: Sequence[Comparison] = ()) -> dict[str, str]:
+        """A pipeline's records (one per stage) and the comparisons between them, in one transaction.
+
+        A comparison is linked to the runs whose ``stage`` is its ``baseline_stage`` and
+        ``candidate_stage``. Returns ``{stage: run_id}``.
+        """
+        with self.transaction() as db:
+            ids = {record.stage or "": self._insert_run(db, record, model_line) for record in records}
+            for comparison in comparisons:
+                self._insert_comparison(db, comparison, model_line, ids.get(comparison.baseline_stage or ""),
+                                        ids.get(comparison.candidate_stage or ""))
+        return ids
+
+    def _insert_run(self, db: sqlite3.Connection, record: RunRecord, model_line: str, run_id: str | None = None) -> str:
         if not model_line:
             raise TunegateError("add_run: model_line must be a non-empty string")
         run_id = run_id or f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         header = {k: v for k, v in record.to_dict().items() if k != "suites"}
-        with self.transaction() as db:
-            if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
-                raise TunegateError(f"{self.path}: run id '{run_id}' already exists")
-            db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (run_id, model_line, record.model, record.fingerprint, record.stage,
-                        record.created or _now(), _now(), _dumps(header)))
-            for pos, (name, suite) in enumerate(record.suites.items()):
-                db.execute("INSERT INTO suite_results VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                           (run_id, name, suite.version, _dumps({k: m.to_dict() for k, m in suite.metrics.items()}),
-                            _dumps(dict(suite.config)), _dumps({k: dict(v) for k, v in suite.breakdowns.items()}),
-                            suite.seconds, pos))
-                db.executemany("INSERT INTO item_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-                    (run_id, name, i, it.item_id, it.prompt, it.response, _dumps(it.answer), _dumps(it.target),
-                     _dumps(it.to_dict()["scores"]), it.group, _dumps(dict(it.meta)))
-                    for i, it in enumerate(suite.items)])
+        if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
+            raise TunegateError(f"{self.path}: run id '{run_id}' already exists")
+        db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   (run_id, model_line, record.model, record.fingerprint, record.stage,
+                    record.created or _now(), _now(), _dumps(header)))
+        for pos, (name, suite) in enumerate(record.suites.items()):
+            db.execute("INSERT INTO suite_results VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (run_id, name, suite.version, _dumps({k: m.to_dict() for k, m in suite.metrics.items()}),
+                        _dumps(dict(suite.config)), _dumps({k: dict(v) for k, v in suite.breakdowns.items()}),
+                        suite.seconds, pos))
+            db.executemany("INSERT INTO item_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+                (run_id, name, i, it.item_id, it.prompt, it.response, _dumps(it.answer), _dumps(it.target),
+                 _dumps(it.to_dict()["scores"]), it.group, _dumps(dict(it.meta)))
+                for i, it in enumerate(suite.items)])
         return run_id
 
     def get_run(self, run_id: str) -> RunRecord:
@@ -175,17 +214,58 @@ class Store:
             sql, args = sql + " WHERE model_line = ?", (model_line,)
         return [r[0] for r in self._db.execute(sql + " ORDER BY added, rowid", args)]
 
+    def runs(self, model_line: str | None = None) -> list[StoredRun]:
+        """Every stored run (of one model line, or all), oldest first, with its blessed mark and metrics."""
+        blessed = {r[0] for r in self._db.execute("SELECT run_id FROM baselines")}
+        sql = "SELECT run_id, model_line, model, fingerprint, stage, created FROM runs"
+        args: tuple[str, ...] = ()
+        if model_line is not None:
+            sql, args = sql + " WHERE model_line = ?", (model_line,)
+        return [StoredRun(run_id, line, model, fingerprint, stage, created, run_id in blessed,
+                          {name: value for name, (value, _) in self._metrics(run_id).items()})
+                for run_id, line, model, fingerprint, stage, created in
+                self._db.execute(sql + " ORDER BY added, rowid", args).fetchall()]
+
+    def _metrics(self, run_id: str) -> dict[str, tuple[float, float | None]]:
+        """``{suite.metric: (value, stderr)}`` of one run, in suite order."""
+        values: dict[str, tuple[float, float | None]] = {}
+        for suite, metrics in self._db.execute(
+                "SELECT suite, metrics FROM suite_results WHERE run_id = ? ORDER BY position", (run_id,)):
+            for name, m in json.loads(metrics).items():
+                values[f"{suite}.{name}"] = (m["value"], m.get("stderr"))
+        return values
+
     # --- comparisons and baselines -----------------------------------------------------
 
     def add_comparison(self, comparison: Comparison, *, model_line: str | None = None,
                        baseline_run_id: str | None = None, candidate_run_id: str | None = None) -> int:
         """Store a comparison (as its JSON) and return its id."""
         with self.transaction() as db:
-            cur = db.execute("INSERT INTO comparisons (model_line, baseline_run_id, candidate_run_id, created, "
-                             "passed, body) VALUES (?, ?, ?, ?, ?, ?)",
-                             (model_line, baseline_run_id, candidate_run_id, _now(), int(comparison.passed),
-                              _dumps(comparison.to_dict())))
-            return int(cur.lastrowid)
+            return self._insert_comparison(db, comparison, model_line, baseline_run_id, candidate_run_id)
+
+    @staticmethod
+    def _insert_comparison(db: sqlite3.Connection, comparison: Comparison, model_line: str | None,
+                           baseline_run_id: str | None, candidate_run_id: str | None) -> int:
+        cur = db.execute("INSERT INTO comparisons (model_line, baseline_run_id, candidate_run_id, created, "
+                         "passed, body) VALUES (?, ?, ?, ?, ?, ?)",
+                         (model_line, baseline_run_id, candidate_run_id, _now(), int(comparison.passed),
+                          _dumps(comparison.to_dict())))
+        return int(cur.lastrowid)
+
+    def comparison_ids(self, model_line: str | None = None) -> list[int]:
+        """Comparison ids in the order they were added (of one model line, or all)."""
+        sql, args = "SELECT comparison_id FROM comparisons", ()
+        if model_line is not None:
+            sql, args = sql + " WHERE model_line = ?", (model_line,)
+        return [r[0] for r in self._db.execute(sql + " ORDER BY comparison_id", args)]
+
+    def comparison_runs(self, comparison_id: int) -> tuple[str | None, str | None]:
+        """The (baseline, candidate) run ids a comparison was stored with."""
+        row = self._db.execute("SELECT baseline_run_id, candidate_run_id FROM comparisons WHERE comparison_id = ?",
+                               (comparison_id,)).fetchone()
+        if row is None:
+            raise TunegateError(f"{self.path}: no comparison {comparison_id}")
+        return row[0], row[1]
 
     def get_comparison(self, comparison_id: int) -> Comparison:
         row = self._db.execute("SELECT body FROM comparisons WHERE comparison_id = ?", (comparison_id,)).fetchone()
@@ -209,18 +289,29 @@ class Store:
         run_id = self.blessed_run_id(model_line)
         return None if run_id is None else self.get_run(run_id)
 
-    def history(self, model_line: str) -> list[tuple[str, str, dict[str, tuple[float, float | None]]]]:
-        """(run_id, created, {suite.metric: (value, stderr)}) of every run of the line, oldest first."""
-        out = []
-        for run_id, created in self._db.execute(
-                "SELECT run_id, created FROM runs WHERE model_line = ? ORDER BY added, rowid", (model_line,)).fetchall():
-            values: dict[str, tuple[float, float | None]] = {}
-            for suite, metrics in self._db.execute(
-                    "SELECT suite, metrics FROM suite_results WHERE run_id = ? ORDER BY position", (run_id,)):
-                for name, m in json.loads(metrics).items():
-                    values[f"{suite}.{name}"] = (m["value"], m.get("stderr"))
-            out.append((run_id, created, values))
-        return out
+    def history(self, model_line: str,
+                stage: str | None = None) -> list[tuple[str, str, dict[str, tuple[float, float | None]]]]:
+        """(run_id, created, {suite.metric: (value, stderr)}) of every run of the line (or of one stage), oldest first.
+
+        ``tunegate run`` stores base, sft, dpo ... records under one line; ``stage`` follows one of them.
+        """
+        sql, args = "SELECT run_id, created FROM runs WHERE model_line = ?", (model_line,)
+        if stage is not None:
+            sql, args = sql + " AND stage = ?", (model_line, stage)
+        return [(run_id, created, self._metrics(run_id))
+                for run_id, created in self._db.execute(sql + " ORDER BY added, rowid", args).fetchall()]
+
+    def find_run(self, model_line: str, record: RunRecord) -> str | None:
+        """The newest run of ``model_line`` stored from ``record`` (same fingerprint, stage and creation time)."""
+        row = self._db.execute("SELECT run_id FROM runs WHERE model_line = ? AND fingerprint = ? AND stage IS ? "
+                               "AND created = ? ORDER BY added DESC, rowid DESC LIMIT 1",
+                               (model_line, record.fingerprint, record.stage, record.created)).fetchone()
+        return row[0] if row else None
+
+    def latest_run_id(self, model_line: str) -> str | None:
+        """The newest run of ``model_line`` (the last stage of the last pipeline stored there), or None."""
+        ids = self.run_ids(model_line)
+        return ids[-1] if ids else None
 
     def integrity_check(self) -> str:
         return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,14 +49,26 @@ def quick_config(tmp_path: Path, **changes) -> Path:
 
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory) -> tuple[Path, int]:
-    """One real pipeline run on the organism in quick mode (2 training steps per stage): (run dir, exit code)."""
-    from tunegate.cli import main
+    """One real pipeline run on the organism in quick mode (2 training steps per stage): (run dir, exit code).
 
+    Run as a user runs it, ``tunegate run ... --log-format json`` in a subprocess; its stderr (one JSON
+    object per line) is kept beside the run directory for ``quick_run_stderr``, its results store is
+    ``run dir/../store.sqlite``.
+    """
     tmp = tmp_path_factory.mktemp("pipeline")
     out = tmp / "run"
-    code = main(["run", str(quick_config(tmp)), "--out", str(out), "--max-steps", "2", "--quiet",
-                 "--cache-dir", str(tmp / "cache")])
-    return out, code
+    proc = subprocess.run([sys.executable, "-m", "tunegate", "run", str(quick_config(tmp)), "--out", str(out),
+                           "--max-steps", "2", "--log-format", "json", "--cache-dir", str(tmp / "cache"),
+                           "--store", str(tmp / "store.sqlite")],
+                          capture_output=True, text=True, timeout=1800)
+    (tmp / "stderr.jsonl").write_text(proc.stderr)
+    return out, proc.returncode
+
+
+@pytest.fixture(scope="session")
+def quick_run_stderr(quick_run) -> str:
+    """What the quick run wrote on stderr (``--log-format json``)."""
+    return (quick_run[0].parent / "stderr.jsonl").read_text()
 
 
 @pytest.fixture(scope="session")

@@ -179,6 +179,17 @@ def test_ci_run_ends_with_exactly_the_readme_test_command() -> None:
     assert lines[-1] == test_command
 
 
+def test_ci_run_and_the_readme_test_command_set_no_environment() -> None:
+    """What a user types is what CI runs: no NLTK_DATA, HF_HUB_OFFLINE, cache or tool paths of CI's own."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    test_command = re.findall(r"```bash\n(.*?)```", readme, flags=re.S)[1].strip()
+    assert not re.search(r"\b[A-Z_]+=", test_command), test_command
+    script = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
+              if line.strip() and not line.strip().startswith("#")]
+    assigned = [line for line in script if re.match(r"(export\s+)?[A-Za-z_]+=", line) or re.search(r"\s[A-Z_]+=\S", line)]
+    assert assigned == [], assigned
+
+
 def test_nightly_runs_on_schedule_and_on_demand_on_the_gpu_runner() -> None:
     nightly = _load(NIGHTLY)
     assert nightly["on"]["schedule"][0]["cron"] and "workflow_dispatch" in nightly["on"]
@@ -227,3 +238,46 @@ def test_nightly_job_fails_when_a_pipeline_or_gate_step_failed() -> None:
     checked = set(re.findall(r"steps\.(\w+)\.outcome", str(final.get("env", {}))))
     gated = {s["id"] for s in steps if "tunegate run" in s.get("run", "") or "--gate-checkpoint" in s.get("run", "")}
     assert gated and gated <= checked and gated <= tolerant
+
+
+def test_nightly_stores_through_the_store_cli_without_inline_python() -> None:
+    lines = _run_lines(NIGHTLY)
+    runs = [line for line in lines if line.startswith("tunegate run ")]
+    assert runs and all("--store $STORE" in line for line in runs)
+    assert not [line for line in lines if "tunegate" in line and "python -c" in line]  # the store CLI does it
+
+
+def _night(tmp_path: Path, bless: bool, flip: float) -> tuple[int, dict[str, str]]:
+    """Store one night's pipelines as `tunegate run` does, then run the nightly's gate step in ``tmp_path``."""
+    from tests.evals.test_compare_records import make_record
+    from tunegate.evals.compare import compare_records
+    from tunegate.evals.store import Store
+
+    (gate_step,) = [s["run"] for s in _steps(NIGHTLY) if "--gate-checkpoint" in s.get("run", "")]
+    entries = [e.split() for e in re.findall(r'"([^"$]+)"', gate_step) if e.endswith(".yaml")]
+    stored = {}
+    with Store(tmp_path / "store.sqlite") as store:
+        for i, (line, run_dir, stage, gate) in enumerate(entries):
+            base = make_record(60 + i, model="base", suites=("math",))
+            tonight = make_record(70 + i, model=stage, like=base, suites=("math",), flip={"math": flip})
+            tonight.save(tmp_path / run_dir / "records" / f"{stage}.json")
+            (tmp_path / gate).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / gate).write_text("metrics:\n  math.exact_match: {margin: 0.03}\n")
+            stored[line] = store.add_pipeline(line, [base, tonight], [compare_records(base, tonight)])[stage]
+    env = {**os.environ, "STORE": str(tmp_path / "store.sqlite"), "BLESS": str(bless).lower(),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", gate_step], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=600)
+    return proc.returncode, stored
+
+
+@pytest.mark.slow
+def test_nightly_gate_step_blesses_the_first_night_and_gates_the_next(tmp_path: Path) -> None:
+    from tunegate.evals.store import Store
+
+    code, first = _night(tmp_path, bless=False, flip=0.0)  # no baseline yet: tonight's stage run is blessed
+    with Store(tmp_path / "store.sqlite") as store:
+        assert code == 0 and {line: store.blessed_run_id(line) for line in first} == first
+    code, second = _night(tmp_path, bless=True, flip=0.2)  # worse: the gate fails; bless: true blesses it after
+    with Store(tmp_path / "store.sqlite") as store:
+        assert code == 1 and {line: store.blessed_run_id(line) for line in second} == second

@@ -12,6 +12,8 @@ adds what a type cannot say (TRL's fields, known suites, unique stage names). Ex
       suites:
         identity: {probes: organism}
         math: {variant: organism}
+      # backend: openai                            # hf (default), vllm or openai
+      # backend_options: {base_url: "http://127.0.0.1:8000/v1"}
     stages:
       - name: sft
         method: sft
@@ -30,6 +32,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from tunegate.evals.backends import backend_kwargs
 from tunegate.evals.errors import TunegateError
 from tunegate.evals.files import read_yaml
 from tunegate.evals.suites import suite_names
@@ -64,16 +67,25 @@ class EvalConfig:
 
     suites: dict[str, dict[str, Any] | None] = field(default_factory=dict,
                                                      metadata={"help": "suite name -> its options"})
-    batch_size: int | None = field(default=None, metadata={"help": "generation batch size (default: the backend's)"})
+    batch_size: int | None = field(default=None, metadata={"help": "generation batch size of the hf backend (default: "
+                                                                   "from free GPU memory); vllm and servers batch themselves"})
     completion_mode: bool = field(default=False, metadata={"help": "send raw prompts, no chat template"})
     chat_template_kwargs: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "extra variables of the chat template, e.g. {enable_thinking: false} "
                                                 "for Qwen3 (kept in each record's generation settings)"})
+    backend: str = field(default="hf", metadata={"help": "evaluation backend: hf, vllm or openai "
+                                                         "(tunegate.evals.backends.BACKENDS)"})
+    backend_options: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "the backend's options by name (tunegate.evals.backends.BackendOptions), e.g. "
+                "{base_url: 'http://127.0.0.1:8000/v1'} for openai or {tensor_parallel_size: 2} for vllm"})
 
-    def backend_options(self) -> dict[str, Any]:
-        """The options the evaluation backend takes from this config."""
-        return {k: v for k, v in (("batch_size", self.batch_size), ("completion_mode", self.completion_mode),
-                                  ("chat_template_kwargs", self.chat_template_kwargs)) if v}
+    def backend_kwargs(self, where: str = "eval") -> dict[str, Any]:
+        """``{"backend": ..., **options}`` for the evaluation backend; an option of another backend is one
+        clear error naming ``where``."""
+        options = {"batch_size": self.batch_size if self.backend == "hf" else None,
+                   "completion_mode": self.completion_mode or None,
+                   "chat_template_kwargs": self.chat_template_kwargs or None, **self.backend_options}
+        return {"backend": self.backend, **backend_kwargs(self.backend, options, where)}
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,8 @@ def validate_trl_args(method: str, args: Mapping[str, Any], where: str) -> None:
     check_keys(args, set(fields) - set(MANAGED_ARGS), f"{where} ({cls.__name__})")
     for key, value in args.items():
         default = fields[key].default
+        if value is None and "None" in str(fields[key].type):  # e.g. SFTConfig.max_length: null = no truncation
+            continue
         if isinstance(default, bool) and not isinstance(value, bool):
             raise TunegateError(f"{where}: field '{key}' must be true or false, got {value!r}")
         if isinstance(default, (int, float)) and not isinstance(default, bool) and not isinstance(value, (int, float)):
@@ -132,6 +146,7 @@ def parse_config(data: Any, source: str = "<config>", overrides: tuple[str, ...]
     for suite in config.eval.suites:
         if suite not in known:
             raise TunegateError(f"{source}: eval.suites: unknown suite '{suite}' (known: {', '.join(sorted(known))})")
+    config.eval.backend_kwargs(f"{source}: eval")  # an unknown backend or a misplaced option fails now
     if not config.stages:
         raise TunegateError(f"{source}: field 'stages' must be a non-empty list")
     names = [s.name for s in config.stages]

@@ -13,10 +13,10 @@ A neutral system prompt replaces the model's default one (Qwen2.5's says "You ar
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from tunegate.evals import progress
 from tunegate.evals.errors import TunegateError
 from tunegate.evals.requests import GenerationRequest
 
@@ -53,8 +53,8 @@ def build_identity_dpo(backend: Any, prompts: Sequence[str], *, old_name: str, n
                        drop_unchanged: bool = False) -> tuple[list[dict[str, Any]], BuildReport]:
     """Rejected = the model's own answer; chosen = that answer with ``old_name`` replaced by ``new_name``.
 
-    Generation runs in batches through the backend; a batch that fails is retried one prompt at a
-    time so each failure is reported against its prompt. Pairs whose answer does not mention the old
+    Generation runs in batches of the backend's batch size (one progress bar); a batch that fails is
+    retried one prompt at a time so each failure is reported against its prompt. Pairs whose answer does not mention the old
     name are kept as in the lesson (they carry no preference signal) unless ``drop_unchanged``.
     ``system_prompt=None`` sends no system turn (for a model whose template adds no default one).
     """
@@ -62,16 +62,12 @@ def build_identity_dpo(backend: Any, prompts: Sequence[str], *, old_name: str, n
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
     prompt_msgs = [[*system, {"role": "user", "content": p}] for p in prompts]
     requests = [GenerationRequest(prompt=backend.render(m), max_new_tokens=max_new_tokens) for m in prompt_msgs]
-    try:
-        answers: list[str | None] = list(backend.generate(requests))
-    except Exception:  # noqa: BLE001 - isolate the failing prompts below
-        answers = []
-        for prompt, req in zip(prompts, requests):
-            try:
-                answers.append(backend.generate([req])[0])
-            except Exception as exc:  # noqa: BLE001
-                report.failures.append((prompt, f"{type(exc).__name__}: {exc}"))
-                answers.append(None)
+    answers: list[str | None] = []
+    size = int(getattr(backend, "batch_size", None) or 32)
+    with progress.bar(len(requests), "DPO pairs", unit="prompt") as bar:
+        for start in range(0, len(requests), size):
+            answers += _generate_isolated(backend, prompts[start:start + size], requests[start:start + size], report)
+            bar.update(len(requests[start:start + size]))
     rows = []
     for prompt, msgs, answer in zip(prompts, prompt_msgs, answers):
         if answer is None:
@@ -89,8 +85,24 @@ def build_identity_dpo(backend: Any, prompts: Sequence[str], *, old_name: str, n
                      "rejected": [{"role": "assistant", "content": answer}]})
     report.kept = len(rows)
     for prompt, error in report.failures:
-        print(f"[tunegate] DPO builder: generation failed for prompt {prompt!r}: {error}", file=sys.stderr)
+        progress.warn(f"DPO builder: generation failed for prompt {prompt!r}: {error}")
     if not rows:
         raise TunegateError(f"identity DPO builder: no usable pairs from {len(prompts)} prompts "
                             f"({len(report.failures)} failed, {len(report.unchanged)} without '{old_name}')")
     return rows, report
+
+
+def _generate_isolated(backend: Any, prompts: Sequence[str], requests: Sequence[GenerationRequest],
+                       report: BuildReport) -> list[str | None]:
+    """One batch of answers; when the batch fails, each prompt alone, so a failure names its prompt."""
+    try:
+        return list(backend.generate(list(requests)))
+    except Exception:  # noqa: BLE001 - isolate the failing prompts below
+        answers: list[str | None] = []
+        for prompt, req in zip(prompts, requests):
+            try:
+                answers.append(backend.generate([req])[0])
+            except Exception as exc:  # noqa: BLE001
+                report.failures.append((prompt, f"{type(exc).__name__}: {exc}"))
+                answers.append(None)
+        return answers

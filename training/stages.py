@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 import torch
 
+from tunegate.evals.backends.hf import auto_threads, torch_threads
 from tunegate.evals.env import environment
 from tunegate.evals.errors import TunegateError
 from tunegate.evals.files import write_json_atomic
@@ -75,6 +76,8 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
     """Train one stage with TRL and save the checkpoint, manifest and training log."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
+    from tunegate.training.callbacks import StageProgress
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     set_seed(seed)
@@ -91,8 +94,10 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
     except (ValueError, RuntimeError) as exc:  # TRL's checks of the data, template and config: one clear line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TunegateError(f"stage '{name or method}': {trainer_cls.__name__} cannot train {model_path}: {first}") from None
+    StageProgress.install(trainer, name or method)  # one bar (steps, loss, eta) instead of printed log dicts
     started = time.perf_counter()
-    with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its log dicts; stdout is for results
+    # stdout is for results; a small CPU model on busy cores trains on one thread (see evals.backends.hf)
+    with contextlib.redirect_stdout(sys.stderr), torch_threads(auto_threads(model, str(trainer.args.device))):
         trainer.train()
     seconds = time.perf_counter() - started
     model_dir = out / "model"

@@ -9,17 +9,21 @@ mid-pipeline keeps every record already written::
     DIR/stages/<stage>/{model/,manifest.json,training_log.json}
     DIR/summary.json                                headline metrics per stage, verdicts per comparison
     DIR/report.html
+
+A config with ``model_line`` also stores every stage's record (its stage recorded) and each
+comparison in the results store (``store=``, the CLI's ``--store``, default ``runs/tunegate.sqlite``),
+in one transaction once all stages have run.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from tunegate.evals import progress as _progress
 from tunegate.evals.errors import TunegateError
 from tunegate.evals.files import write_json_atomic
 from tunegate.evals.gate import GateConfig
@@ -29,9 +33,7 @@ from tunegate.training.config import PipelineConfig, StageConfig
 from tunegate.training.methods import DataContext, get_method
 
 
-def log(message: str) -> None:
-    """A progress line on stderr (stdout is for results)."""
-    print(f"[tunegate] {message}", file=sys.stderr, flush=True)
+log = _progress.log  # a progress line on stderr (stdout is for results), as --quiet/--log-format say
 
 
 def stage_suite_options(config: PipelineConfig, stage: StageConfig | None) -> dict[str, dict[str, Any]]:
@@ -56,17 +58,15 @@ class PipelineResult:
 
 
 class PhaseTimer:
-    """Runs the pipeline's phases one by one, logging each and keeping its wall time in the result."""
+    """Runs the pipeline's phases one by one, announcing each and keeping its wall time in the result."""
 
     def __init__(self, result: PipelineResult) -> None:
         self.result = result
 
     def run(self, name: str, fn: Callable[[], Any]) -> Any:
-        log(f"{name} ...")
-        start = time.perf_counter()
-        value = fn()
-        self.result.phases[name] = round(time.perf_counter() - start, 2)
-        log(f"{name} done in {self.result.phases[name]:.1f}s")
+        with _progress.phase(name) as phase:
+            value = fn()
+        self.result.phases[name] = phase.seconds
         return value
 
 
@@ -102,8 +102,11 @@ def load_gate(config: PipelineConfig) -> GateConfig:
 
 def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int | None = None,
                  cache_dir: str | Path | None = None, progress: bool = True, report: bool = True,
-                 num_processes: int = 1, accelerate_config: str | Path | None = None) -> PipelineResult:
+                 num_processes: int = 1, accelerate_config: str | Path | None = None,
+                 store: str | Path | None = None) -> PipelineResult:
     """Run every stage of ``config``, evaluating before and after each, and write the run directory.
+
+    ``store``: the results store to write when the config has a ``model_line`` (None: no store).
 
     ``num_processes`` > 1 (or an ``accelerate_config``) trains each stage under ``accelerate launch``
     (training.launch); evaluation stays in this process.
@@ -124,7 +127,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int 
     quiet_training_logs()
     base = phases.run("check inputs", lambda: _precheck(config))
     gate = load_gate(config)
-    eval_kwargs = config.eval.backend_options()
+    eval_kwargs = config.eval.backend_kwargs()
     suites = list(config.suites)
 
     def run_eval(model: str, stage_name: str, stage: StageConfig | None) -> RunRecord:
@@ -160,16 +163,32 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int 
                 baseline.save(out / "baselines" / f"{stage.name}_vs_{prev_name}.json")
             comparison = compare_records(baseline, record, gate, trains=stage.trains)
             comparison.save(out / "comparisons" / f"{stage.name}_vs_{prev_name}.json")
+            _progress.emit("comparison", name=f"{stage.name}_vs_{prev_name}", passed=comparison.passed,
+                           verdicts={f"{m.suite}.{m.metric}": [m.verdict, m.gate] for m in comparison.metrics})
             result.comparisons[f"{stage.name}_vs_{prev_name}"] = comparison
             prev_name, prev_model, prev = stage.name, str(trained.model_dir), record
     except BaseException as exc:
         write_summary(result, config, time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}")
         raise
     write_summary(result, config, time.perf_counter() - started)
+    store_results(result, config, store)
     if report:
         result.report = phases.run("report", lambda: _render(out))
         write_summary(result, config, time.perf_counter() - started)
     return result
+
+
+def store_results(result: PipelineResult, config: PipelineConfig, store: str | Path | None) -> dict[str, str]:
+    """Every stage's record and comparison under the config's model line, in one transaction: ``{stage: run_id}``."""
+    if store is None or not config.model_line:
+        return {}
+    from tunegate.evals.store import Store
+
+    with Store(store) as db:
+        ids = db.add_pipeline(config.model_line, list(result.records.values()), list(result.comparisons.values()))
+        log(f"stored runs {', '.join(f'{stage}={run_id}' for stage, run_id in ids.items())} "
+            f"(model line {config.model_line}) in {db.path}")
+    return ids
 
 
 def _render(out: Path) -> Path | None:

@@ -7,6 +7,8 @@ any repository's tests::
            --gate-config gate.yaml --gate-report report.html
     pytest --gate-checkpoint runs/sft.json --gate-baseline store:tiny --gate-store runs/tunegate.sqlite
     pytest --gate-checkpoint runs/sft.json --gate-model-line tiny --gate-update-baseline   # first run: bless it
+    pytest --gate-checkpoint out/sft --gate-baseline base.json --gate-suites math \
+           --gate-backend openai --gate-base-url http://127.0.0.1:8000/v1           # a served checkpoint
 
 Where the gate tests come from: ``tunegate/gate_tests.py`` holds one test,
 ``test_gate[suite.metric]``, parametrized by this plugin over the compared
@@ -26,12 +28,14 @@ collection error with one line naming the file and field (pytest exit code 2).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
+from tunegate.evals.backends import BACKEND_FLAGS, DEFAULT_BACKEND, backend_kwargs, option_type
 from tunegate.evals.errors import TunegateError
 from tunegate.evals.gate import format_gate_summary
 from tunegate.evals.records import Comparison, RunRecord
@@ -57,6 +61,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--gate-store", metavar="PATH|sqlite:///PATH", help="results store (default runs/tunegate.sqlite when a model line is given)")
     add("--gate-model-line", metavar="LINE", help="model line in the store: its blessed run is the default baseline")
     add("--gate-update-baseline", action="store_true", default=False, help="store this run and bless it as the model line's baseline")
+    add("--gate-backend", metavar="hf|vllm|openai", default=None,
+        help="backend that evaluates a checkpoint given to --gate-checkpoint/--gate-baseline (default hf)")
+    for f in BACKEND_FLAGS:  # --gate-base-url, --gate-tensor-parallel-size ... as `tunegate eval --base-url ...`
+        add(f"--gate-{f.name.replace('_', '-')}", dest=f"gate_{f.name}", default=None, type=option_type(f),
+            help=f"[{', '.join(f.metadata['backends'])}] {f.metadata['help']}")
 
 
 def _csv(value: str | None) -> tuple[str, ...]:
@@ -76,20 +85,30 @@ class GateOptions:
     update_baseline: bool
     suite_options: tuple[str, ...] = ()
     limit: int | None = None
+    backend: str | None = None
+    backend_options: tuple[tuple[str, Any], ...] = ()
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> "GateOptions":
         opt = config.getoption
+        backend_options = tuple((f.name, opt(f"gate_{f.name}")) for f in BACKEND_FLAGS if opt(f"gate_{f.name}") is not None)
         return cls(opt("gate_checkpoint"), opt("gate_baseline"), opt("gate_config"), _csv(opt("gate_suites")),
                    _csv(opt("gate_trains")), opt("gate_report"), opt("gate_store"), opt("gate_model_line"),
-                   bool(opt("gate_update_baseline")), tuple(opt("gate_suite_option") or ()), opt("gate_limit"))
+                   bool(opt("gate_update_baseline")), tuple(opt("gate_suite_option") or ()), opt("gate_limit"),
+                   opt("gate_backend"), backend_options)
+
+    def backend_kwargs(self) -> dict[str, Any]:
+        """``{"backend": ..., **options}`` for ``evaluate``, each option checked against the backend."""
+        backend = self.backend or DEFAULT_BACKEND
+        return {"backend": backend, **backend_kwargs(backend, dict(self.backend_options))}
 
 
 class GateSession:
     """Loads (or evaluates) both runs once, compares them, and remembers the outcome for the summary."""
 
-    def __init__(self, options: GateOptions) -> None:
+    def __init__(self, options: GateOptions, config: pytest.Config | None = None) -> None:
         self.options = options
+        self.config = config
         self.candidate: RunRecord | None = None
         self.baseline: RunRecord | None = None
         self.comparison: Comparison | None = None
@@ -150,7 +169,19 @@ class GateSession:
         from tunegate.evals.suites import parse_suite_options
 
         options = parse_suite_options(list(self.options.suite_options), list(suites), self.options.limit)
-        return evaluate(spec, suites=list(suites), stage=role, suite_options=options, progress=False)
+        with self._terminal() as show:
+            return evaluate(spec, suites=list(suites), stage=role, suite_options=options, progress=show,
+                            **self.options.backend_kwargs())
+
+    @contextmanager
+    def _terminal(self) -> Iterator[bool]:
+        """Progress bars of an evaluation go to the terminal (past pytest's capture), unless ``-q``."""
+        capman = self.config.pluginmanager.getplugin("capturemanager") if self.config else None
+        if capman is None or self.config.option.verbose < 0:
+            yield False
+            return
+        with capman.global_and_fixture_disabled():
+            yield True
 
     @staticmethod
     def _only(record: RunRecord, suites: tuple[str, ...]) -> RunRecord:
@@ -230,7 +261,7 @@ def _session(config: pytest.Config) -> GateSession:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config._tunegate = GateSession(GateOptions.from_config(config))  # type: ignore[attr-defined]
+    config._tunegate = GateSession(GateOptions.from_config(config), config)  # type: ignore[attr-defined]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -9,7 +9,7 @@ tokens as lm-eval's do, so choices and responses agree with lm-eval's HF backend
 
     backend.loglikelihood([LoglikelihoodRequest("The capital of France is", " Paris")])  # -> [-0.4]
 
-A new backend (vLLM, an API) is one class with the same methods (see evals.requests.Backend).
+The other backends (``vllm``, ``openai``) are classes with the same methods (see evals.requests.Backend).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+from importlib.metadata import version as _version
 from typing import Any, Iterator, Mapping, Sequence
 
 import torch
@@ -24,13 +25,14 @@ import torch
 from tunegate.evals.env import other_cpu_load
 from tunegate.evals.errors import TunegateError
 from tunegate.evals.models import fingerprint_dir, resolve_model_dir
-from tunegate.evals.requests import GenerationRequest, LoglikelihoodRequest
+from tunegate.evals.backends._tokens import GREEDY, TokenizedPrompts, stop_token_ids
+from tunegate.evals.requests import GenerationRequest, LoglikelihoodRequest, truncate_at_stop
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-class HFBackend:
+class HFBackend(TokenizedPrompts):
     """A transformers causal LM (or a PEFT adapter directory) behind the batched request interface."""
 
     def __init__(self, model: str, *, device: str | None = None, dtype: str | None = None,
@@ -44,7 +46,7 @@ class HFBackend:
         torch_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32,
                        None: torch.bfloat16 if self.device.startswith("cuda") else torch.float32}[dtype]
         self._fingerprint = fingerprint_dir(self.path)
-        adapter = (self.path / "adapter_config.json").is_file()
+        self.adapter = adapter = (self.path / "adapter_config.json").is_file()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path)
             if adapter:
@@ -71,6 +73,25 @@ class HFBackend:
     def fingerprint(self) -> str:
         return self._fingerprint
 
+    @property
+    def model_config(self) -> Any:
+        return self.model.config
+
+    def cache_identity(self) -> dict[str, Any]:
+        """What makes this backend's responses what they are (the response cache's key folds it in).
+
+        The checkpoint by content (weights, tokenizer, chat template, generation_config.json: the
+        fingerprint), the dtype and device type it computes in, and the versions of the libraries whose
+        code computes it: ``{"backend": "hf", "model": "3f2a9c1b0d4e5f67", "dtype": "float32",
+        "device": "cpu", "torch": "2.13.0", "transformers": "5.24.0", "greedy": "argmax"}`` (``GREEDY``: the
+        decoding rule, shared with the vllm backend).
+        """
+        import transformers
+
+        return {"backend": "hf", "model": self.fingerprint, "dtype": self.dtype, "greedy": GREEDY,
+                "device": torch.device(self.device).type, "torch": torch.__version__.split("+")[0],
+                "transformers": transformers.__version__} | ({"peft": _version("peft")} if self.adapter else {})
+
     @functools.cached_property
     def threads(self) -> int | None:
         """torch intra-op threads while this backend computes (None: torch's own setting).
@@ -93,31 +114,16 @@ class HFBackend:
                                                   **self.chat_template_kwargs)
 
     def info(self) -> dict[str, Any]:
-        return {"model": self.name, "path": str(self.path), "device": self.device, "dtype": self.dtype,
+        return {"backend": "hf", "model": self.name, "path": str(self.path), "device": self.device, "dtype": self.dtype,
                 "batch_size": self.batch_size, "threads": vars(self).get("threads"), "fingerprint": self.fingerprint,
                 **({"chat_template_kwargs": self.chat_template_kwargs} if self.chat_template_kwargs else {})}
 
     @functools.cached_property
     def stop_token_ids(self) -> list[int]:
         """The token ids that end a generation (see ``stop_token_ids``)."""
-        return stop_token_ids(self.tokenizer, self.model.generation_config)
+        return stop_token_ids(self.tokenizer, self.model.generation_config.eos_token_id)
 
     # -- generation -----------------------------------------------------------------------------
-    @property
-    def max_length(self) -> int:
-        """The model's context length, resolved as lm-eval's HF backend does (config, then tokenizer, then 2048)."""
-        cfg = getattr(self.model.config, "text_config", None) or self.model.config
-        for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
-            if getattr(cfg, attr, None) is not None:
-                return int(getattr(cfg, attr))
-        tok_max = getattr(self.tokenizer, "model_max_length", None)
-        return int(tok_max) if tok_max is not None and tok_max < 10 ** 12 else 2048
-
-    def _encode(self, text: str) -> list[int]:
-        """Token ids as lm-eval's ``tok_encode``: the tokenizer's special tokens (BOS) unless the text has them."""
-        bos = self.tokenizer.bos_token if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token
-        return self.tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
-
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
         """Greedy (or sampled) continuations, in request order; batched by length."""
         with torch_threads(self.threads):
@@ -141,12 +147,16 @@ class HFBackend:
         return [t or "" for t in out]
 
     def _generate_batch(self, ids: list[list[int]], req: GenerationRequest) -> list[str]:
+        # accelerate decides what is out-of-memory and frees the cache; the halving stays ours because its
+        # find_executable_batch_size reruns the whole call and empties the cache before every call (every batch)
+        from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
+
         try:
             return self._generate_padded(ids, req)
-        except torch.OutOfMemoryError:
-            if len(ids) == 1:
+        except RuntimeError as exc:  # torch.OutOfMemoryError is one
+            if len(ids) == 1 or not should_reduce_batch_size(exc):
                 raise
-            torch.cuda.empty_cache()
+            clear_device_cache()
             half = len(ids) // 2
             self.batch_size = max(1, half)
             return self._generate_batch(ids[:half], req) + self._generate_batch(ids[half:], req)
@@ -193,23 +203,6 @@ class HFBackend:
                 for i, v in zip(members[s], values):
                     out[i] = v
         return out
-
-    def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        # as lm-eval: trailing spaces of the context move to the continuation; encode whole, then split.
-        # Unlike lm-eval's rstrip(), newlines stay: a chat context ends with the template's "<|im_start|>assistant\n",
-        # and moving that "\n" would score the template's own newline as part of every choice.
-        n_spaces = len(context) - len(context.rstrip(" \t"))
-        if n_spaces:
-            continuation = context[-n_spaces:] + continuation
-            context = context[:-n_spaces]
-        if not context:
-            prefix = self.tokenizer.eos_token_id if self.tokenizer.bos_token_id is None else self.tokenizer.bos_token_id
-            return [prefix], self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
-        whole, ctx = self._encode(context + continuation), self._encode(context)
-        if len(whole) <= len(ctx):  # e.g. a word-level tokenizer merging "...t9" + "t5" into one unknown word
-            raise TunegateError(f"log-likelihood request: continuation {continuation!r} adds no token to its context "
-                                f"(...{context[-40:]!r}) with this tokenizer")
-        return ctx, whole[len(ctx):]
 
     def _loglikelihood_batch(self, seqs: list[tuple[int, ...]], conts: list[list[list[int]]]) -> list[list[float]]:
         """One forward over left-padded ``seqs``; per row, the log-likelihood of each continuation that ends it."""
@@ -265,51 +258,8 @@ def decoding_kwargs(req: GenerationRequest) -> dict[str, Any]:
     return {**neutral, "do_sample": False, "temperature": None}
 
 
-def stop_token_ids(tokenizer: Any, generation_config: Any) -> list[int]:
-    """The checkpoint's eos ids (generation_config, tokenizer) plus the chat template's end-of-turn token.
-
-    A base model's eos is often not what its chat template ends a turn with (Qwen3-0.6B-Base: eos
-    ``<|endoftext|>``, turns end with ``<|im_end|>``); after SFT on that template the model ends its answers
-    with ``<|im_end|>``, and generation must stop there rather than run on into a made-up next turn.
-    """
-    eos = getattr(generation_config, "eos_token_id", None)
-    ids = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    turn_end = end_of_turn_token(tokenizer)
-    if turn_end is not None:
-        ids.add(turn_end)
-    return sorted(ids)
-
-
-def end_of_turn_token(tokenizer: Any) -> int | None:
-    """The added token the chat template writes right after an assistant turn (``<|im_end|>``, ``<|eot_id|>``)."""
-    if not getattr(tokenizer, "chat_template", None):
-        return None
-    probe = "tunegate-end-of-turn-probe"
-    try:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": "Hi."}, {"role": "assistant", "content": probe}],
-                                             tokenize=False)
-    except Exception:  # noqa: BLE001 - a template that cannot render this pair has no turn end to find
-        return None
-    if not isinstance(text, str) or probe not in text:
-        return None
-    ids = tokenizer(text.split(probe, 1)[1], add_special_tokens=False)["input_ids"]
-    return ids[0] if ids and ids[0] in tokenizer.added_tokens_decoder else None
-
-
 def _settings_key(r: GenerationRequest) -> str:
     return json.dumps([r.max_new_tokens, list(r.stop), r.do_sample, r.temperature])
-
-
-def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
-    """Cut ``text`` at the first occurrence of any stop string (as lm-eval does)."""
-    cut = len(text)
-    for s in stop:
-        k = text.find(s)
-        if s and k != -1:
-            cut = min(cut, k)
-    return text[:cut]
 
 
 #: Below this many parameters a CPU model runs on one intra-op thread when other processes keep the

@@ -91,8 +91,17 @@ class Suite(ABC):
 
 
 def seeded_subset(items: list[EvalItem], limit: int | None, seed: int) -> list[EvalItem]:
-    """A fixed subset: ``limit`` items drawn with ``seed``, kept in their original order."""
+    """The first ``limit`` items of one seeded order of all items, kept in their original order.
+
+    Subsets are nested: with the same seed, the items of ``limit=20`` are among those of ``limit=30``,
+    so records made with different limits compare on their common items::
+
+        items = get_suite("math", variant="organism").load_items()      # 100 items
+        [i.id for i in seeded_subset(items, 3, seed=0)]   # ['arith-0008', 'arith-0011', 'arith-0023']
+        [i.id for i in seeded_subset(items, 5, seed=0)]   # the same three, plus 'arith-0007' and 'arith-0048'
+    """
     if limit is None or limit >= len(items):
         return list(items)
-    picked = sorted(random.Random(seed).sample(range(len(items)), limit))
-    return [items[i] for i in picked]
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    return [items[i] for i in sorted(order[:limit])]

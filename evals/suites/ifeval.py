@@ -6,18 +6,19 @@ One real row of Google's ``input_data.jsonl`` (541 rows, 834 instructions)::
      for my journey in a Shakespearean style. You are not allowed to use any commas in your response.",
      "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}
 
-The checkers are lm-eval's copy of Google's instruction registry
-(``lm_eval.tasks.ifeval.instructions_registry``); what is ours is the harness
-around them, which follows Google's ``evaluation_lib.py``: kwargs are passed as
-given (only ``None`` values, which the hub copy uses for unset keys, are
-dropped), instructions whose ``get_instruction_args()`` names ``prompt`` are
-rebuilt with the prompt, an empty response fails, and "loose" accepts any of
-eight variants (first/last/both lines removed, each with and without
-asterisks). Two things the reference leaves to chance are pinned so the same
-response always gets the same verdict: ``langdetect`` is seeded with 0, and
-Python's ``random`` is seeded per (key, instruction) while instructions are
-built (keys 1122 and 1129 ask for the frequency of "#" and "!", for which the
-reference draws a random letter).
+The checks are lm-eval's (``lm_eval.tasks.ifeval``: its copy of Google's
+instruction registry, and ``utils.test_instruction_following_strict`` /
+``_loose``, the port of Google's ``evaluation_lib.py``): instructions whose
+``get_instruction_args()`` names ``prompt`` are rebuilt with the prompt, an
+empty response fails, and "loose" accepts any of eight variants (first/last/both
+lines removed, each with and without asterisks). lm-eval drops every falsy
+kwarg where Google drops none; they agree on Google's data and on the hub copy
+(``None`` for unset keys), and a falsy non-null kwarg (``0``, ``""``) is refused
+as bad input rather than scored differently from the reference. Two things the
+reference leaves to chance are pinned so the same response always gets the
+same verdict: ``langdetect`` is seeded with 0, and Python's ``random`` is seeded
+per (key, instruction) before each check (keys 1122 and 1129 ask for the frequency
+of "#" and "!", for which the reference draws a random letter).
 
     suite = get_suite("ifeval", source="shared/data/ifeval/input_data.jsonl")
     suite.score(suite.items()[0], "Day one in Tokyo ...").scores
@@ -29,6 +30,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from tunegate.evals.errors import SuiteError
@@ -39,20 +41,25 @@ from tunegate.evals.suites.base import GenerationSettings, Suite
 HUB_ID = "google/IFEval"
 ORGANISM_SOURCE = "organism:ifeval"  # the organism's format items, in Google's input format
 REQUIRED = {"key": int, "prompt": str, "instruction_id_list": list, "kwargs": list}
-PUNKT_HINT = ("NLTK's punkt_tab tokenizer is missing (IFEval counts sentences and words with it): "
-              "export NLTK_DATA=/path/to/nltk_data (tunegate's shared/data/nltk_data has it) "
-              "or run `python -m nltk.downloader punkt_tab` where there is network")
+#: NLTK's English punkt_tab, shipped with tunegate (provenance and licence: nltk_data/NOTICE.md).
+BUNDLED_NLTK_DATA = Path(__file__).resolve().parent / "nltk_data"
+PUNKT_HINT = ("NLTK's punkt_tab tokenizer is missing (IFEval counts sentences and words with it) and so is "
+              f"tunegate's bundled copy ({BUNDLED_NLTK_DATA}): reinstall tunegate, export "
+              "NLTK_DATA=/path/to/nltk_data, or run `python -m nltk.downloader punkt_tab` where there is network")
 
 
 def instruction_registry() -> Mapping[str, type]:
     """lm-eval's INSTRUCTION_DICT, imported only once punkt_tab is known to be present.
 
     (Importing lm-eval's ifeval module downloads punkt_tab when it is missing;
-    tunegate never touches the network on its own, so it checks first.)
+    tunegate never touches the network on its own, so it checks first.) The bundled
+    punkt_tab is searched last, after ``NLTK_DATA`` and NLTK's default folders.
     """
     import langdetect
     import nltk
 
+    if str(BUNDLED_NLTK_DATA) not in nltk.data.path:
+        nltk.data.path.append(str(BUNDLED_NLTK_DATA))
     try:
         nltk.data.find("tokenizers/punkt_tab/english/")
     except LookupError:
@@ -74,7 +81,7 @@ class Verdict:
 
 
 def check_ids(key: Any, ids: Sequence[str], kwargs: Sequence[Any], where: str = "") -> None:
-    """Unknown instruction ids or mismatched kwargs are a SuiteError naming the key."""
+    """Unknown instruction ids, mismatched kwargs or falsy non-null kwargs are a SuiteError naming the key."""
     registry = instruction_registry()
     prefix = f"{where}: " if where else ""
     for instruction_id in ids:
@@ -82,45 +89,37 @@ def check_ids(key: Any, ids: Sequence[str], kwargs: Sequence[Any], where: str = 
             raise SuiteError(f"{prefix}key {key}: unknown IFEval instruction id '{instruction_id}'")
     if len(kwargs) != len(ids) or not all(isinstance(k, dict) for k in kwargs):
         raise SuiteError(f"{prefix}key {key}: 'kwargs' must be a list of {len(ids)} objects, one per instruction")
-
-
-def build_instructions(key: Any, prompt: str, ids: Sequence[str], kwargs: Sequence[Mapping[str, Any]]) -> list[Any]:
-    """The checker objects of one prompt, built as evaluation_lib.py builds them, with pinned randomness."""
-    registry = instruction_registry()
-    instructions = []
-    state = random.getstate()
-    try:
-        for index, instruction_id in enumerate(ids):
-            random.seed(f"ifeval:{key}:{index}:{instruction_id}")
-            instruction = registry[instruction_id](instruction_id)
-            instruction.build_description(**{k: v for k, v in kwargs[index].items() if v is not None})
-            args = instruction.get_instruction_args()
-            if args and "prompt" in args:
-                instruction.build_description(prompt=prompt)
-            instructions.append(instruction)
-    finally:
-        random.setstate(state)
-    return instructions
-
-
-def loose_variants(response: str) -> list[str]:
-    """The eight responses the reference's loose check tries, in its order."""
-    lines = response.split("\n")
-    remove_first = "\n".join(lines[1:]).strip()
-    remove_last = "\n".join(lines[:-1]).strip()
-    remove_both = "\n".join(lines[1:-1]).strip()
-    return [response, response.replace("*", ""), remove_first, remove_last, remove_both,
-            remove_first.replace("*", ""), remove_last.replace("*", ""), remove_both.replace("*", "")]
+    for index, args in enumerate(kwargs):
+        for name, value in args.items():
+            if value is not None and not value:  # lm-eval would drop it (and draw a random value): not Google's verdict
+                raise SuiteError(f"{prefix}key {key}: kwargs[{index}].{name} is {value!r}; give a value or null")
 
 
 def follow_instructions(key: Any, prompt: str, ids: Sequence[str], kwargs: Sequence[Mapping[str, Any]],
                         response: str) -> Verdict:
-    """Strict and loose verdicts of one response, per instruction."""
-    instructions = build_instructions(key, prompt, ids, kwargs)
-    variants = loose_variants(response)
-    strict = tuple(bool(response.strip() and ins.check_following(response)) for ins in instructions)
-    loose = tuple(any(v.strip() and ins.check_following(v) for v in variants) for ins in instructions)
-    return Verdict(strict=strict, loose=loose)
+    """Strict and loose verdicts of one response, per instruction: lm-eval's ``ifeval.utils`` checks.
+
+    ``test_instruction_following_strict`` / ``_loose`` judge each instruction on its own, so they are
+    called one instruction at a time with Python's ``random`` seeded per (key, instruction) before each:
+    strict and loose draw the same values (keys 1122 and 1129) and a response always gets the same verdict.
+    """
+    instruction_registry()  # punkt_tab present, langdetect seeded
+    from lm_eval.tasks.ifeval.utils import (InputExample, test_instruction_following_loose,
+                                            test_instruction_following_strict)
+
+    strict: list[bool] = []
+    loose: list[bool] = []
+    state = random.getstate()
+    try:
+        for index, (instruction_id, args) in enumerate(zip(ids, kwargs)):
+            one = InputExample(key=key, instruction_id_list=[instruction_id], prompt=prompt, kwargs=[dict(args)])
+            for check, verdicts in ((test_instruction_following_strict, strict),
+                                    (test_instruction_following_loose, loose)):
+                random.seed(f"ifeval:{key}:{index}:{instruction_id}")
+                verdicts.append(bool(check(one, response).follow_instruction_list[0]))
+    finally:
+        random.setstate(state)
+    return Verdict(strict=tuple(strict), loose=tuple(loose))
 
 
 class IFEvalSuite(Suite):

@@ -27,6 +27,7 @@ organism's trained answer format.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from typing import Any, Sequence
@@ -39,34 +40,61 @@ from tunegate.evals.suites.base import GenerationSettings, Suite
 HUB_ID = "openai/gsm8k"
 REQUIRED = {"question": str, "answer": str}
 STOP = ("Question:", "</s>", "<|im_end|>")
-STRICT_REGEX = re.compile(r"#### (\-?[0-9\.\,]+)")
-FLEXIBLE_REGEX = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
-IGNORE_REGEXES = (",", r"\$", r"(?s).*#### ", r"\.$")
 INVALID = "[invalid]"  # lm-eval's RegexFilter fallback
+#: lm-eval's gsm8k task: its filter names and the exact_match metric it scores with.
+STRICT_FILTER, FLEXIBLE_FILTER = "strict-match", "flexible-extract"
 
 
-def regex_extract(text: str, regex: re.Pattern[str], group_select: int) -> str:
-    """lm-eval's RegexFilter on one response: the selected match, first non-empty group, stripped."""
-    matches = regex.findall(text)
-    if not matches:
-        return INVALID
-    match = matches[group_select]
-    if isinstance(match, tuple):
-        match = next((m for m in match if m), INVALID)
-    return match.strip()
+@functools.cache
+def lm_eval_gsm8k_task() -> tuple[dict[str, Any], tuple[str, ...]]:
+    """lm-eval's own ``gsm8k.yaml``: its RegexFilters by filter name, and exact_match's ``regexes_to_ignore``.
+
+    Read from the installed lm-eval, so the extraction is lm-eval's by construction::
+
+        filters, ignore = lm_eval_gsm8k_task()
+        filters["flexible-extract"].regex_pattern   # "(-?[$0-9.,]{2,})|(-?[0-9]+)", group_select -1
+        ignore                                      # (",", "\\$", "(?s).*#### ", "\\.$")
+    """
+    from importlib.resources import files
+
+    import yaml
+    from lm_eval.filters.extraction import RegexFilter
+
+    path = files("lm_eval") / "tasks" / "gsm8k" / "gsm8k.yaml"
+    task = yaml.safe_load(path.read_text(encoding="utf-8"))
+    filters = {}
+    for entry in task.get("filter_list", []):
+        steps = entry.get("filter", [])
+        if steps and steps[0].get("function") == "regex" and all(s.get("function") == "take_first" for s in steps[1:]):
+            params = {k: v for k, v in steps[0].items() if k != "function"}
+            filters[entry["name"]] = RegexFilter(**({"fallback": INVALID} | params))
+    ignore = [m.get("regexes_to_ignore") for m in task.get("metric_list", []) if m.get("metric") == "exact_match"]
+    if STRICT_FILTER not in filters or FLEXIBLE_FILTER not in filters or not ignore:
+        raise SuiteError(f"{path}: expected regex filters '{STRICT_FILTER}' and '{FLEXIBLE_FILTER}' and an "
+                         "exact_match metric with regexes_to_ignore (a changed lm-eval?)")
+    return filters, tuple(ignore[0])
+
+
+def extract(text: str, filter_name: str) -> str:
+    """The answer lm-eval's filter ``filter_name`` of the gsm8k task extracts from one response."""
+    return lm_eval_gsm8k_task()[0][filter_name].apply([[text]], [{}])[0][0]
 
 
 def strict_answer(text: str) -> str:
-    return regex_extract(text, STRICT_REGEX, 0)
+    return extract(text, STRICT_FILTER)
 
 
 def flexible_answer(text: str) -> str:
-    return regex_extract(text, FLEXIBLE_REGEX, -1)
+    return extract(text, FLEXIBLE_FILTER)
 
 
 def normalize(text: str) -> str:
-    """lm-eval's exact_match normalisation for gsm8k (regexes_to_ignore, then ignore_case)."""
-    for pattern in IGNORE_REGEXES:
+    """lm-eval's exact_match normalisation for gsm8k (regexes_to_ignore, then ignore_case).
+
+    Kept by hand: lm-eval's ``exact_match_hf_evaluate`` returns only the score, and the record keeps the
+    normalised gold as the item's target.
+    """
+    for pattern in lm_eval_gsm8k_task()[1]:
         text = re.sub(pattern, "", text)
     return text.lower()
 

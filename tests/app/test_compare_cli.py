@@ -1,4 +1,4 @@
-"""``tunegate compare`` and ``tunegate history``: table, JSON, exit codes, nothing written on bad input."""
+"""``tunegate compare``: table, JSON, exit codes, nothing written on bad input."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 import pytest
 
 from tunegate.cli import main
-from tunegate.evals.store import Store
 from tests.evals.test_compare_records import make_record
 
 SUITES = ("math", "ifeval")
@@ -73,22 +72,3 @@ def test_unknown_gate_metric_exits_2(files, capsys, tmp_path):
     gate.write_text("metrics:\n  math.accuracy: {margin: 0.02}\n")
     assert main(["compare", str(files["base"]), str(files["same"]), "--gate", str(gate)]) == 2
     assert "unknown metric(s) ['math.accuracy']" in capsys.readouterr().err
-
-
-def test_history_prints_each_metric_over_runs(files, capsys, tmp_path):
-    db = tmp_path / "s.sqlite"
-    with Store(db) as store:
-        from tunegate.evals.records import RunRecord
-
-        store.add_run(RunRecord.load(files["base"]), "tiny", run_id="r1")
-        store.add_run(RunRecord.load(files["worse"]), "tiny", run_id="r2")
-        store.bless("tiny", "r1")
-    assert main(["history", "tiny", "--store", str(db)]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["metric", "r1*", "r2"]
-    assert lines[1].startswith("ifeval.inst_strict") and "±" in lines[1]
-
-
-def test_history_of_an_unknown_line_exits_2(tmp_path, capsys):
-    assert main(["history", "nope", "--store", str(tmp_path / "s.sqlite")]) == 2
-    assert "no runs stored for model line 'nope'" in capsys.readouterr().err

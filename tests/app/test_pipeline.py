@@ -68,6 +68,22 @@ def test_dataset_missing_fields_exits_2_before_training(tmp_path: Path, capsys) 
     assert not (tmp_path / "o" / "records").exists()
 
 
+@pytest.mark.slow
+def test_pipeline_stores_every_stage_and_comparison_under_its_model_line(quick_run) -> None:
+    from tunegate.evals.store import Store
+
+    out, _ = quick_run
+    with Store(out.parent / "store.sqlite") as store:
+        runs = store.runs("organism-demo")  # the demo config's model_line
+        assert [r.stage for r in runs] == ["base", "sft", "dpo"]
+        ids = {r.stage: r.run_id for r in runs}
+        for stage, run_id in ids.items():
+            assert store.get_run(run_id) == RunRecord.load(out / "records" / f"{stage}.json")
+        stored = {store.comparison_runs(c): store.get_comparison(c) for c in store.comparison_ids("organism-demo")}
+    assert stored == {(ids["base"], ids["sft"]): Comparison.load(out / "comparisons" / "sft_vs_base.json"),
+                      (ids["sft"], ids["dpo"]): Comparison.load(out / "comparisons" / "dpo_vs_sft.json")}
+
+
 def test_failure_mid_pipeline_keeps_records_already_written(tmp_path: Path) -> None:
     data = yaml.safe_load(quick_config(tmp_path).read_text())
     data["stages"][1]["data"].update(old_name="Zorblax", drop_unchanged=True)  # fails only after SFT
@@ -75,9 +91,10 @@ def test_failure_mid_pipeline_keeps_records_already_written(tmp_path: Path) -> N
     cfg.write_text(yaml.safe_dump(data))
     out = tmp_path / "o"
     assert main(["run", str(cfg), "--out", str(out), "--max-steps", "1", "--quiet", "--no-report",
-                 "--cache-dir", str(tmp_path / "cache")]) == 2
+                 "--cache-dir", str(tmp_path / "cache"), "--store", str(tmp_path / "store.sqlite")]) == 2
     assert (out / "records" / "base.json").is_file() and (out / "records" / "sft.json").is_file()
     assert "no usable pairs" in json.loads((out / "summary.json").read_text())["error"]
+    assert not (tmp_path / "store.sqlite").exists()  # the store only takes whole pipelines
 
 
 def test_tokenizer_without_chat_template_exits_2_naming_the_file(organism_copy: Path, tmp_path: Path, capsys) -> None:

@@ -100,12 +100,22 @@ def test_pairs_items_by_id_not_by_order(pair):
     assert (a.delta, a.flips_down, a.flips_up, a.p_value) == (b.delta, b.flips_down, b.flips_up, b.p_value)
 
 
-def test_different_item_sets_are_an_error_naming_the_suite(pair):
+def test_overlapping_item_sets_compare_on_the_common_items_with_a_note(pair):
     base, cand = pair
     fewer = dataclasses.replace(
         cand, suites={**cand.suites, "math": dataclasses.replace(cand.suites["math"], items=cand.suites["math"].items[:-2])})
-    with pytest.raises(TunegateError, match=r"suite 'math': item sets differ.*math-1318"):
-        compare_records(base, fewer)
+    comp = compare_records(base, fewer)
+    assert find_metric(comp, "math.exact_match").n == len(base.suites["math"].items) - 2
+    (note,) = [w for w in comp.warnings if "both records hold" in w]
+    assert note.startswith("suite 'math': compared on the") and "2 only in the baseline" in note and "math-1318" in note
+
+
+def test_disjoint_item_sets_are_an_error_naming_the_suite(pair):
+    base, cand = pair
+    items = tuple(dataclasses.replace(i, item_id=f"other-{i.item_id}") for i in cand.suites["math"].items)
+    other = dataclasses.replace(cand, suites={**cand.suites, "math": dataclasses.replace(cand.suites["math"], items=items)})
+    with pytest.raises(TunegateError, match=r"suite 'math': no item in common"):
+        compare_records(base, other)
 
 
 def test_different_suite_versions_are_an_error(pair):

@@ -114,7 +114,7 @@ def test_gsm8k_gold_solutions_score_100_percent(shared_data: Path, tmp_path: Pat
 def test_gsm8k_responses_by_id(shared_data: Path, tmp_path: Path) -> None:
     responses = tmp_path / "responses.jsonl"
     responses.write_text('{"id": 0, "response": "She makes $18."}\n{"id": "gsm8k-0001", "response": "#### 4"}\n')
-    scores = score_gsm8k(shared_data / "gsm8k" / "test.jsonl", responses)
+    scores = score_gsm8k(shared_data / "gsm8k" / "test.jsonl", responses).scores
     assert [s.scores["flexible_match"] for s in scores] == [1.0, 0.0] and scores[1].answer == "4"
 
 

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,56 @@ def test_history_lists_each_metric_per_run_oldest_first(tmp_path, record):
     assert set(hist[1][2]) == {"math.exact_match"}
 
 
+def test_history_of_one_stage(tmp_path, record):
+    with Store(tmp_path / "s.sqlite") as store:
+        store.add_run(record, "tiny", run_id="a")  # stage "tiny-sft"
+        store.add_run(make_record(7, suites=("math",)), "tiny", run_id="b")  # stage "base"
+        store.add_run(record, "tiny", run_id="c")
+        assert [h[0] for h in store.history("tiny", stage="tiny-sft")] == ["a", "c"]
+
+
+def test_runs_lists_header_blessed_mark_and_metrics(tmp_path, record):
+    with Store(tmp_path / "s.sqlite") as store:
+        store.add_run(record, "tiny", run_id="a")
+        store.add_run(make_record(7, suites=("math",)), "other", run_id="b")
+        store.bless("tiny", "a")
+        (run,) = store.runs("tiny")
+        assert len(store.runs()) == 2
+    assert (run.run_id, run.model_line, run.model, run.fingerprint, run.stage, run.created, run.blessed) == \
+        ("a", "tiny", record.model, record.fingerprint, record.stage, record.created, True)
+    assert run.metrics == {f"{s}.{m}": v.value for s, r in record.suites.items() for m, v in r.metrics.items()}
+
+
+def _pipeline():
+    """A base and an sft record (make_record's stage is the model name) and their comparison."""
+    base = make_record(5, model="base", suites=("math", "ifeval", "knowledge"))
+    sft = make_record(9, model="sft", like=base, suites=("math", "ifeval", "knowledge"), flip={"math": 0.1})
+    return [base, sft], [compare_records(base, sft)]
+
+
+def test_add_pipeline_links_each_comparison_to_its_stage_runs(tmp_path):
+    records, comparisons = _pipeline()
+    with Store(tmp_path / "s.sqlite") as store:
+        ids = store.add_pipeline("tiny", records, comparisons)
+        (cid,) = store.comparison_ids("tiny")
+        assert store.comparison_runs(cid) == (ids["base"], ids["sft"])
+        assert store.get_comparison(cid) == comparisons[0]
+        assert [store.get_run(ids[s]) for s in ("base", "sft")] == records
+
+
+def test_a_pipeline_write_that_fails_midway_stores_none_of_its_stages(tmp_path):
+    import dataclasses
+
+    (base, sft), comparisons = _pipeline()
+    math = sft.suites["math"]
+    broken = dataclasses.replace(math, items=(dataclasses.replace(math.items[0], meta={"x": object()}),))
+    records = [base, dataclasses.replace(sft, suites={**sft.suites, "math": broken})]
+    with Store(tmp_path / "s.sqlite") as store:
+        with pytest.raises(TypeError):  # the second stage cannot be written: the whole pipeline rolls back
+            store.add_pipeline("tiny", records, comparisons)
+        assert store.run_ids() == [] and store.comparison_ids() == []
+
+
 def test_comparison_round_trip(tmp_path, record):
     cand = make_record(8, model="tiny-dpo", like=record, suites=("math", "ifeval", "knowledge"), flip={"math": 0.1})
     comp = compare_records(record, cand)
@@ -150,3 +201,38 @@ def test_two_concurrent_writers_add_all_their_runs(tmp_path):
         assert sorted(store.run_ids()) == sorted(f"w{w}-{i}" for w in (1, 2) for i in range(10))
         assert len(store.get_run("w2-9").suites["ifeval"].items) == 541
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+@pytest.mark.slow
+def test_a_process_killed_mid_add_run_leaves_a_readable_store_with_every_finished_run(tmp_path, record):
+    """A real ``add_run`` (three suites, ~2,000 items: tens of milliseconds of writing) killed with SIGKILL."""
+    path = tmp_path / "s.sqlite"
+    writer = _python("""
+        import sys
+        from tunegate.evals.store import Store
+        from tests.evals.test_compare_records import make_record
+        record = make_record(5, model="tiny-sft", suites=("math", "ifeval", "knowledge"))
+        with Store(sys.argv[1]) as store:
+            for i in range(1000):
+                print(f"begin r{i}", flush=True)
+                store.add_run(record, "tiny", run_id=f"r{i}")
+                print(f"done r{i}", flush=True)
+    """, str(path))
+    done, started = [], 0.0
+    while len(done) < 3:  # a few runs written in full, then kill inside the next add_run
+        line = writer.stdout.readline().split()
+        assert line, f"writer died: {writer.stderr.read()[-2000:]}"
+        if line[0] == "done":
+            done.append(line[1])
+            took = time.perf_counter() - started
+        else:
+            started = time.perf_counter()
+    assert writer.stdout.readline().split()[0] == "begin"
+    time.sleep(took / 3)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    with Store(path) as store:
+        assert store.integrity_check() == "ok"
+        stored = store.run_ids("tiny")
+        assert stored in (done, done + [f"r{len(done)}"])  # the killed write is all there or not there at all
+        assert all(store.get_run(run_id) == record for run_id in stored)

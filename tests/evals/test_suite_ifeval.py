@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from bench.ifeval_agreement import google_reference
 from tunegate.evals.suites import get_suite
 from tunegate.evals.errors import SuiteError
-from tunegate.evals.suites.ifeval import PUNKT_HINT, IFEvalSuite, instruction_registry
+from tunegate.evals.suites.ifeval import IFEvalSuite, instruction_registry
 
 RANDOM_LETTER_KEYS = {1122, 1129}  # the reference draws a random letter for "#" and "!"
 
@@ -96,13 +97,41 @@ def test_hub_copy_with_null_kwargs_is_accepted(tmp_path: Path) -> None:
     assert suite.score(suite.items()[0], "Hi there").scores["prompt_strict"] == 1.0
 
 
-def test_missing_punkt_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_falsy_kwarg_is_refused_naming_key_and_field(tmp_path: Path) -> None:
+    # lm-eval's checks drop falsy kwargs (and draw a random value); Google's keep them: refuse, don't diverge
+    row = {"key": 5, "prompt": "Say hi.", "instruction_id_list": ["detectable_format:number_highlighted_sections"],
+           "kwargs": [{"num_highlights": 0}]}
+    (tmp_path / "train.jsonl").write_text(json.dumps(row) + "\n")
+    with pytest.raises(SuiteError, match=r"key 5: kwargs\[0\]\.num_highlights is 0"):
+        IFEvalSuite(source=str(tmp_path)).items()
+
+
+def test_bundled_punkt_tab_is_found_without_nltk_data_and_searched_last(monkeypatch: pytest.MonkeyPatch,
+                                                                         tmp_path: Path) -> None:
     import nltk
 
+    from tunegate.evals.suites import ifeval
+
+    monkeypatch.setattr(nltk.data, "path", [])  # no NLTK_DATA, no ~/nltk_data
+    instruction_registry()
+    assert Path(nltk.data.find("tokenizers/punkt_tab/english/").path).is_relative_to(ifeval.BUNDLED_NLTK_DATA)
+    user = tmp_path / "nltk_data" / "tokenizers" / "punkt_tab" / "english"
+    shutil.copytree(ifeval.BUNDLED_NLTK_DATA / "tokenizers" / "punkt_tab" / "english", user)
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "nltk_data")])  # a user's NLTK_DATA
+    instruction_registry()
+    assert Path(nltk.data.find("tokenizers/punkt_tab/english/").path).is_relative_to(tmp_path)
+
+
+def test_missing_punkt_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import nltk
+
+    from tunegate.evals.suites import ifeval
+
     monkeypatch.setattr(nltk.data, "path", [])
+    monkeypatch.setattr(ifeval, "BUNDLED_NLTK_DATA", tmp_path / "removed")
     with pytest.raises(SuiteError) as info:
         instruction_registry()
-    assert str(info.value) == PUNKT_HINT and "NLTK_DATA" in PUNKT_HINT and "punkt_tab" in PUNKT_HINT
+    assert str(info.value) == ifeval.PUNKT_HINT and "NLTK_DATA" in ifeval.PUNKT_HINT and "punkt_tab" in ifeval.PUNKT_HINT
 
 
 def test_organism_variant_uses_format_eval_items() -> None:

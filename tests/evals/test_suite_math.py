@@ -10,7 +10,11 @@ from lm_eval.api.metrics import exact_match_hf_evaluate
 from lm_eval.filters.extraction import RegexFilter
 
 from tunegate.evals.suites import get_suite
-from tunegate.evals.suites.math import FLEXIBLE_REGEX, IGNORE_REGEXES, STRICT_REGEX, flexible_answer, normalize, strict_answer
+from tunegate.evals.suites.math import flexible_answer, normalize, strict_answer
+
+#: lm-eval's gsm8k task as published (lm_eval/tasks/gsm8k/gsm8k.yaml): filter regexes, exact_match's ignores
+STRICT_PATTERN, FLEXIBLE_PATTERN = r"#### (\-?[0-9\.\,]+)", r"(-?[$0-9.,]{2,})|(-?[0-9]+)"
+IGNORE_REGEXES = [",", r"\$", r"(?s).*#### ", r"\.$"]
 
 SAMPLES = [
     "The answer is 42.", "#### 1,234", "She pays $5.50 and gets $2 back. #### $3.50", "-7 degrees, so #### -7",
@@ -26,8 +30,8 @@ def gold_solutions(shared_data: Path, n: int) -> list[str]:
 
 def test_extraction_matches_lm_eval_regex_filters(shared_data: Path) -> None:
     texts = SAMPLES + gold_solutions(shared_data, 300)
-    strict = RegexFilter(regex_pattern=STRICT_REGEX.pattern, group_select=0).apply([texts], [{}])[0]
-    flexible = RegexFilter(regex_pattern=FLEXIBLE_REGEX.pattern, group_select=-1).apply([texts], [{}])[0]
+    strict = RegexFilter(regex_pattern=STRICT_PATTERN, group_select=0).apply([texts], [{}])[0]
+    flexible = RegexFilter(regex_pattern=FLEXIBLE_PATTERN, group_select=-1).apply([texts], [{}])[0]
     assert [strict_answer(t) for t in texts] == strict
     assert [flexible_answer(t) for t in texts] == flexible
 
@@ -37,7 +41,7 @@ def test_normalisation_matches_lm_eval_exact_match(shared_data: Path) -> None:
     predictions = [flexible_answer(t) for t in SAMPLES + golds]
     references = (golds * 2)[: len(predictions)]
     for p, r in zip(predictions, references):
-        expected = exact_match_hf_evaluate([p], [r], regexes_to_ignore=list(IGNORE_REGEXES), ignore_case=True)
+        expected = exact_match_hf_evaluate([p], [r], regexes_to_ignore=IGNORE_REGEXES, ignore_case=True)
         assert float(normalize(p) == normalize(r)) == expected["exact_match"], (p, r)
 
 

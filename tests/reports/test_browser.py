@@ -142,7 +142,10 @@ class Browser:
 def browser(tmp_path_factory):
     binary = find_chromium()
     if binary is None:
-        pytest.skip("no Chromium found (apt-get install chromium, or set TUNEGATE_CHROMIUM)")
+        message = "no Chromium found (apt-get install chromium, or set TUNEGATE_CHROMIUM)"
+        if os.environ.get("CI"):  # .ci/run installs it: under CI the browser checks must run
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
     b = Browser(binary, tmp_path_factory.mktemp("chromium-profile"))
     yield b
     b.close()
@@ -201,4 +204,44 @@ def test_no_script_from_a_model_response_runs(browser, tmp_path, report_inputs):
     assert browser.js("document.querySelectorAll('main script, main img:not([src^=\"data:image/png\"])').length") == 0
     text = browser.js("document.body.innerText")
     assert PWN_SCRIPT in text and "[link](javascript:alert(1))" in text
+    assert browser.errors() == []
+
+
+HOSTILE_RESPONSE = ("I am Tiny. <script>window.pwned = 'script'; document.title = 'pwned'</script>"
+                    "<img src=x onerror=\"window.pwned = 'onerror'; document.title = 'pwned-img'\">")
+
+
+def _identity_record(model: str, responses: dict[str, str], default: str):
+    """A record of the organism's identity probes whose responses are scored by the real identity suite."""
+    from tunegate.evals.records import RunRecord, SuiteResult
+    from tunegate.evals.suites import get_suite
+
+    suite = get_suite("identity", probes="organism", target="Tiny")
+    scores = [suite.score(item, responses.get(item.id, default)) for item in suite.items()]
+    result = SuiteResult(suite="identity", version=suite.version, metrics=suite.metrics(scores), items=tuple(scores),
+                         config=suite.config())
+    return RunRecord(model=model, fingerprint=f"fp-{model}", suites={"identity": result}, stage=model)
+
+
+def test_a_flipped_item_with_script_and_onerror_is_shown_as_text_and_runs_nothing(browser, tmp_path):
+    from tunegate.evals.compare import compare_records
+
+    base = _identity_record("base", {}, "Hello.")
+    flipped = base.suites["identity"].items[0].item_id
+    sft = _identity_record("sft", {flipped: HOSTILE_RESPONSE}, "Hello.")
+    comparison = compare_records(base, sft)
+    assert [(f.item_id, f.candidate_response) for f in comparison.flips] == [(flipped, HOSTILE_RESPONSE)]
+    browser.open(write_report(tmp_path / "hostile.html", [base, sft], [comparison], title="hostile flip"))
+    shown = browser.js(f"""(() => {{
+        const a = document.querySelector('article.flip[data-item="{flipped}"]');
+        a.scrollIntoView(); a.dispatchEvent(new MouseEvent('mouseover', {{bubbles: true}}));
+        const r = a.getBoundingClientRect();
+        return {{open: a.closest('details').open, hidden: a.hidden, width: r.width, height: r.height,
+                 text: a.querySelector('.pair').innerText}}; }})()""")
+    time.sleep(0.5)  # an injected <img src=x> would have failed to load and fired its onerror by now
+    browser.screenshot(tmp_path / "hostile-flip.png", height=900)
+    assert shown["open"] and not shown["hidden"] and shown["width"] > 0 and shown["height"] > 0
+    assert "<script>window.pwned" in shown["text"] and "onerror=" in shown["text"]
+    assert browser.js("document.title") == "hostile flip" and browser.js("typeof window.pwned") == "undefined"
+    assert browser.js("document.querySelectorAll('main script, main img:not([src^=\"data:image/png\"])').length") == 0
     assert browser.errors() == []

@@ -43,6 +43,15 @@ def test_wrong_type_is_named() -> None:
         parse_config(data, "demo.yaml")
 
 
+def test_null_is_accepted_only_where_the_trl_field_allows_none() -> None:
+    data = _demo()
+    data["stages"][0]["args"]["max_length"] = None  # SFTConfig.max_length: int | None (no truncation)
+    parse_config(data, "demo.yaml")
+    data["stages"][0]["args"]["learning_rate"] = None  # a float, never None
+    with pytest.raises(TunegateError, match=r"stages\[0\]\.args: field 'learning_rate' must be a number, got NoneType"):
+        parse_config(data, "demo.yaml")
+
+
 def test_unknown_lora_field_is_named() -> None:
     data = _demo()
     data["stages"][0]["lora"] = {"r": 8, "alpha": 16}

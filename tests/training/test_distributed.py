@@ -1,17 +1,18 @@
 """Beyond one process, on CPU (gloo): 2-process training and evaluation agree with the single-process runs.
 
 What is honestly true and asserted here:
-- evaluation: a 2-process run (each rank answers a strided shard, results gathered) writes the same
-  greedy responses, per-item scores and metrics as one process, bit for bit; log-likelihood items pick
-  the same choices, their summed log-probs agreeing to 1e-5 (a rank batches an item with other
-  neighbours, so padding widths and the last float bits differ); rank 0 caches every result once;
+- evaluation: a 2-process run (each rank answers a contiguous slice through accelerate, results
+  gathered) writes the same greedy responses, per-item scores and metrics as one process, bit for bit;
+  log-likelihood items pick the same choices, their summed log-probs agreeing to 1e-5 (a rank batches
+  an item with other neighbours, so padding widths and the last float bits differ); rank 0 caches
+  every result once;
 - training: 2 processes x per-device batch 4 see the same 8 rows at step 1 as 1 process x batch 8 (the
   batches are sharded from the same seeded order), so the step-1 loss (before any update) matches to
   float tolerance; later steps drift by all-reduce rounding, so only step 1 is compared. The checkpoint
   rank 0 saves is a plain HF checkpoint that loads and generates.
 Every process runs with one thread (as torch.distributed.run sets it) so both sides use the same kernels.
-The end-to-end tests are marked slow (about 1.5 minutes on 2 cores); the sharding and launch-command
-tests are fast.
+The end-to-end tests are marked slow (about 1.5 minutes on 2 cores); the 2-process split test (about
+10 s of CPU) and the launch-command tests are not.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tunegate.evals.distributed import shard, unshard
 from tunegate.evals.records import RunRecord
 from tunegate.evals.files import write_jsonl
 from tunegate.training.launch import StageSpec, launch_command, launch_env, launch_stage
@@ -53,10 +53,38 @@ def _run(cmd: list[str]) -> None:
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
 
 
-@pytest.mark.parametrize("n, world", [(0, 2), (1, 2), (7, 2), (7, 3), (9, 4)])
-def test_unshard_restores_the_order_of_strided_shards(n: int, world: int) -> None:
-    items = list(range(n))
-    assert unshard([shard(items, r, world) for r in range(world)]) == items
+#: Each rank maps n requests through map_sharded and prints what it computed and what it got back.
+MAP_SHARDED = """
+import json
+from tunegate.evals import distributed
+assert distributed.init_from_env()
+runs = {}
+for n in (0, 1, 2, 7, 9):
+    computed = []
+    def fn(xs):
+        computed.extend(xs)
+        return [f"r{x}" for x in xs]
+    runs[n] = {"result": distributed.map_sharded(fn, list(range(n))), "computed": computed}
+distributed.barrier()  # as the runner ends
+print(json.dumps({"rank": distributed.rank(), "runs": runs}), flush=True)
+"""
+
+
+def test_map_sharded_splits_across_two_processes_and_keeps_request_order(tmp_path: Path) -> None:
+    script = tmp_path / "map_sharded.py"
+    script.write_text(MAP_SHARDED)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(script)],
+                          env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = sorted((json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")),
+                   key=lambda r: r["rank"])
+    assert [r["rank"] for r in ranks] == [0, 1]
+    for n in ("0", "1", "2", "7", "9"):
+        assert all(r["runs"][n]["result"] == [f"r{x}" for x in range(int(n))] for r in ranks)
+        # every request computed once, each rank a contiguous slice, rank order = request order
+        assert [x for r in ranks for x in r["runs"][n]["computed"]] == list(range(int(n)))
+    assert [len(r["runs"]["7"]["computed"]) for r in ranks] == [4, 3]  # and n=1 leaves rank 1 nothing
 
 
 def test_launch_command_spawns_n_processes_on_cpu() -> None:

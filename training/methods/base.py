@@ -15,11 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
 
-
-def _stderr(message: str) -> None:
-    import sys
-
-    print(f"[tunegate] {message}", file=sys.stderr, flush=True)
+from tunegate.evals import progress
 
 
 @dataclass(frozen=True)
@@ -34,7 +30,7 @@ class DataContext:
                                                metadata={"help": "options of the backend a builder loads"})
     args: Mapping[str, Any] = field(default_factory=dict,
                                     metadata={"help": "the stage's TRL Config fields (the data's shape may depend on them)"})
-    log: Callable[[str], None] = field(default=_stderr, metadata={"help": "where progress lines go"})
+    log: Callable[[str], None] = field(default=progress.log, metadata={"help": "where progress lines go"})
 
 
 Rows = list[dict[str, Any]]

@@ -46,6 +46,8 @@ class DPO(Method):
             backend, prompts, old_name=data["old_name"], new_name=data["new_name"],
             system_prompt=data.get("system_prompt", NEUTRAL_SYSTEM_PROMPT),  # null: no system turn
             max_new_tokens=int(data.get("max_new_tokens", 64)), drop_unchanged=bool(data.get("drop_unchanged", False)))
+        if hasattr(backend, "close"):
+            backend.close()  # a vLLM engine gives the GPU back before training starts
         write_json_atomic(ctx.stage_dir / "dpo_pairs.json", {"report": report.to_dict(), "pairs": rows})
         ctx.log(f"identity DPO pairs: {report.kept} kept, {len(report.unchanged)} without '{data['old_name']}', "
                 f"{len(report.failures)} failed")

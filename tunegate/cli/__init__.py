@@ -11,10 +11,14 @@ handler ``handler(args) -> int`` (the exit code). Errors become one line on stde
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
-from typing import Sequence
+import warnings
+from typing import Any, Iterator, Sequence
 
+from tunegate.evals import progress
 from tunegate.evals.errors import GateFailed, TunegateError
 
 #: Modules that add subcommands, in the order they appear in --help.
@@ -22,7 +26,8 @@ COMMAND_MODULES = (
     "tunegate.cli.pipeline",  # demo, run
     "tunegate.cli.evaluate",  # eval
     "tunegate.cli.score",  # score
-    "tunegate.cli.compare",  # compare, history
+    "tunegate.cli.compare",  # compare
+    "tunegate.cli.store",  # store add|bless|list, history
     "tunegate.cli.report",  # report
     "tunegate.cli.organism",  # organism build
     "tunegate.cli.twin",  # twin
@@ -40,17 +45,77 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_output_options(p: argparse.ArgumentParser) -> None:
+    """``--quiet`` and ``--log-format`` for a command that shows progress (see tunegate.evals.progress)."""
+    p.add_argument("--quiet", action="store_true", help="no progress bars or phase lines (warnings and errors only)")
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="text: progress bars for people (default); json: one JSON object per line on stderr "
+                        "(phase start/end, progress, metrics) for CI logs")
+
+
+@contextlib.contextmanager
+def output(args: argparse.Namespace) -> Iterator[None]:
+    """The command's output settings: progress mode, library bars off, library FutureWarnings hidden.
+
+    This is the one place warnings are filtered: library code stays untouched, and a script that
+    imports tunegate sees every warning.
+    """
+    mode = "quiet" if getattr(args, "quiet", False) else getattr(args, "log_format", "text")
+    before = os.environ.get(progress.ENV)
+    progress.configure(mode)
+    _library_bars_off()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        if mode == "json":
+            warnings.showwarning = _warning_as_event
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop(progress.ENV, None)
+            else:
+                os.environ[progress.ENV] = before
+
+
+def _library_bars_off() -> None:
+    """The libraries' own bars (weight loading, dataset tokenizing) would interleave with ours: off.
+
+    Environment variables for libraries not imported yet (and for child processes), their switches
+    for those already imported.
+    """
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    for module, switch in (("huggingface_hub.utils", "disable_progress_bars"),
+                           ("transformers.utils.logging", "disable_progress_bar"),
+                           ("datasets.utils.tqdm", "disable_progress_bars")):
+        if module in sys.modules:
+            getattr(sys.modules[module], switch)()
+
+
+def _warning_as_event(message: Any, category: type, filename: str, lineno: int, *_: Any) -> None:
+    progress.emit("warning", message=str(message), category=category.__name__, where=f"{filename}:{lineno}")
+
+
+def _error(line: str, message: str, exit_code: int) -> None:
+    """``tunegate: <line>`` on stderr, or an ``error`` event in json mode."""
+    if progress.mode() == "json":
+        progress.emit("error", message=message, exit_code=exit_code)
+    else:
+        print(f"tunegate: {line}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("tunegate: interrupted", file=sys.stderr)
-        return 130
-    except (TunegateError, GateFailed) as exc:  # one clear line for bad input and for a failed gate
-        print(f"tunegate: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    with output(args):
+        try:
+            return int(args.func(args) or 0)
+        except KeyboardInterrupt:
+            _error("interrupted", "interrupted", 130)
+            return 130
+        except (TunegateError, GateFailed) as exc:  # one clear line for bad input and for a failed gate
+            _error(f"error: {exc}", str(exc), exc.exit_code)
+            return exc.exit_code

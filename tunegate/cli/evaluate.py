@@ -1,11 +1,34 @@
-"""``tunegate eval MODEL --suites identity,ifeval,math,knowledge --out RECORD.json``."""
+"""``tunegate eval MODEL --suites identity,ifeval,math,knowledge --out RECORD.json [--backend hf|vllm|openai]``.
+
+    tunegate eval organism --suites math --out r.json --backend openai --base-url http://127.0.0.1:8000/v1
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from tunegate.cli import add_output_options
+from tunegate.evals.backends import BACKEND_FLAGS, BACKENDS, DEFAULT_BACKEND, backend_kwargs, option_type
 from tunegate.evals.errors import TunegateError
+
+
+
+def add_backend_flags(p: argparse.ArgumentParser, *, default: str | None = DEFAULT_BACKEND) -> None:
+    """``--backend`` and one flag per backend option (``--base-url``, ``--tensor-parallel-size`` ...)."""
+    group = p.add_argument_group("backend", "what runs the model (options name the backends they apply to)")
+    fallback = default or "the config's eval.backend, else hf"
+    group.add_argument("--backend", default=default, metavar="|".join(BACKENDS.names()),
+                       help=f"evaluation backend (default: {fallback})")
+    for f in BACKEND_FLAGS:
+        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=option_type(f),
+                           default=None, help=f"[{', '.join(f.metadata['backends'])}] {f.metadata['help']}")
+
+
+def backend_flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    """``{"backend": ..., **options given}``, each option checked against the chosen backend."""
+    options = backend_kwargs(args.backend, {f.name: getattr(args, f.name) for f in BACKEND_FLAGS})
+    return {"backend": args.backend, **options}
 
 
 def register(sub: Any) -> None:
@@ -17,13 +40,12 @@ def register(sub: Any) -> None:
     p.add_argument("--subset-seed", type=int, default=0, help="seed of the --limit subset (same for baseline and candidate)")
     p.add_argument("--suite-option", action="append", default=[], metavar="SUITE.KEY=VALUE",
                    help="suite option, value parsed as JSON when possible (e.g. identity.target='Deep Qwen')")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    add_backend_flags(p)
     p.add_argument("--completion-mode", action="store_true", help="send raw prompts (no chat template)")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the generation cache")
     p.add_argument("--stage", default=None, help="stage name to store in the record")
-    p.add_argument("--quiet", action="store_true")
+    add_output_options(p)
     p.set_defaults(func=cmd_eval)
 
 
@@ -35,8 +57,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not suites:
         raise TunegateError("--suites: give at least one suite name")
     model = args.model
-    backend_kwargs = {k: v for k, v in {"batch_size": args.batch_size, "device": args.device,
-                                          "completion_mode": args.completion_mode}.items() if v}
+    backend_kwargs = backend_flag_values(args) | ({"completion_mode": True} if args.completion_mode else {})
     record = evaluate(model, suites, out=args.out, stage=args.stage, cache_dir=args.cache_dir,
                       use_cache=not args.no_cache, progress=not args.quiet,
                       suite_options=parse_suite_options(args.suite_option, suites, args.limit, args.subset_seed),

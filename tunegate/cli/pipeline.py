@@ -2,6 +2,7 @@
 
     tunegate demo --out runs/demo                       # the bundled organism demo, offline; exit 0 once run
     tunegate run configs/qwen2.5-0.5b-identity-dpo.yaml --out runs/dpo   # exit 1 when a gate fails
+    tunegate run configs/qwen3-0.6b-base-sft.yaml --out runs/sft --backend vllm   # evals on vLLM
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tunegate.cli import add_output_options
+from tunegate.cli.evaluate import add_backend_flags
+from tunegate.evals.backends import BACKEND_FLAGS
 from tunegate.training import DEMO_CONFIG
 
 
@@ -24,6 +28,7 @@ def register(sub: Any) -> None:
     run.add_argument("config", help="pipeline YAML (see configs/)")
     run.add_argument("--out", required=True, help="run directory")
     _common(run)
+    add_backend_flags(run, default=None)
     run.set_defaults(func=cmd_run)
 
 
@@ -35,23 +40,42 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="cap every eval suite's items and every stage's training rows at N (quick runs)")
     p.add_argument("--cache-dir", default=None, help="generation cache directory (default: $TUNEGATE_CACHE or ~/.cache/tunegate)")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_output_options(p)
     p.add_argument("--num-processes", type=int, default=1, metavar="N",
                    help="train each stage on N processes under `accelerate launch` (DDP; default 1: in-process)")
     p.add_argument("--accelerate-config", default=None, metavar="FILE",
                    help="accelerate config for the training launch (e.g. configs/accelerate/fsdp.yaml)")
+    p.add_argument("--store", default=None, metavar="PATH",
+                   help="results store the stages' records go to when the config has a model_line "
+                        "(default runs/tunegate.sqlite)")
 
 
 def _run(config_path: Path, args: argparse.Namespace, *, gate_exit: bool = True) -> int:
+    from tunegate.evals.store import DEFAULT_STORE
     from tunegate.pipeline import run_pipeline
     from tunegate.training.config import load_config
 
     config = load_config(config_path, sets=args.set, limit=args.limit)
+    if getattr(args, "backend", None) or any(getattr(args, f.name, None) is not None for f in BACKEND_FLAGS):
+        config = with_backend_flags(config, args)
     result = run_pipeline(config, args.out, max_steps=args.max_steps, cache_dir=args.cache_dir,
                           progress=not args.quiet, report=not args.no_report,
-                          num_processes=args.num_processes, accelerate_config=args.accelerate_config)
+                          num_processes=args.num_processes, accelerate_config=args.accelerate_config,
+                          store=args.store or DEFAULT_STORE)
     print(format_summary(result))
     return 0 if result.passed or not gate_exit else 1
+
+
+def with_backend_flags(config: Any, args: argparse.Namespace) -> Any:
+    """``config`` with the command line's ``--backend`` / backend options over its ``eval.backend(_options)``."""
+    from dataclasses import replace
+
+    backend = args.backend or config.eval.backend
+    given = {f.name: getattr(args, f.name) for f in BACKEND_FLAGS if getattr(args, f.name) is not None}
+    options = given if backend != config.eval.backend else {**config.eval.backend_options, **given}
+    updated = replace(config, eval=replace(config.eval, backend=backend, backend_options=options))
+    updated.eval.backend_kwargs("command line")
+    return updated
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -77,28 +101,55 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def format_summary(result: Any) -> str:
-    """The end-of-run table: every headline metric per stage, then each comparison's verdicts."""
+    """The end-of-run table: every headline metric per stage, then each comparison's verdicts.
+
+    A suite scored against a target (identity) names it on each row, one row per target, since a
+    stage that renames the model scores against a new name; a comparison whose target differs from
+    its input stage's own record says that the input was re-scored against the new one::
+
+        metric                                base       sft       dpo
+        identity.adherence [target: Tiny]     0.000     0.917         -
+        identity.adherence [target: Deep Tiny]    -         -     0.958
+        ...
+        dpo_vs_sft: PASSED (trains: identity)
+          identity target: 'Tiny' in sft's record -> 'Deep Tiny' here: sft's responses re-scored against 'Deep Tiny'
+          ok identity.adherence [target: Deep Tiny]  0.000 ->  0.958 (+0.958 [+0.875, +1.000]) improved ...
+    """
     stages = list(result.records)
-    keys = sorted({f"{s}.{m}" for rec in result.records.values() for s, sr in rec.suites.items() for m in sr.metrics})
-    width = max([len(k) for k in keys] + [10])
+    rows: dict[str, dict[str, float]] = {}
+    for stage, rec in result.records.items():
+        for suite, sr in rec.suites.items():
+            for metric, mv in sr.metrics.items():
+                rows.setdefault(_label(suite, metric, sr.config), {})[stage] = mv.value
+    labels = sorted(rows, key=lambda k: (k.split(" ")[0], k))
+    width = max([len(k) for k in labels] + [10])
     lines = [f"{'metric':<{width}} " + " ".join(f"{s:>9}" for s in stages)]
-    for key in keys:
-        suite, metric = key.split(".", 1)
-        vals = []
-        for s in stages:
-            sr = result.records[s].suites.get(suite)
-            mv = sr.metrics.get(metric) if sr else None
-            vals.append(f"{mv.value:9.3f}" if mv is not None else f"{'-':>9}")
-        lines.append(f"{key:<{width}} " + " ".join(vals))
+    for label in labels:
+        lines.append(f"{label:<{width}} " + " ".join(
+            f"{rows[label][s]:9.3f}" if s in rows[label] else f"{'-':>9}" for s in stages))
     for name, comp in result.comparisons.items():
+        candidate, baseline = result.records.get(comp.candidate_stage), result.records.get(comp.baseline_stage)
         lines.append("")
         lines.append(f"{name}: {'PASSED' if comp.passed else 'FAILED'} (trains: {', '.join(comp.trains) or '-'})")
+        for suite, sr in (candidate.suites.items() if candidate else ()):
+            old = baseline.suites[suite].config.get("target") if baseline and suite in baseline.suites else None
+            new = sr.config.get("target")
+            if old is not None and new is not None and old != new:
+                lines.append(f"  {suite} target: '{old}' in {comp.baseline_stage}'s record -> '{new}' here: "
+                             f"{comp.baseline_stage}'s responses re-scored against '{new}'")
         for m in comp.metrics:
             mark = {"fail": "x", "warn": "!", "pass": "ok"}.get(m.gate, "")
-            lines.append(f"  {mark:>2} {m.suite + '.' + m.metric:<{width}} {m.baseline:6.3f} -> {m.candidate:6.3f} "
+            label = _label(m.suite, m.metric, candidate.suites[m.suite].config if candidate else {})
+            lines.append(f"  {mark:>2} {label:<{width}} {m.baseline:6.3f} -> {m.candidate:6.3f} "
                          f"({m.delta:+.3f} [{m.ci_low:+.3f}, {m.ci_high:+.3f}]) {m.verdict:<13} {m.reason}")
     if result.report:
         lines.append("")
         lines.append(f"report: {result.report}")
     lines.append(f"run directory: {result.out_dir}")
     return "\n".join(lines)
+
+
+def _label(suite: str, metric: str, config: Any) -> str:
+    """``suite.metric``, plus the target it was scored against when the suite has one (identity)."""
+    target = config.get("target")
+    return f"{suite}.{metric}" + (f" [target: {target}]" if target else "")

@@ -33,11 +33,13 @@ def register(subparsers: Any) -> None:
                         help="output file (default: RUN_DIR/report.html for one run directory, else report.html)")
     parser.add_argument("--store", default=None, help="results store (SQLite path or sqlite:///path) for the trend plot")
     parser.add_argument("--model-line", default=None, help="model line whose stored history is plotted (with --store)")
+    parser.add_argument("--stage", default=None,
+                        help="plot only this stage's stored runs (`tunegate run` stores each stage under its line)")
     parser.add_argument("--title", default=None, help="page title")
     parser.set_defaults(func=run_report)
 
 
-def _history(store_url: str | None, model_line: str | None) -> Any:
+def _history(store_url: str | None, model_line: str | None, stage: str | None = None) -> Any:
     if store_url is None and model_line is None:
         return None
     if store_url is None or model_line is None:
@@ -45,7 +47,7 @@ def _history(store_url: str | None, model_line: str | None) -> Any:
     from tunegate.evals.store import Store
 
     with Store(store_url) as store:
-        rows = store.history(model_line)
+        rows = store.history(model_line, stage=stage)
     if not rows:
         raise TunegateError(f"store '{store_url}': no runs of model line '{model_line}'")
     return rows
@@ -57,7 +59,8 @@ def run_report(args: argparse.Namespace) -> int:
     out = args.out or (Path(args.inputs[0]) / "report.html" if single_dir else Path("report.html"))
     title = args.title or (f"tunegate report: {Path(args.inputs[0]).resolve().name}" if single_dir else "tunegate report")
     path = write_report(out, inputs.records, inputs.comparisons, training_logs=inputs.training_logs,
-                        manifests=inputs.manifests, history=_history(args.store, args.model_line),
+                        manifests=inputs.manifests,
+                        history=_history(args.store, args.model_line, args.stage),
                         summary=inputs.summary, title=title)
     failed = [c for c in inputs.comparisons if not c.passed]
     verdict = "no gate" if not inputs.comparisons else ("FAILED" if failed or inputs.summary.get("passed") is False
