@@ -14,7 +14,26 @@ alternate ``--repeat`` times and keep their best time (timeit's rule). Then the 
 that evaluates the real configs' MMLU set (2,000 seeded test items, or its ``--rss-longest`` longest).
 
     tunegate twin Qwen/Qwen2.5-0.5B-Instruct --out twins/qwen2.5           # the full-size twin (0.49B)
-    HF_HUB_OFFLINE=1 python bench/eval_speed.py --model twins/qwen2.5 --repeat 3 --batch-size 8
+    HF_HUB_OFFLINE=1 python bench/eval_speed.py --model twins/qwen2.5 --threads 1 --repeat 1 --rss-items 0
+    HF_HUB_OFFLINE=1 python bench/eval_speed.py --model twins/qwen2.5 --threads 1 --repeat 1 --rss-items 0 --only gsm8k
+    HF_HUB_OFFLINE=1 python bench/eval_speed.py --rss-child --model twins/qwen2.5 --threads 1 --rss-longest 32
+
+Measured on 2 CPU cores shared with 3-5 other jobs (load average 6-8; each run got 18-25% of a core, so wall
+seconds are loose and CPU seconds are the figure to compare), batch 32, one torch thread per side::
+
+    mmlu   (200 items): tunegate 1467.8 s (cpu 280.2 s), lm-eval 1502.9 s (cpu 313.7 s) -> 1.02x wall, 1.12x cpu;
+           same choice 200/200, max |dlogp| 2.9e-06
+    gsm8k  (16 x 64 tokens): tunegate 271.3 s (cpu 65.9 s), lm-eval 278.9 s (cpu 61.2 s) -> 1.03x wall, 0.93x cpu;
+           same response 16/16 (a second run, --only gsm8k: 394.5 s / 297.6 s wall, cpu 67.1 s / 65.6 s, 16/16)
+    peak RSS, MMLU 2000 items (the 32 longest prompts, its heaviest batches): 3.72 GiB (3.90 GB, /usr/bin/time -v)
+
+Both speed targets (2x MMLU, 1.3x generation) are missed. Profile: generation is the same transformers
+``generate`` over the same 16-row batch on both sides (the 0.49B forward per step dominates; lm-eval's per-step
+stop-string check is milliseconds), so the two run at ~1x. For MMLU both sides run one forward per
+question (lm-eval groups the four one-token continuations by context); on one padded batch of 8 MMLU prompts
+(52-369 tokens, 1 thread) tunegate's ``_loglikelihood_batch`` took 33.7 cpu s, a bare right-padded forward with
+``logits_to_keep=1`` 33.6 s, lm-eval's way (all positions' logits + log_softmax) 48.8 s: 1.45x per forward, the
+upper bound of skipping the tied 136M-parameter head; the whole run's 1.12x is below it (not yet explained).
 
 ``--backend openai`` instead times the first ``--gsm8k-n`` GSM8K items through the ``openai`` backend against a real
 ``transformers serve`` started on localhost, at ``--concurrency 1 4 16``, beside the in-process HF
