@@ -1,34 +1,23 @@
-"""Compare two saved RunRecords item by item: paired deltas, CIs, p-values, verdicts, flips.
+"""Compare two saved RunRecords item by item: paired deltas, CIs, p-values, flips; the gate decides.
 
-Nothing here runs a model. Example (a math suite of 500 items, after an SFT
-stage that trained only ``identity``)::
+Nothing here runs a model. Example (GSM8K's 1319 items after a DPO stage that trained only ``identity``;
+``bench/calibration.py``'s generator, a true 5-point drop)::
 
-    comp = compare_records(RunRecord.load("base.json"), RunRecord.load("sft.json"),
-                           GateConfig.from_yaml("gate.yaml"), trains=("identity",))
+    comp = compare_records(RunRecord.load("base.json"), RunRecord.load("dpo.json"),
+                           GateConfig.from_yaml("configs/gate.yaml"), trains=("identity",))
     m = find_metric(comp, "math.exact_match")   # MetricComparison
-    m.baseline, m.candidate, m.delta          # 0.62, 0.57, -0.05
-    m.ci_low, m.ci_high, m.p_value            # -0.083, -0.017, 0.004 (McNemar exact)
-    m.flips_down, m.flips_up, m.verdict       # 41, 16, "regressed"
-    m.gate, m.reason                          # "fail", "regressed: delta -0.050 [-0.083, -0.017] ..."
+    m.baseline, m.candidate, m.delta          # 0.435, 0.383, -0.052
+    m.ci_low, m.ci_high, m.p_adjusted         # -0.073, -0.033, 5.5e-07 (Tango interval; one-sided McNemar, Holm over 3)
+    m.flips_down, m.flips_up, m.mde           # 126, 57, 0.030
+    m.verdict, m.gate                         # "regressed", "fail"
 
 Units are matched by ``item_id`` within each suite (and by position inside a
-tuple score, e.g. the instructions of one IFEval prompt). Tests and intervals
-(see ``tunegate.evals.stats.paired_compare``): exact McNemar for binary unclustered
-metrics, cluster-robust t for clustered ones, paired t + percentile bootstrap
-(cluster bootstrap when clustered) for continuous ones.
-
-Verdicts, in the metric's *good* direction (for ``higher_is_better=False``
-metrics such as ``leak_rate`` the delta and CI are negated before judging, so
-"improved" always means better)::
-
-    improved      adjusted p < alpha and the CI lies above 0
-    non-inferior  CI lower bound > -margin (a drop, if any, is within the margin)
-    regressed     adjusted p < alpha, delta < 0 and CI upper bound < 0 (and not non-inferior,
-                  i.e. the drop may exceed the margin)
-    inconclusive  none of these: too few items to tell (see ``mde`` and ``n_needed``)
-
-p-values are adjusted across all metrics of one comparison (Holm by default,
-Benjamini-Hochberg optional); confidence intervals are not adjusted.
+tuple score, e.g. the instructions of one IFEval prompt). The numbers of each
+metric come from ``tunegate.evals.stats.paired_compare`` (exact one-sided McNemar
+and Tango's score interval for binary metrics; cluster-robust t and a
+design-effect-widened interval for clustered ones; paired t and a bootstrap
+interval for continuous ones). The verdicts, the family-wise adjustment, the MDE
+and the items needed all come from one function, ``tunegate.evals.gate.decide``.
 Records whose suite versions differ, or whose items have none in common, cannot be
 compared (TunegateError); records whose item sets only overlap (e.g. ``--limit 20``
 against ``--limit 30``: seeded subsets are nested) are compared on their common items,
@@ -38,15 +27,14 @@ or generation settings only add a warning.
 
 from __future__ import annotations
 
-import math
 import zlib
 from typing import Sequence
 
 import numpy as np
 
 from tunegate.evals.errors import TunegateError
-from tunegate.evals.gate import GateConfig, judge
-from tunegate.evals.stats import PairedResult, adjust_pvalues, n_needed, paired_compare
+from tunegate.evals.gate import GateConfig, Measured, decide
+from tunegate.evals.stats import paired_compare
 from tunegate.evals.records import Comparison, ItemFlip, ItemScore, MetricComparison, RunRecord, SuiteResult, item_units
 
 #: Continuous metrics keep this many flips per direction (largest changes first); binary keep all.
@@ -59,19 +47,17 @@ def compare_records(
     gate: GateConfig | None = None,
     trains: Sequence[str] = (),
 ) -> Comparison:
-    """Paired comparison of every headline metric of every suite the candidate ran."""
+    """Paired comparison of every headline metric of every suite the candidate ran, judged by ``decide``."""
     gate = gate or GateConfig()
     trains = tuple(trains)
     warnings = list(comparability_warnings(baseline, candidate))
     suites = _common_suites(baseline, candidate, warnings)
-    known = [f"{s}.{m}" for s in suites for m in candidate.suites[s].metrics]
-    rules = gate.rules_for(known)
+    gate.rules_for([f"{s}.{m}" for s in suites for m in candidate.suites[s].metrics])  # bad gate: error first
     for t in trains:
         if t not in suites:
             warnings.append(f"trained suite '{t}' is not in the compared records")
-    alpha = 1 - gate.confidence
 
-    results: list[tuple[str, str, PairedResult, bool]] = []
+    measured: list[Measured] = []
     flips: list[ItemFlip] = []
     for suite in suites:
         b_suite, c_suite = baseline.suites[suite], candidate.suites[suite]
@@ -81,90 +67,22 @@ def compare_records(
         for name, spec in c_suite.metrics.items():
             base, cand, clusters = paired_units(pairs, name, spec.cluster, where=f"suite '{suite}' metric '{name}'")
             seed = zlib.crc32(f"{suite}.{name}".encode()) ^ gate.seed
-            res = paired_compare(base, cand, clusters, binary=spec.binary, confidence=gate.confidence,
-                                 power=gate.power, n_resamples=gate.n_resamples, seed=seed)
-            results.append((suite, name, res, spec.higher_is_better))
+            res = paired_compare(base, cand, clusters, binary=spec.binary,
+                                 alternative="less" if spec.higher_is_better else "greater",
+                                 confidence=gate.confidence, n_resamples=gate.n_resamples, seed=seed)
+            n_items = sum(1 for b, _ in pairs if name in b.scores)
+            measured.append(Measured(suite, name, res, spec.higher_is_better, n_items))
             flips.extend(item_flips(suite, name, pairs, spec.higher_is_better, spec.binary))
 
-    p_adj = adjust_pvalues([r.p_value for _, _, r, _ in results], gate.correction)
-    metrics = []
-    for (suite, name, res, higher_is_better), padj in zip(results, p_adj):
-        key = f"{suite}.{name}"
-        rule = rules.get(key)
-        margin = gate.margin_for(rule)
-        verdict_name = verdict(res.delta, res.ci_low, res.ci_high, padj, alpha, margin, higher_is_better)
-        mc = MetricComparison(
-            suite=suite, metric=name, baseline=res.baseline, candidate=res.candidate, delta=res.delta,
-            ci_low=res.ci_low, ci_high=res.ci_high, p_value=_num(res.p_value), p_adjusted=padj, n=res.n,
-            flips_up=res.flips_up if higher_is_better else res.flips_down,
-            flips_down=res.flips_down if higher_is_better else res.flips_up,
-            mde=_num(res.mde), n_needed=n_needed(res.n_clusters, res.mde, margin), verdict=verdict_name,
-            test=res.test, margin=margin, higher_is_better=higher_is_better, trained=suite in trains,
-            target=rule.target if rule else None,
-        )
-        state, reason = judge(mc, rule, gate.inconclusive)
-        metrics.append(_replace(mc, gate=state, reason=reason))
+    metrics, family = decide(measured, gate, trains)
     return Comparison(
         baseline_model=baseline.model, baseline_fingerprint=baseline.fingerprint,
         candidate_model=candidate.model, candidate_fingerprint=candidate.fingerprint,
         metrics=tuple(metrics), flips=tuple(flips), warnings=tuple(warnings),
         passed=all(m.gate != "fail" for m in metrics), confidence=gate.confidence,
         correction=gate.correction, baseline_stage=baseline.stage, candidate_stage=candidate.stage,
-        trains=trains,
+        trains=trains, family=family,
     )
-
-
-def verdict(
-    delta: float, ci_low: float, ci_high: float, p_adjusted: float | None,
-    alpha: float, margin: float, higher_is_better: bool = True,
-) -> str:
-    """improved | non-inferior | regressed | inconclusive (see the module docstring)."""
-    s = 1.0 if higher_is_better else -1.0
-    lo, hi = sorted((s * ci_low, s * ci_high))
-    good = s * delta
-    significant = p_adjusted is not None and p_adjusted < alpha
-    if significant and good > 0 and lo > 0:
-        return "improved"
-    if lo > -margin:
-        return "non-inferior"
-    if significant and good < 0 and hi < 0:
-        return "regressed"
-    return "inconclusive"
-
-
-def simulate_verdicts(
-    n: int = 500,
-    *,
-    p: float = 0.7,
-    drop: float = 0.0,
-    discordance: float = 0.12,
-    sims: int = 1000,
-    confidence: float = 0.95,
-    margin: float = 0.02,
-    seed: int = 0,
-) -> dict[str, float]:
-    """Share of each verdict over ``sims`` simulated baseline/candidate pairs of binary outcomes.
-
-    Each pair: baseline units right with probability ``p``; the candidate copies
-    the baseline and changes about ``discordance`` of the units (correlated runs),
-    right->wrong and wrong->right in proportions giving a true ``drop`` in accuracy.
-    Every pair goes through the real ``paired_compare`` and ``verdict``.
-    Example: ``simulate_verdicts(500, drop=0.0)["regressed"]`` is the false-positive rate.
-    """
-    # P(right->wrong) = r, P(wrong->right) = w with p*r + (1-p)*w = discordance, p*r - (1-p)*w = drop
-    r = (discordance + drop) / (2 * p)
-    w = (discordance - drop) / (2 * (1 - p))
-    if not (0 <= r <= 1 and 0 <= w <= 1):
-        raise ValueError(f"no flip probabilities give drop {drop} with discordance {discordance} at p {p}")
-    rng = np.random.default_rng(seed)
-    base = (rng.random((sims, n)) < p).astype(float)
-    u = rng.random((sims, n))
-    cand = np.where(base == 1, (u >= r).astype(float), (u < w).astype(float))
-    counts = dict.fromkeys(("improved", "regressed", "non-inferior", "inconclusive"), 0)
-    for b_row, c_row in zip(base, cand):
-        res = paired_compare(b_row, c_row, confidence=confidence)
-        counts[verdict(res.delta, res.ci_low, res.ci_high, res.p_value, 1 - confidence, margin)] += 1
-    return {k: v / sims for k, v in counts.items()}
 
 
 def comparability_warnings(baseline: RunRecord, candidate: RunRecord) -> list[str]:
@@ -262,7 +180,7 @@ def item_flips(
     for b, c in pairs:
         if metric not in b.scores or metric not in c.scores:
             continue
-        bv, cv = float(np.mean(item_units(b.scores[metric]))), float(np.mean(item_units(c.scores[metric])))
+        bv, cv = _unit_mean(b.scores[metric]), _unit_mean(c.scores[metric])
         if bv != cv:
             changed.append((s * (cv - bv), b, c, bv, cv))
     if not binary:
@@ -286,11 +204,7 @@ def find_metric(comparison: Comparison, key: str) -> MetricComparison:
     raise TunegateError(f"no metric '{key}' in the comparison (known: {known})")
 
 
-def _num(x: float) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
 
-
-def _replace(mc: MetricComparison, **changes: object) -> MetricComparison:
-    import dataclasses
-
-    return dataclasses.replace(mc, **changes)
+def _unit_mean(value: float | tuple[float, ...]) -> float:
+    units = item_units(value)
+    return float(sum(units) / len(units))

@@ -1,29 +1,50 @@
-"""Gate rules: what each metric must satisfy, and the pass/fail/warn judgement of a comparison.
+"""Gate rules, and the one decision path from paired numbers to verdicts, MDEs and pass/fail/warn.
 
 A gate file (YAML); every key is optional::
 
-    confidence: 0.95          # CI level; alpha = 1 - confidence
-    inconclusive: warn        # warn | fail: what an inconclusive non-inferiority check does
-    correction: holm          # holm | bh: multiple-testing correction across the metrics
-    default_margin: 0.02      # margin of every metric not listed; null = unlisted metrics are not gated
+    confidence: 0.95          # CI level; alpha = 1 - confidence is the one-sided level of the regression test
+    correction: holm          # holm | bh, across the multiplicity family
+    family: gated             # gated (metrics with a margin) | all | [suite.metric, ...]
+    power: 0.8                # the MDE is the drop caught with this probability
+    underpowered: fail_on_drop  # fail_on_drop | warn | fail: a metric whose MDE exceeds its margin
+    inconclusive: warn        # warn | fail: a powered metric whose CI still reaches below -margin
+    default_margin: 0.05      # margin of every metric not listed; null = unlisted metrics are not gated
     metrics:
       identity.adherence: {target: ">= 0.9"}
-      identity.leak_rate: {target: "<= 0.05"}
-      math.exact_match: {margin: 0.02}
-      ifeval.prompt_strict: {margin: 0.03}
+      math.exact_match: {margin: 0.05}
 
-Rules (``judge``), given the verdict from ``tunegate.evals.compare``:
+``decide`` is the only place a verdict is made: it takes each metric's paired
+result (``tunegate.evals.stats.paired_compare``: a one-sided p of "the candidate
+is worse", a two-sided CI), adjusts the p-values across the *family* (the gated
+metrics by default, not every metric of the records), and computes the MDE and
+the items needed with the same one-sided test at the family's first Holm level
+``alpha / family size``. The calibration harness (``bench/calibration.py``) goes
+through ``tunegate compare``, so its figures are those of this function.
 
-- a *target* must be met by the candidate's point estimate, and the metric must not be ``regressed``;
-- a *margin* on a suite the stage did **not** train: the verdict must be ``non-inferior`` or
-  ``improved``; ``regressed`` fails; ``inconclusive`` warns or fails per ``inconclusive``;
+Verdicts, in the metric's *good* direction (for ``higher_is_better=False`` metrics
+such as ``leak_rate`` the delta and CI are negated first)::
+
+    improved      CI lower bound above 0
+    regressed     adjusted one-sided p < alpha and the CI lower bound at or below -margin
+    non-inferior  CI lower bound above -margin (a drop, if any, is within the margin)
+    underpowered  none of these, on a non-inferiority rule whose MDE exceeds the margin:
+                  this n cannot catch a margin-sized drop (``n_needed`` items would)
+    inconclusive  none of these, with enough items to catch a margin-sized drop
+
+Rules (``judge``):
+
+- a *target* must be met by the candidate's point estimate (a target-only rule is judged on it alone);
+- a *margin* on a suite the stage did **not** train (non-inferiority): ``regressed`` fails,
+  ``non-inferior``/``improved`` pass, ``underpowered`` does what ``underpowered`` says
+  (default: fail when the point estimate dropped by more than the margin, else warn),
+  ``inconclusive`` warns or fails per ``inconclusive``;
 - a *margin* on a suite the stage trained: only ``regressed`` fails (training is meant to move it);
-- unlisted metrics get ``default_margin`` (0.02); with ``default_margin: null`` they are ``info``.
+- unlisted metrics get ``default_margin``; with ``default_margin: null`` they are ``info``.
 
 Example::
 
-    gate = GateConfig.from_yaml("gate.yaml")
-    gate.rules_for(["math.exact_match", "identity.adherence"])   # {"math.exact_match": MetricRule(...), ...}
+    gate = GateConfig.from_yaml("configs/gate.yaml")
+    metrics, family = decide(measured, gate, trains=("identity",))   # [MetricComparison, ...], ("math.exact_match", ...)
 """
 
 from __future__ import annotations
@@ -33,15 +54,19 @@ import operator
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 from tunegate.evals.errors import TunegateError
 from tunegate.evals.files import read_yaml
 from tunegate.evals.records import Comparison, ItemFlip, MetricComparison
+from tunegate.evals.stats import PairedResult, adjust_pvalues, mde, units_needed
 
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 _TARGET = re.compile(r"^\s*(>=|<=|>|<)\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$")
-FALLBACK_MARGIN = 0.02
+#: Margin of unlisted metrics (and of the verdict of target-only rules): a 5-point drop, the drop
+#: the shipped gates are sized to catch (README "The gate: what it promises").
+FALLBACK_MARGIN = 0.05
+UNDERPOWERED = ("fail_on_drop", "warn", "fail")
 
 
 @dataclass(frozen=True)
@@ -78,9 +103,16 @@ class GateConfig:
     """Settings of one gate; validated on construction. ``GateConfig()`` is the default gate."""
 
     rules: tuple[MetricRule, ...] = field(default=(), metadata={"help": "per-metric rules"})
-    confidence: float = field(default=0.95, metadata={"help": "confidence level of CIs; alpha = 1 - confidence"})
-    inconclusive: str = field(default="warn", metadata={"help": "warn | fail for inconclusive non-inferiority"})
-    correction: str = field(default="holm", metadata={"help": "holm | bh across the metrics of one comparison"})
+    confidence: float = field(default=0.95, metadata={
+        "help": "CI level; alpha = 1 - confidence is the family-wise level of the one-sided regression test"})
+    inconclusive: str = field(default="warn", metadata={
+        "help": "warn | fail: a powered non-inferiority metric whose CI still reaches below -margin"})
+    underpowered: str = field(default="fail_on_drop", metadata={
+        "help": "fail_on_drop | warn | fail: a non-inferiority metric whose MDE exceeds its margin "
+                "(fail_on_drop: fail when the point estimate dropped by more than the margin, else warn)"})
+    correction: str = field(default="holm", metadata={"help": "holm | bh across the multiplicity family"})
+    family: str | tuple[str, ...] = field(default="gated", metadata={
+        "help": "p-values adjusted together: gated (metrics with a margin), all, or a list of suite.metric"})
     default_margin: float | None = field(default=FALLBACK_MARGIN, metadata={"help": "margin of unlisted metrics; None: not gated"})
     power: float = field(default=0.8, metadata={"help": "power at which the minimum detectable effect is reported"})
     n_resamples: int = field(default=2000, metadata={"help": "bootstrap resamples for continuous metrics"})
@@ -91,8 +123,12 @@ class GateConfig:
             raise TunegateError(f"gate: confidence must be in [0.5, 1), got {self.confidence}")
         if self.inconclusive not in ("warn", "fail"):
             raise TunegateError(f"gate: inconclusive must be 'warn' or 'fail', got {self.inconclusive!r}")
+        if self.underpowered not in UNDERPOWERED:
+            raise TunegateError(f"gate: underpowered must be one of {list(UNDERPOWERED)}, got {self.underpowered!r}")
         if self.correction not in ("holm", "bh"):
             raise TunegateError(f"gate: correction must be 'holm' or 'bh', got {self.correction!r}")
+        if isinstance(self.family, str) and self.family not in ("gated", "all"):
+            raise TunegateError(f"gate: family must be 'gated', 'all' or a list of suite.metric, got {self.family!r}")
         if self.default_margin is not None and not (0 <= self.default_margin < 1):
             raise TunegateError(f"gate: default_margin must be in [0, 1) or null, got {self.default_margin}")
         if not (0 < self.power < 1):
@@ -107,13 +143,16 @@ class GateConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, where: str = "gate") -> "GateConfig":
         data = dict(data or {})
-        known = {"confidence", "inconclusive", "correction", "default_margin", "power", "n_resamples", "seed", "metrics"}
+        known = {"confidence", "inconclusive", "underpowered", "correction", "family", "default_margin", "power",
+                 "n_resamples", "seed", "metrics"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise TunegateError(f"{where}: unknown key(s) {unknown} (known: {sorted(known)})")
         metrics = data.pop("metrics", None) or {}
         if not isinstance(metrics, Mapping):
             raise TunegateError(f"{where}: 'metrics' must be a mapping of suite.metric to {{target|margin}}")
+        if isinstance(data.get("family"), list):
+            data["family"] = tuple(str(m) for m in data["family"])
         rules = tuple(_rule(name, spec, where) for name, spec in metrics.items())
         try:
             return cls(rules=rules, **data)
@@ -142,6 +181,17 @@ class GateConfig:
                 out[name] = MetricRule(name, margin=self.default_margin)
         return out
 
+    def family_of(self, known: Sequence[str], rules: Mapping[str, MetricRule]) -> tuple[str, ...]:
+        """The metrics whose p-values are adjusted together (in ``known`` order)."""
+        if self.family == "all":
+            return tuple(known)
+        if self.family == "gated":
+            return tuple(k for k in known if k in rules and rules[k].margin is not None)
+        unknown = [m for m in self.family if m not in known]
+        if unknown:
+            raise TunegateError(f"gate family names unknown metric(s) {unknown} (known: {', '.join(known)})")
+        return tuple(k for k in known if k in self.family)
+
     def margin_for(self, rule: MetricRule | None) -> float:
         """The margin used for the verdict (a target-only rule uses the default margin)."""
         if rule is not None and rule.margin is not None:
@@ -167,25 +217,122 @@ def _rule(name: str, spec: Any, where: str) -> MetricRule:
     return MetricRule(str(name), op=op, target=target, margin=None if margin is None else float(margin))
 
 
-def judge(mc: MetricComparison, rule: MetricRule | None, inconclusive: str = "warn") -> tuple[str, str]:
+class Measured(NamedTuple):
+    """One metric's paired result, as ``compare_records`` measured it."""
+
+    suite: str
+    metric: str
+    result: PairedResult
+    higher_is_better: bool = True
+    n_items: int | None = None  # items behind the result's units (None: one unit per item)
+
+    @property
+    def key(self) -> str:
+        return f"{self.suite}.{self.metric}"
+
+
+def decide(
+    measured: Sequence[Measured], gate: GateConfig | None = None, trains: Sequence[str] = ()
+) -> tuple[list[MetricComparison], tuple[str, ...]]:
+    """The one decision path: family-adjusted p-values, MDE, items needed, verdict and gate state.
+
+    Returns the compared metrics and the multiplicity family. Inside the family
+    the test, the MDE and the items needed use the one-sided level
+    ``alpha / len(family)`` (Holm's first step: the level a single dropped
+    metric must reach); a metric outside it uses ``alpha`` unadjusted.
+    """
+    gate = gate or GateConfig()
+    keys = [m.key for m in measured]
+    rules = gate.rules_for(keys)
+    family = gate.family_of(keys, rules)
+    alpha = 1 - gate.confidence
+    in_family = [k in family for k in keys]
+    adjusted = iter(adjust_pvalues([m.result.p_value for m, f in zip(measured, in_family) if f], gate.correction))
+    out = []
+    for m, member in zip(measured, in_family):
+        res, rule = m.result, rules.get(m.key)
+        p_adj = next(adjusted) if member else None
+        test_alpha = alpha / len(family) if member else alpha
+        margin = gate.margin_for(rule)
+        trained = m.suite in trains
+        detectable = mde(res, test_alpha, gate.power)
+        need = units_needed(res, margin, test_alpha, gate.power)
+        items = m.n_items if m.n_items is not None else res.n
+        if need is not None and res.n:
+            need = max(1, math.ceil(need * items / res.n))
+        noninferiority = rule is not None and rule.margin is not None and not trained
+        underpowered = noninferiority and not (math.isfinite(detectable) and detectable <= margin)
+        v = verdict(res.delta, res.ci_low, res.ci_high, p_adj if member else res.p_value, alpha, margin,
+                    m.higher_is_better, underpowered)
+        mc = MetricComparison(
+            suite=m.suite, metric=m.metric, baseline=res.baseline, candidate=res.candidate, delta=res.delta,
+            ci_low=res.ci_low, ci_high=res.ci_high, p_value=_num(res.p_value), p_adjusted=p_adj, n=res.n,
+            flips_up=res.flips_up if m.higher_is_better else res.flips_down,
+            flips_down=res.flips_down if m.higher_is_better else res.flips_up,
+            mde=_num(detectable), n_needed=need, verdict=v, test=res.test, margin=margin,
+            higher_is_better=m.higher_is_better, trained=trained, target=rule.target if rule else None,
+            n_items=items, alpha=test_alpha,
+        )
+        state, reason = judge(mc, rule, gate)
+        out.append(_replace(mc, gate=state, reason=reason))
+    return out, family
+
+
+def verdict(
+    delta: float, ci_low: float, ci_high: float, p_worse: float | None,
+    alpha: float, margin: float, higher_is_better: bool = True, underpowered: bool = False,
+) -> str:
+    """improved | regressed | non-inferior | underpowered | inconclusive (see the module docstring).
+
+    ``p_worse`` is the (adjusted) one-sided p of "the candidate is worse".
+    """
+    s = 1.0 if higher_is_better else -1.0
+    lo = min(s * ci_low, s * ci_high)
+    if lo > 0:
+        return "improved"
+    if p_worse is not None and p_worse < alpha and lo <= -margin:
+        return "regressed"
+    if lo > -margin:
+        return "non-inferior"
+    return "underpowered" if underpowered else "inconclusive"
+
+
+def judge(mc: MetricComparison, rule: MetricRule | None, gate: GateConfig | None = None) -> tuple[str, str]:
     """(gate state, one-line reason) of one compared metric under its rule (see the module docstring)."""
-    ci = f"delta {mc.delta:+.3f} [{mc.ci_low:+.3f}, {mc.ci_high:+.3f}]"
+    gate = gate or GateConfig()
+    ci = f"delta {_fmt(mc.delta, '+.3f')} [{_fmt(mc.ci_low, '+.3f')}, {_fmt(mc.ci_high, '+.3f')}]"
     if rule is None:
         return "info", f"not gated; {mc.verdict}: {ci}"
     if not rule.target_met(mc.candidate):
         return "fail", f"misses target {rule.target_text}: candidate {mc.candidate:.3f}"
+    met = f"meets target {rule.target_text}; " if rule.op else ""
+    if rule.margin is None:
+        return "pass", f"{met}{mc.verdict}: {ci}"
     if mc.verdict == "regressed":
         return "fail", f"regressed: {ci}, p_adj {_p(mc.p_adjusted)}, drop may exceed margin {mc.margin:g}"
-    met = f"meets target {rule.target_text}; " if rule.op else ""
-    if rule.margin is None or mc.trained:
-        why = "trained suite" if mc.trained and rule.margin is not None else "target rule"
-        return "pass", f"{met}not regressed ({why}): {ci}"
+    if mc.trained:
+        return "pass", f"{met}not regressed (trained suite): {ci}"
     if mc.verdict in ("non-inferior", "improved"):
         return "pass", f"{met}{mc.verdict}: {ci} vs margin {mc.margin:g}"
+    power = f"MDE {_fmt(mc.mde)} at n={mc.n_items if mc.n_items is not None else mc.n}"
     need = f"; ~{mc.n_needed} items needed" if mc.n_needed else ""
-    mde = f"MDE {mc.mde:.3f}" if mc.mde is not None else "MDE n/a"
-    state = "fail" if inconclusive == "fail" else "warn"
-    return state, f"inconclusive: {ci} reaches below -{mc.margin:g}; {mde} at n={mc.n}{need}"
+    if mc.verdict == "underpowered":
+        dropped = (mc.delta if mc.higher_is_better else -mc.delta) < -mc.margin
+        fail = gate.underpowered == "fail" or (gate.underpowered == "fail_on_drop" and dropped)
+        what = f"point estimate dropped beyond margin {mc.margin:g}" if dropped else f"within margin {mc.margin:g}"
+        return ("fail" if fail else "warn"), f"underpowered: {ci}, {what}; {power} exceeds the margin{need}"
+    state = "fail" if gate.inconclusive == "fail" else "warn"
+    return state, f"inconclusive: {ci} reaches below -{mc.margin:g}; {power}"
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def _replace(mc: MetricComparison, **changes: object) -> MetricComparison:
+    import dataclasses
+
+    return dataclasses.replace(mc, **changes)
 
 
 def _p(p: float | None) -> str:
@@ -196,13 +343,21 @@ def _fmt(x: float | None, spec: str = ".3f") -> str:
     return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
 
 
+def _verdict_cell(m: MetricComparison) -> str:
+    return f"{m.verdict} (n~{m.n_needed})" if m.verdict == "underpowered" and m.n_needed else m.verdict
+
+
 def format_table(metrics: Iterable[MetricComparison]) -> str:
-    """A plain-text table: suite.metric, baseline, candidate, delta, CI, p, verdict, gate."""
-    head = ("metric", "baseline", "candidate", "delta", "CI", "p_adj", "verdict", "gate")
+    """A plain-text table: suite.metric, baseline, candidate, delta, CI, p_adj, MDE, verdict, gate.
+
+    An underpowered verdict carries the items that would suffice, e.g. ``underpowered (n~2140)``.
+    """
+    head = ("metric", "baseline", "candidate", "delta", "CI", "p_adj", "MDE", "verdict", "gate")
     rows = [head]
     for m in metrics:
         rows.append((f"{m.suite}.{m.metric}", _fmt(m.baseline), _fmt(m.candidate), _fmt(m.delta, "+.3f"),
-                     f"[{_fmt(m.ci_low, '+.3f')}, {_fmt(m.ci_high, '+.3f')}]", _p(m.p_adjusted), m.verdict, m.gate))
+                     f"[{_fmt(m.ci_low, '+.3f')}, {_fmt(m.ci_high, '+.3f')}]", _p(m.p_adjusted) if m.p_adjusted
+                     is not None else "-", _fmt(m.mde), _verdict_cell(m), m.gate))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
@@ -211,7 +366,10 @@ def format_gate_summary(comparison: Comparison) -> str:
     """What ``tunegate compare`` and the pytest plugin print: the table, why each metric failed or
     warned, the comparison's warnings, and the verdict."""
     c = comparison
-    lines = [f"{c.candidate_model} vs {c.baseline_model} (confidence {c.confidence}, {c.correction})",
+    alpha = 1 - c.confidence
+    fam = (f"one-sided alpha {alpha:g} across {len(c.family)} gated metric{'s' if len(c.family) != 1 else ''}"
+           if c.family else f"alpha {alpha:g}")
+    lines = [f"{c.candidate_model} vs {c.baseline_model} ({fam}, {c.correction}; CI {c.confidence:g})",
              format_table(c.metrics)]
     lines += [f"{m.gate}: {m.suite}.{m.metric}: {m.reason}" for m in c.metrics if m.gate in ("fail", "warn")]
     lines += [f"warning: {w}" for w in c.warnings]
@@ -226,12 +384,13 @@ def flips_of(comparison: Comparison | None, metric: MetricComparison) -> list[It
 
 def explain(mc: MetricComparison, flips: Sequence[ItemFlip] = (), worst: int = 3, width: int = 160) -> str:
     """A readable failure message: numbers, verdict, reason and the worst flipped items."""
+    need = f", ~{mc.n_needed} items needed" if mc.verdict == "underpowered" and mc.n_needed else ""
     lines = [
         f"{mc.suite}.{mc.metric}: {mc.gate} ({mc.reason})",
         f"  baseline {_fmt(mc.baseline)}  candidate {_fmt(mc.candidate)}  delta {_fmt(mc.delta, '+.3f')}  "
-        f"{'CI'} [{_fmt(mc.ci_low, '+.3f')}, {_fmt(mc.ci_high, '+.3f')}]  p {_p(mc.p_value)}  p_adj {_p(mc.p_adjusted)}",
+        f"CI [{_fmt(mc.ci_low, '+.3f')}, {_fmt(mc.ci_high, '+.3f')}]  p {_p(mc.p_value)}  p_adj {_p(mc.p_adjusted)}",
         f"  verdict {mc.verdict} ({mc.test}, n={mc.n}, flips down {mc.flips_down} / up {mc.flips_up}, "
-        f"MDE {_fmt(mc.mde)}, margin {mc.margin:g})",
+        f"MDE {_fmt(mc.mde)}{need}, margin {mc.margin:g})",
     ]
     down = [f for f in flips if f.suite == mc.suite and f.metric == mc.metric and f.direction == "down"]
     down.sort(key=lambda f: -abs(f.candidate_score - f.baseline_score))

@@ -276,7 +276,7 @@ def item_units(value: ScoreValue) -> Sequence[float]:
     return value if isinstance(value, tuple) else (value,)
 
 
-VERDICTS = ("improved", "regressed", "non-inferior", "inconclusive")
+VERDICTS = ("improved", "regressed", "non-inferior", "underpowered", "inconclusive")
 GATE_STATES = ("pass", "fail", "warn", "info")
 
 
@@ -286,10 +286,16 @@ class MetricComparison:
 
     ``delta`` = candidate - baseline (in the metric's own direction: for a
     lower-is-better metric a positive delta is worse). ``ci_low``/``ci_high``
-    bound the delta at the comparison's confidence level. ``flips_up`` counts
-    units that went wrong->right, ``flips_down`` right->wrong. ``gate`` is what
-    the gate made of the verdict: pass, fail, warn (inconclusive set to warn)
-    or info (not gated); ``reason`` says why in one line.
+    bound the delta at the comparison's confidence level (two-sided).
+    ``p_value`` is one-sided (H1: the candidate is worse); ``p_adjusted`` is it
+    adjusted across the comparison's multiplicity family (None outside it).
+    ``flips_up`` counts units that went wrong->right, ``flips_down`` right->wrong.
+    ``n`` counts units, ``n_items`` the items behind them (an IFEval prompt holds
+    several instruction units). ``mde`` is the drop the one-sided test at
+    ``alpha`` (the family's level) catches with the gate's power; ``n_needed`` the
+    items at which the MDE would reach ``margin``. ``gate`` is what the gate made
+    of the verdict: pass, fail, warn or info (not gated); ``reason`` says why in one line.
+    Files written before ``n_items``/``alpha`` existed load with None (schema 1 still).
     """
 
     suite: str
@@ -314,6 +320,8 @@ class MetricComparison:
     target: float | None = None
     gate: str = "info"
     reason: str = ""
+    n_items: int | None = None
+    alpha: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -373,6 +381,7 @@ class Comparison:
     baseline_stage: str | None = None
     candidate_stage: str | None = None
     trains: tuple[str, ...] = ()
+    family: tuple[str, ...] = ()  # suite.metric keys whose p-values were adjusted together
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -386,6 +395,7 @@ class Comparison:
             "candidate_fingerprint": self.candidate_fingerprint,
             "candidate_stage": self.candidate_stage,
             "trains": list(self.trains),
+            "family": list(self.family),
             "passed": self.passed,
             "confidence": self.confidence,
             "correction": self.correction,
@@ -416,6 +426,7 @@ class Comparison:
             baseline_stage=data.get("baseline_stage"),
             candidate_stage=data.get("candidate_stage"),
             trains=tuple(data.get("trains") or ()),
+            family=tuple(data.get("family") or ()),
         )
 
     def save(self, path: str | Path) -> Path:

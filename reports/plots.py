@@ -30,6 +30,7 @@ VERDICT_COLORS = {
     "regressed": "#cf222e",
     "non-inferior": "#0969da",
     "inconclusive": "#9a6700",
+    "underpowered": "#bc4c00",
 }
 STAGE_COLORS = ("#6e7781", "#0969da", "#8250df", "#bf3989", "#1a7f37", "#9a6700")
 HistoryRow = tuple[str, str, Mapping[str, tuple[float, float | None]]]

@@ -17,7 +17,7 @@ from tunegate.evals.records import Comparison, MetricComparison
 
 
 class GateWarning(UserWarning):
-    """An inconclusive metric under ``inconclusive: warn``."""
+    """A metric the gate set to warn (underpowered within its margin, or inconclusive under ``inconclusive: warn``)."""
 
 
 def test_gate(gate_metric: MetricComparison, gate_comparison: Comparison) -> None:

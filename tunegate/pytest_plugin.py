@@ -18,8 +18,8 @@ fixture, the plugin adds that module's tests itself, in any repository, so
 nothing needs to be copied. Without
 ``--gate-checkpoint`` the gate test is skipped ("no --gate-checkpoint given"),
 never passed. A gate test fails with the numbers, the verdict and the worst
-flipped items; an inconclusive metric passes with a warning under
-``inconclusive: warn``. Teams can write their own assertions with the fixtures
+flipped items; a metric the gate set to ``warn`` (underpowered but within its
+margin, or inconclusive) passes with a GateWarning. Teams can write their own assertions with the fixtures
 ``gate_record``, ``gate_baseline_record`` and ``gate_comparison``.
 
 Bad input (a corrupt record, a missing baseline, an unknown gate metric) is a

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tunegate.cli import main
+from tunegate.evals.records import ItemScore, MetricValue, RunRecord, SuiteResult
 from tests.evals.test_compare_records import make_record
 
 SUITES = ("math", "ifeval")
+GATE = Path(__file__).resolve().parents[2] / "configs" / "gate.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +76,54 @@ def test_unknown_gate_metric_exits_2(files, capsys, tmp_path):
     gate.write_text("metrics:\n  math.accuracy: {margin: 0.02}\n")
     assert main(["compare", str(files["base"]), str(files["same"]), "--gate", str(gate)]) == 2
     assert "unknown metric(s) ['math.accuracy']" in capsys.readouterr().err
+
+
+def _math_record(model: str, outcomes: list[int]) -> RunRecord:
+    items = tuple(ItemScore(f"gsm-{i}", f"Question {i}?", f"{model} answer {i}", None, "7", {"exact_match": float(o)})
+                  for i, o in enumerate(outcomes))
+    value = MetricValue("exact_match", sum(outcomes) / len(outcomes), None, len(outcomes))
+    return RunRecord(model, f"fp-{model}", {"math": SuiteResult("math", "1", {"exact_match": value}, items)})
+
+
+@pytest.fixture(scope="module")
+def ten(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ten")
+    base = [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]
+    return {"base": _math_record("base", base).save(d / "base.json"),
+            "same": _math_record("same", base).save(d / "same.json"),
+            "collapse": _math_record("collapse", [0] * 10).save(d / "collapse.json")}
+
+
+def test_collapse_at_n10_fails_as_underpowered_with_items_needed(ten, capsys):
+    # math 40% -> 0% on 10 items: 4 right->wrong, 0 back (exact one-sided p 0.0625, not significant)
+    assert main(["compare", str(ten["base"]), str(ten["collapse"])]) == 1
+    out = capsys.readouterr().out
+    assert "underpowered (n~" in out
+    assert "point estimate dropped beyond margin 0.05; MDE 0.618 at n=10 exceeds the margin; ~" in out
+
+
+def test_identical_runs_at_n10_are_underpowered_not_non_inferior(ten, capsys, tmp_path):
+    out = tmp_path / "c.json"
+    assert main(["compare", str(ten["base"]), str(ten["same"]), "--out", str(out)]) == 0
+    m = json.loads(out.read_text())["metrics"][0]
+    assert (m["verdict"], m["gate"]) == ("underpowered", "warn")
+    assert (round(m["ci_low"], 3), round(m["ci_high"], 3)) == (-0.278, 0.278) and m["n_needed"] > 10
+    assert "warn: math.exact_match: underpowered" in capsys.readouterr().out
+
+
+def test_shipped_gate_keeps_its_promise_on_a_small_calibration(tmp_path):
+    # bench/calibration.py in small: pairs from its own generator (500 items per suite) through `tunegate
+    # compare` with configs/gate.yaml. README "The gate: what it promises" has the full table.
+    from bench.calibration import Generator, compare
+
+    gen, rng = Generator(), np.random.default_rng(2026)
+    alarms = [compare(*gen.pair(rng, (500, 500, 500)), str(GATE), "identity", tmp_path)[0] for _ in range(30)]
+    caught, mdes = [], []
+    for _ in range(20):
+        rc, comp = compare(*gen.pair(rng, (500, 500, 500), "math", 0.05), str(GATE), "identity", tmp_path)
+        caught.append(rc)
+        mdes += [m["mde"] for m in comp["metrics"] if (m["suite"], m["metric"]) == ("math", "exact_match")]
+    assert np.mean(np.equal(alarms, 1)) <= 0.1  # family-wise false alarms (full run: see README)
+    assert np.mean(np.equal(caught, 1)) >= 0.7  # a 5-point drop in one suite (full run, 200 pairs: 0.75)
+    assert 0.04 < np.median(mdes) < 0.06  # the drop caught 80% of the time at 500 items and 14% discordance
+

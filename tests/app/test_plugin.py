@@ -1,4 +1,4 @@
-"""The pytest plugin end to end with pytester: pass, fail, inconclusive, skipped, baseline update."""
+"""The pytest plugin end to end with pytester: pass, fail, underpowered, skipped, baseline update."""
 
 from __future__ import annotations
 
@@ -53,14 +53,20 @@ def test_dash_k_selects_one_metric(pytester, records):
     result.assert_outcomes(passed=2, deselected=1)
 
 
-def test_inconclusive_warns_by_default(pytester, records):
-    result = run(pytester, "--gate-checkpoint", records["noisy"], "--gate-baseline", records["base"])
+GATE_IFEVAL_2PT = "default_margin: null\nmetrics:\n  ifeval.prompt_strict: {margin: 0.02}\n"
+
+
+def test_underpowered_metric_warns_by_default(pytester, records):
+    # ifeval: ~10% of prompts flip each way, net zero: 541 prompts cannot catch a 2-point drop
+    pytester.makefile(".yaml", gate=GATE_IFEVAL_2PT)
+    result = run(pytester, "--gate-checkpoint", records["noisy"], "--gate-baseline", records["base"],
+                 "--gate-config", "gate.yaml")
     result.assert_outcomes(passed=3, warnings=1)
-    result.stdout.fnmatch_lines(["*GateWarning: ifeval.prompt_strict: warn (inconclusive:*"])
+    result.stdout.fnmatch_lines(["*GateWarning: ifeval.prompt_strict: warn (underpowered:*items needed)"])
 
 
-def test_inconclusive_fails_when_configured(pytester, records):
-    pytester.makefile(".yaml", gate="inconclusive: fail\n")
+def test_underpowered_metric_fails_when_configured(pytester, records):
+    pytester.makefile(".yaml", gate=GATE_IFEVAL_2PT + "underpowered: fail\n")
     result = run(pytester, "--gate-checkpoint", records["noisy"], "--gate-baseline", records["base"],
                  "--gate-config", "gate.yaml")
     result.assert_outcomes(passed=2, failed=1)

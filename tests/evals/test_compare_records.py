@@ -185,3 +185,17 @@ def test_comparison_round_trips_through_json(pair, tmp_path):
 
     comp = compare_records(*pair)
     assert Comparison.load(comp.save(tmp_path / "c.json")) == comp
+
+
+def test_comparison_written_before_family_and_items_fields_still_loads(pair, tmp_path):
+    import json
+
+    from tunegate.evals.records import Comparison
+
+    data = compare_records(*pair).to_dict()
+    del data["family"]
+    for m in data["metrics"]:
+        del m["n_items"], m["alpha"]
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    old = Comparison.load(tmp_path / "old.json")
+    assert old.family == () and old.metrics[0].n_items is None and old.metrics[0].alpha is None

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from statsmodels.stats.multitest import multipletests
 
-from tunegate.evals.compare import compare_records, find_metric, verdict
+from tunegate.evals.compare import compare_records, find_metric
 from tunegate.evals.errors import TunegateError
-from tunegate.evals.gate import GateConfig, MetricRule, judge
+from tunegate.evals.gate import FALLBACK_MARGIN, GateConfig, MetricRule, judge, verdict
 from tunegate.evals.records import MetricComparison
 from tests.evals.test_compare_records import make_record
 
 GATE_YAML = """
 confidence: 0.9
 inconclusive: fail
+underpowered: warn
 correction: bh
+family: [math.exact_match]
 metrics:
   identity.adherence: {target: ">= 0.9"}
   identity.leak_rate: {target: "<= 0.05"}
@@ -25,7 +28,8 @@ def test_yaml_gate_is_parsed(tmp_path):
     path = tmp_path / "gate.yaml"
     path.write_text(GATE_YAML)
     gate = GateConfig.from_yaml(path)
-    assert (gate.confidence, gate.inconclusive, gate.correction) == (0.9, "fail", "bh")
+    assert (gate.confidence, gate.inconclusive, gate.underpowered, gate.correction) == (0.9, "fail", "warn", "bh")
+    assert gate.family == ("math.exact_match",)
     assert gate.rules[0] == MetricRule("identity.adherence", op=">=", target=0.9)
     assert gate.rules[2] == MetricRule("math.exact_match", margin=0.03)
 
@@ -33,6 +37,8 @@ def test_yaml_gate_is_parsed(tmp_path):
 @pytest.mark.parametrize("data,message", [
     ({"confidence": 1.5}, "confidence must be in"),
     ({"inconclusive": "ignore"}, "inconclusive must be 'warn' or 'fail'"),
+    ({"underpowered": "pass"}, "underpowered must be one of"),
+    ({"family": "everything"}, "family must be 'gated', 'all' or a list"),
     ({"correction": "bonferroni"}, "correction must be 'holm' or 'bh'"),
     ({"metrics": {"math.exact_match": {"target": "about 0.9"}}}, "target must look like '>= 0.9'"),
     ({"metrics": {"math.exact_match": {"margin": "small"}}}, "margin must be a number"),
@@ -56,7 +62,7 @@ def test_invalid_yaml_names_the_file(tmp_path):
 def test_unlisted_metrics_get_the_default_margin_unless_it_is_null():
     gate = GateConfig.from_dict({"metrics": {"math.exact_match": {"margin": 0.05}}})
     rules = gate.rules_for(["math.exact_match", "ifeval.prompt_strict"])
-    assert rules["ifeval.prompt_strict"].margin == 0.02 and rules["math.exact_match"].margin == 0.05
+    assert rules["ifeval.prompt_strict"].margin == FALLBACK_MARGIN and rules["math.exact_match"].margin == 0.05
     only_listed = GateConfig.from_dict({"default_margin": None, "metrics": {"math.exact_match": {"margin": 0.05}}})
     assert list(only_listed.rules_for(["math.exact_match", "ifeval.prompt_strict"])) == ["math.exact_match"]
 
@@ -70,6 +76,11 @@ def test_unlisted_metrics_get_the_default_margin_unless_it_is_null():
 ])
 def test_verdict(delta, lo, hi, p, expected):
     assert verdict(delta, lo, hi, p, 0.05, 0.02) == expected
+
+
+def test_verdict_is_underpowered_when_nothing_is_shown_and_the_mde_exceeds_the_margin():
+    assert verdict(-0.01, -0.05, 0.03, 0.6, 0.05, 0.02, underpowered=True) == "underpowered"
+    assert verdict(-0.05, -0.08, -0.02, 0.001, 0.05, 0.02, underpowered=True) == "regressed"
 
 
 def test_verdict_flips_sign_for_lower_is_better_metrics():
@@ -87,9 +98,22 @@ def _mc(**kw) -> MetricComparison:
 
 def test_untrained_inconclusive_warns_or_fails_as_configured():
     rule = MetricRule("math.exact_match", margin=0.02)
-    assert judge(_mc(), rule, "warn")[0] == "warn"
-    state, reason = judge(_mc(), rule, "fail")
-    assert state == "fail" and "MDE 0.070 at n=100; ~1225 items needed" in reason
+    assert judge(_mc(), rule, GateConfig(inconclusive="warn"))[0] == "warn"
+    state, reason = judge(_mc(), rule, GateConfig(inconclusive="fail"))
+    assert state == "fail" and reason == "inconclusive: delta +0.000 [-0.050, +0.050] reaches below -0.02; MDE 0.070 at n=100"
+
+
+def test_underpowered_fails_on_a_point_drop_beyond_the_margin_by_default():
+    rule = MetricRule("math.exact_match", margin=0.02)
+    state, reason = judge(_mc(verdict="underpowered", delta=-0.03, candidate=0.57), rule)
+    assert state == "fail" and "point estimate dropped beyond margin 0.02" in reason and "~1225 items needed" in reason
+    assert judge(_mc(verdict="underpowered", delta=-0.01, candidate=0.59), rule)[0] == "warn"
+
+
+@pytest.mark.parametrize("policy,delta,state", [("warn", -0.03, "warn"), ("fail", -0.01, "fail"), ("fail", 0.01, "fail")])
+def test_underpowered_does_what_the_gate_says(policy, delta, state):
+    rule = MetricRule("math.exact_match", margin=0.02)
+    assert judge(_mc(verdict="underpowered", delta=delta), rule, GateConfig(underpowered=policy))[0] == state
 
 
 def test_trained_suite_passes_when_inconclusive_but_fails_when_regressed():
@@ -103,6 +127,36 @@ def test_target_must_be_met_even_when_improved():
     state, reason = judge(_mc(candidate=0.85, verdict="improved", trained=True), rule)
     assert state == "fail" and reason == "misses target >= 0.9: candidate 0.850"
     assert judge(_mc(candidate=0.93, verdict="improved", trained=True), rule)[0] == "pass"
+
+
+def test_a_target_rule_is_judged_on_its_target_alone():
+    rule = MetricRule("identity.adherence", op=">=", target=0.9)
+    assert judge(_mc(candidate=0.93, delta=-0.04, verdict="regressed", trained=True), rule)[0] == "pass"
+
+
+def test_family_is_the_metrics_with_a_margin_unless_configured():
+    known = ["math.exact_match", "math.flexible_match", "identity.adherence"]
+    rules = {"math.exact_match": MetricRule("math.exact_match", margin=0.05),
+             "identity.adherence": MetricRule("identity.adherence", op=">=", target=0.9)}
+    assert GateConfig().family_of(known, rules) == ("math.exact_match",)
+    assert GateConfig(family="all").family_of(known, rules) == tuple(known)
+    with pytest.raises(TunegateError, match=r"gate family names unknown metric\(s\) \['math.accuracy'\]"):
+        GateConfig(family=("math.accuracy",)).family_of(known, rules)
+
+
+def test_only_the_family_is_adjusted_and_its_mde_uses_the_family_level():
+    base = make_record(23, suites=("math", "ifeval", "knowledge"))
+    cand = make_record(24, model="sft", like=base, suites=("math", "ifeval", "knowledge"), flip={"math": 0.02})
+    gate = GateConfig.from_dict({"default_margin": None, "metrics": {
+        "math.exact_match": {"margin": 0.05}, "ifeval.prompt_strict": {"margin": 0.05},
+        "knowledge.accuracy": {"margin": 0.05}}})
+    comp = compare_records(base, cand, gate)
+    assert comp.family == ("math.exact_match", "ifeval.prompt_strict", "knowledge.accuracy")
+    inst = find_metric(comp, "ifeval.inst_strict")
+    assert inst.p_adjusted is None and inst.gate == "info" and inst.alpha == pytest.approx(0.05)
+    fam = [find_metric(comp, k) for k in comp.family]
+    assert [m.p_adjusted for m in fam] == pytest.approx(list(multipletests([m.p_value for m in fam], method="holm")[1]))
+    assert all(m.alpha == pytest.approx(0.05 / 3) for m in fam)
 
 
 def test_gate_end_to_end_trains_identity_and_protects_math():

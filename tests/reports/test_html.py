@@ -195,3 +195,13 @@ def test_banner_shows_a_pipeline_error(report_inputs, fast_plots):
     records, comparisons, _, _ = report_inputs
     page = render_report(records, comparisons, summary={"passed": False, "error": "RuntimeError: <oom>"})
     assert "pipeline stopped with an error: RuntimeError: &lt;oom&gt;" in section(page, "verdict")
+
+
+def test_underpowered_metric_shows_its_badge_and_the_items_needed(report_inputs, fast_plots):
+    from dataclasses import replace
+
+    records, comparisons, _, _ = report_inputs
+    comp = comparisons[0]
+    weak = replace(comp.metrics[0], verdict="underpowered", gate="warn", mde=0.112, n_needed=2140)
+    page = render_report(records[:2], [replace(comp, metrics=(weak, *comp.metrics[1:]))])
+    assert 'class="badge underpowered">underpowered</span>' in page and "MDE 0.112 (≈2140 items needed)" in page

@@ -2,12 +2,16 @@
 
 Example::
 
-    $ tunegate compare runs/base.json runs/sft.json --gate gate.yaml --trains identity
-    math: 500 items compared
-    ifeval: 500 items compared
-    metric              baseline  candidate  delta   CI                p_adj    verdict       gate
-    math.exact_match    0.620     0.570      -0.050  [-0.083, -0.017]  0.004    regressed     fail
-    ifeval.prompt_strict 0.412    0.405      -0.007  [-0.031, +0.017]  1        inconclusive  warn
+    $ tunegate compare runs/base.json runs/dpo.json --gate configs/gate.yaml --trains identity
+    math: 1319 items compared
+    ifeval: 541 items compared
+    candidate vs base (one-sided alpha 0.05 across 3 gated metrics, holm; CI 0.95)
+    metric                baseline  candidate  delta   CI                p_adj     MDE    verdict       gate
+    math.exact_match      0.435     0.383      -0.052  [-0.073, -0.033]  5.51e-07  0.030  regressed     fail
+    math.flexible_match   0.530     0.474      -0.056  [-0.077, -0.036]  -         0.027  regressed     info
+    ifeval.prompt_strict  0.567     0.562      -0.006  [-0.038, +0.027]  0.822     0.049  non-inferior  pass
+    ...
+    fail: math.exact_match: regressed: delta -0.052 [-0.073, -0.033], p_adj 5.51e-07, drop may exceed margin 0.05
     gate: FAILED                                                       # exit code 1
 
 Exit codes: 0 gate passed, 1 gate failed, 2 bad input (corrupt record, mismatched
@@ -27,7 +31,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("compare", help="paired comparison of two saved RunRecords and the gate's verdict")
     p.add_argument("baseline", metavar="BASELINE.json")
     p.add_argument("candidate", metavar="CANDIDATE.json")
-    p.add_argument("--gate", metavar="GATE.yaml", help="gate rules (default: margin 0.02 on every metric)")
+    p.add_argument("--gate", metavar="GATE.yaml", help="gate rules (default: margin 0.05 on every metric)")
     p.add_argument("--trains", default="", metavar="S1,S2", help="suites the stage trained")
     p.add_argument("--json", action="store_true", help="print the Comparison JSON instead of the table")
     p.add_argument("--out", metavar="COMPARISON.json", help="also write the Comparison JSON here")
