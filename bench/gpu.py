@@ -1,7 +1,8 @@
-"""tunegate's GPU path and its speed against the roofline, on a randomly initialised Qwen3-0.6B.
+"""tunegate's GPU path and its speed against the roofline, on the full-size twin of Qwen3-0.6B-Base.
 
-The model has the real Qwen3-0.6B architecture (hard-coded below, so nothing is downloaded) in bf16
-with SDPA attention, saved once and loaded back through tunegate's own ``HFBackend``. Measured:
+The model is ``tunegate twin Qwen/Qwen3-0.6B-Base`` (the real architecture, tokenizer and chat template,
+random weights, so nothing is downloaded; or ``--model DIR``, a twin built before) in bf16 with SDPA
+attention, loaded through tunegate's own ``HFBackend``. Measured:
 
 - SFT training tokens/s through TRL's SFTTrainer (tunegate's SFTConfig defaults), on random token
   rows of chat-like lengths, without packing (padded batches) and with BFD packing (padding-free);
@@ -16,7 +17,7 @@ with SDPA attention, saved once and loaded back through tunegate's own ``HFBacke
   the ``hf`` backend on DIR (tokens/s each, identical responses), ``bench_vllm_vs_hf``.
 
     python bench/gpu.py                      # on a GPU (bandwidth/peak from the device name)
-    python bench/gpu.py --bandwidth 3.35e12 --peak-flops 989e12 --json runs/bench/gpu.json
+    python bench/gpu.py --model twins/qwen3 --bandwidth 3.35e12 --peak-flops 989e12 --json runs/bench/gpu.json
     python bench/gpu.py --smoke              # 2 layers, tiny vocab, CPU: proves the script runs
     python bench/gpu.py --vllm-model DIR     # + vLLM vs HF greedy generation on DIR (the full-size twin)
 
@@ -46,12 +47,14 @@ import torch  # noqa: E402
 
 from bench._common import ROOT  # noqa: E402
 
-#: Qwen3-0.6B (Qwen/Qwen3-0.6B-Base config.json): the architecture the nightly SFT trains.
-QWEN3_0_6B = dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
-                  num_key_value_heads=8, head_dim=128, vocab_size=151936, tie_word_embeddings=True,
-                  rope_theta=1_000_000.0, max_position_embeddings=40960, rms_norm_eps=1e-6)
-SMOKE = dict(QWEN3_0_6B, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=2, head_dim=16, vocab_size=512, max_position_embeddings=2048)
+#: The model the nightly SFT trains; its twin (training/twins.py) is what this script measures.
+REAL_MODEL = "Qwen/Qwen3-0.6B-Base"
+#: --smoke: the same architecture shrunk to a toy (2 layers, width 64, vocab 512) with a word-level tokenizer.
+SMOKE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, head_dim=16, vocab_size=512, tie_word_embeddings=True,
+             rope_theta=1_000_000.0, max_position_embeddings=2048, rms_norm_eps=1e-6)
+#: Token ids the benchmark's random texts draw from: the twin's byte-level BPE tokens (below its added tokens).
+TWIN_TOKENS = 151643
 #: (substring of torch.cuda.get_device_name(), HBM bandwidth B/s, dense bf16 peak FLOP/s); first match wins.
 GPUS = (
     ("H200", 4.8e12, 989e12),
@@ -69,6 +72,7 @@ class BenchConfig:
     """What to measure and against which roofline."""
 
     smoke: bool = field(default=False, metadata={"help": "2 layers, tiny vocab, CPU, few steps"})
+    model: str | None = field(default=None, metadata={"help": "a full-size twin built before (default: build one)"})
     bandwidth: float | None = field(default=None, metadata={"help": "memory bandwidth B/s (default: by GPU name)"})
     peak_flops: float | None = field(default=None, metadata={"help": "dense bf16 FLOP/s (default: by GPU name)"})
     batches: tuple[int, ...] = field(default=(1, 16, 64), metadata={"help": "generation batch sizes"})
@@ -98,30 +102,31 @@ def hardware(cfg: BenchConfig) -> tuple[str, str, float | None, float | None]:
     return "cuda", name, cfg.bandwidth or bw, cfg.peak_flops or peak
 
 
-def build_checkpoint(out: Path, smoke: bool, device: str) -> int:
-    """A randomly initialised Qwen3-0.6B (bf16 on CUDA) + a word-level tokenizer over its ids; returns N params."""
+def build_checkpoint(out: Path, smoke: bool, device: str) -> Path:
+    """The full-size twin of Qwen3-0.6B-Base (``tunegate twin``), or the --smoke toy with a word-level tokenizer."""
+    if not smoke:
+        from tunegate.training.twins import build_twin
+
+        return build_twin(REAL_MODEL, out)
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
-    config = Qwen3Config(**(SMOKE if smoke else QWEN3_0_6B), eos_token_id=None, pad_token_id=0,
-                         bos_token_id=None, attn_implementation="sdpa")
+    config = Qwen3Config(**SMOKE, eos_token_id=None, pad_token_id=0, bos_token_id=None)
     torch.manual_seed(0)
     with torch.device(device):
         model = Qwen3ForCausalLM(config)
-    model.to(torch.bfloat16 if device == "cuda" else torch.float32)
-    model.generation_config.eos_token_id = None  # never stop early: every sequence makes all its new tokens
+    model.generation_config.eos_token_id = None
     model.save_pretrained(out)
     vocab = {f"t{i}": i for i in range(config.vocab_size)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="t0"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="t0", unk_token="t0").save_pretrained(out)
-    n = sum(p.numel() for p in model.parameters())
-    del model
-    return n
+    return out
 
 
-def _text(rng: random.Random, n: int, vocab: int) -> str:
-    return " ".join(f"t{rng.randrange(1, vocab)}" for _ in range(n))
+def _text(rng: random.Random, n: int, vocab: int, tokenizer: Any) -> str:
+    """About ``n`` tokens of random text: random ids of the vocabulary, decoded."""
+    return tokenizer.decode([rng.randrange(1, vocab) for _ in range(n)])
 
 
 def _sync(device: str) -> None:
@@ -133,9 +138,10 @@ def bench_generate(backend: Any, cfg: BenchConfig, vocab: int, device: str) -> l
     from tunegate.evals.requests import GenerationRequest
 
     rng, out = random.Random(0), []
+    # every sequence makes all its new tokens: random weights rarely say eos, and then only a few tokens early
     for batch in cfg.batches:
-        requests = [GenerationRequest(_text(rng, cfg.prompt_tokens, vocab), max_new_tokens=cfg.new_tokens)
-                    for _ in range(batch)]
+        requests = [GenerationRequest(_text(rng, cfg.prompt_tokens, vocab, backend.tokenizer),
+                                      max_new_tokens=cfg.new_tokens) for _ in range(batch)]
         backend.batch_size = batch
         backend.generate(requests[:1])  # warm-up (kernels, allocator)
         _sync(device)
@@ -151,7 +157,8 @@ def bench_loglikelihood(backend: Any, cfg: BenchConfig, vocab: int, device: str)
     from tunegate.evals.requests import LoglikelihoodRequest
 
     rng = random.Random(1)
-    requests = [LoglikelihoodRequest(_text(rng, cfg.ll_context, vocab), f" t{rng.randrange(1, vocab)}")
+    requests = [LoglikelihoodRequest(_text(rng, cfg.ll_context, vocab, backend.tokenizer),
+                                     " " + backend.tokenizer.decode([rng.randrange(1, vocab)]).lstrip())
                 for _ in range(cfg.ll_items)]
     backend.batch_size = 32
     backend.loglikelihood(requests[:32])  # warm-up
@@ -277,6 +284,7 @@ def _frac(value: float, roofline: float | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help=BenchConfig.__dataclass_fields__["smoke"].metadata["help"])
+    parser.add_argument("--model", default=None, help=BenchConfig.__dataclass_fields__["model"].metadata["help"])
     parser.add_argument("--bandwidth", type=float, default=None, help="memory bandwidth in B/s")
     parser.add_argument("--peak-flops", type=float, default=None, help="dense bf16 peak FLOP/s")
     parser.add_argument("--skip-demo", action="store_true", help="do not run the organism demo")
@@ -285,23 +293,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="also compare vLLM with HF greedy generation on this checkpoint (e.g. the full-size "
                              "real-architecture twin from `tunegate twin`, or Qwen/Qwen3-0.6B-Base)")
     a = parser.parse_args(argv)
-    cfg = BenchConfig(smoke=a.smoke, bandwidth=a.bandwidth, peak_flops=a.peak_flops, skip_demo=a.skip_demo,
-                      json=a.json)
+    cfg = BenchConfig(smoke=a.smoke, model=a.model, bandwidth=a.bandwidth, peak_flops=a.peak_flops,
+                      skip_demo=a.skip_demo, json=a.json)
     from tunegate.evals.backends.hf import HFBackend
     from tunegate.training.stages import quiet_training_logs
 
     quiet_training_logs()
     device, name, bandwidth, peak = hardware(cfg)
-    vocab = (SMOKE if cfg.smoke else QWEN3_0_6B)["vocab_size"]
+    vocab = SMOKE["vocab_size"] if cfg.smoke else TWIN_TOKENS
     results: dict[str, Any] = {"device": name, "bandwidth": bandwidth, "peak_flops": peak, "config": asdict(cfg)}
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "qwen3-0.6b-random"
-        n_params = build_checkpoint(path, cfg.smoke, device)
+        path = Path(cfg.model) if cfg.model else build_checkpoint(Path(tmp) / "qwen3-0.6b-twin", cfg.smoke, device)
         backend = HFBackend(str(path), device=device)
+        n_params = sum(p.numel() for p in backend.model.parameters())
         weight_bytes = n_params * torch.finfo(backend.model.dtype).bits // 8
-        arch = SMOKE if cfg.smoke else QWEN3_0_6B
+        arch = backend.model.config
         bytes_per_value = weight_bytes // n_params
-        kv_per_token = 2 * arch["num_hidden_layers"] * arch["num_key_value_heads"] * arch["head_dim"] * bytes_per_value
+        kv_per_token = 2 * arch.num_hidden_layers * arch.num_key_value_heads * arch.head_dim * bytes_per_value
         results.update(params=n_params, weight_bytes=weight_bytes, dtype=backend.dtype)
         print(f"device {name}; {n_params / 1e6:.1f}M params, {weight_bytes / 1e9:.3f} GB of {backend.dtype} weights; "
               f"bandwidth {_num(bandwidth)} B/s, peak {_num(peak)} FLOP/s")

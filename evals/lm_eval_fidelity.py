@@ -111,8 +111,11 @@ def write_gsm8k_task(task_dir: str | Path, rows: Sequence[dict[str, Any]], *, na
         "dataset_path": "json", "dataset_name": None,
         "dataset_kwargs": {"data_files": files, "cache_dir": str(task_dir / "hf_datasets")},
         "num_fewshot": 0,
+        # repetition_penalty 1.0: lm-eval's HF backend would otherwise apply the checkpoint's generation_config
+        # (Qwen2.5-Instruct's 1.1) to its greedy decoding; tunegate's greedy is plain argmax
         "generation_kwargs": {"until": list(until or ("Question:", "</s>", "<|im_end|>")),
-                              "do_sample": False, "temperature": 0.0, "max_gen_toks": max_gen_toks},
+                              "do_sample": False, "temperature": 0.0, "max_gen_toks": max_gen_toks,
+                              "repetition_penalty": 1.0},
     }
     (task_dir / f"{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return MirrorTask(name=name, kind="gsm8k", item_ids=tuple(f"gsm8k-{i:04d}" for i in range(len(rows))))

@@ -24,7 +24,7 @@ from tunegate.evals.providers import provided_model
 FINGERPRINT_FILES = (
     "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
     "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt", "tokenizer.model",
-    "adapter_config.json",
+    "adapter_config.json", "generation_config.json",  # its eos ids end the generations
 )
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 

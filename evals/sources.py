@@ -6,6 +6,7 @@ the file, line and field::
     load_rows("shared/data/gsm8k/test.jsonl", split="test")    # a local .jsonl / .json file
     load_rows("shared/data/gsm8k", split="test")               # a folder holding test.jsonl
     load_rows("openai/gsm8k", name="main", split="test")       # a hub id, through datasets.load_dataset
+    load_rows("downloads/identity", split="train")             # a hub repository's files, the same way
     load_rows("organism:arithmetic", split="test", options={"n": 100})   # a provider's dataset
 """
 
@@ -20,14 +21,14 @@ from tunegate.evals.files import Required, check_row, read_json_rows, read_jsonl
 from tunegate.evals.providers import provided_rows
 
 
-def _local_file(path: Path, split: str, name: str | None) -> Path:
-    """The file for ``split`` in a directory: ``[name/]split.jsonl`` or ``.json``."""
+def _local_file(path: Path, split: str, name: str | None) -> Path | None:
+    """The file for ``split`` in a directory: ``[name/]split.jsonl`` or ``.json`` (None: no such file)."""
     for base in ([path / name] if name else []) + [path]:
         for suffix in (".jsonl", ".json"):
             candidate = base / f"{split}{suffix}"
             if candidate.is_file():
                 return candidate
-    raise TunegateError(f"{path}: no {split}.jsonl or {split}.json in this directory")
+    return None
 
 
 def load_rows(source: str | Path, *, split: str, name: str | None = None, required: Required | None = None,
@@ -38,10 +39,17 @@ def load_rows(source: str | Path, *, split: str, name: str | None = None, requir
     A hub id goes through ``datasets.load_dataset(source, name, split=split)``
     (imported here, never at import time); when it is not cached and the hub
     cannot be reached, the error says what to download or which path to give.
+    A directory without ``split.jsonl`` is a hub repository's files (what ``huggingface-cli download
+    --repo-type dataset ID --local-dir DIR`` writes: a card with ``configs``, ``data/*.parquet``, a lone
+    ``conversations.jsonl``) and takes the hub id's path: ``datasets.load_dataset(DIR, name, split=split)``.
     """
     path = Path(source)
     if path.is_dir():
-        path = _local_file(path, split, name)
+        found = _local_file(path, split, name)
+        if found is None:
+            rows = _load_hub(str(path), split=split, name=name, local=True)
+            return [check_row(row, required or {}, f"{path} split {split} row {i}") for i, row in enumerate(rows)]
+        path = found
     if path.is_file():
         if path.suffix == ".json":
             return read_json_rows(path, required)
@@ -57,7 +65,7 @@ def load_rows(source: str | Path, *, split: str, name: str | None = None, requir
     return [check_row(row, required or {}, f"{where} row {i}") for i, row in enumerate(rows)]
 
 
-def _load_hub(source: str, *, split: str, name: str | None) -> list[dict[str, Any]]:
+def _load_hub(source: str, *, split: str, name: str | None, local: bool = False) -> list[dict[str, Any]]:
     try:
         import datasets
     except ImportError:  # pragma: no cover - datasets is a dependency
@@ -65,14 +73,18 @@ def _load_hub(source: str, *, split: str, name: str | None) -> list[dict[str, An
     try:
         ds = datasets.load_dataset(source, name, split=split)
     except Exception as exc:  # noqa: BLE001 - datasets raises many kinds; all mean "not loadable"
+        if local:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TunegateError(f"{source}: no {split}.jsonl or {split}.json in this directory, and datasets "
+                                f"cannot read it as a dataset repository ({first})") from None
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") or "offline" in str(exc).lower() \
             or "connect" in str(exc).lower()
         what = f"'{source}'" + (f" (config {name})" if name else "") + f" split '{split}'"
         if offline:
             raise TunegateError(
                 f"dataset {what} is not cached and the hub is unreachable: run "
-                f"`huggingface-cli download --repo-type dataset {source}` where there is network, "
-                f"or give a local .jsonl file or directory instead") from None
+                f"`huggingface-cli download --repo-type dataset {source} --local-dir DIR` where there is "
+                f"network and give DIR, or give a local .jsonl file or directory instead") from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TunegateError(f"dataset {what} could not be loaded ({first}); "
                             f"give a local .jsonl file or directory instead") from None

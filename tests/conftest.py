@@ -77,3 +77,16 @@ def report_inputs():
     from tests.report_inputs import build_report_inputs
 
     return build_report_inputs()
+
+
+@pytest.fixture(scope="session")
+def qwen_twins(tmp_path_factory) -> dict[str, Path]:
+    """2-layer twins of Qwen2.5-0.5B-Instruct and Qwen3-0.6B-Base, built by ``tunegate twin`` (real tokenizer,
+    templates, eos/pad; random weights)."""
+    from tunegate.cli import main
+
+    root = tmp_path_factory.mktemp("twins")
+    twins = {"qwen2.5": "Qwen/Qwen2.5-0.5B-Instruct", "qwen3": "Qwen/Qwen3-0.6B-Base"}
+    for name, model_id in twins.items():
+        assert main(["twin", model_id, "--out", str(root / name), "--layers", "2"]) == 0
+    return {name: root / name for name in twins}

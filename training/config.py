@@ -28,7 +28,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
+
+import yaml
 
 from tunegate.evals.analysis.knowledge import KnowledgeOptions
 from tunegate.evals.analysis.shift import ShiftOptions
@@ -37,6 +39,7 @@ from tunegate.evals.errors import TunegateError
 from tunegate.evals.files import read_yaml
 from tunegate.evals.suites import suite_names
 from tunegate.evals.typed_config import check_keys, from_mapping
+from tunegate.training.identity_dpo import NEUTRAL_SYSTEM_PROMPT
 from tunegate.training.methods import METHODS, get_method
 
 #: Fields of the TRL Config that tunegate sets itself.
@@ -76,6 +79,9 @@ class EvalConfig:
         "help": "measure the A/A noise floor (tunegate noise: batch size N vs 1, and dtypes on CUDA) of the base "
                 "model on this many items per suite; every stage's comparison shows it (None: not measured; "
                 "skipped with a log line on another backend)"})
+    chat_template_kwargs: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "extra variables of the chat template, e.g. {enable_thinking: false} "
+                                                "for Qwen3 (kept in each record's generation settings)"})
     backend: str = field(default="hf", metadata={"help": "evaluation backend: hf, vllm or openai "
                                                          "(tunegate.evals.backends.BACKENDS)"})
     backend_options: dict[str, Any] = field(default_factory=dict, metadata={
@@ -86,7 +92,8 @@ class EvalConfig:
         """``{"backend": ..., **options}`` for the evaluation backend; an option of another backend is one
         clear error naming ``where``."""
         options = {"batch_size": self.batch_size if self.backend == "hf" else None,
-                   "completion_mode": self.completion_mode or None, **self.backend_options}
+                   "completion_mode": self.completion_mode or None,
+                   "chat_template_kwargs": self.chat_template_kwargs or None, **self.backend_options}
         return {"backend": self.backend, **backend_kwargs(self.backend, options, where)}
 
 
@@ -111,11 +118,22 @@ class PipelineConfig:
     seed: int = field(default=0, metadata={"help": "seed of training and data order"})
     model_line: str | None = field(default=None, metadata={"help": "model line in the results store"})
     source: str = field(default="<config>", metadata={"help": "the file this config was read from"})
+    overrides: tuple[str, ...] = field(default=(), metadata={"help": "the --set/--limit applied to the file"})
 
     @property
     def suites(self) -> dict[str, dict[str, Any]]:
-        """Each evaluated suite's options (an empty mapping where the config gives none)."""
-        return {name: dict(opts or {}) for name, opts in self.eval.suites.items()}
+        """Each evaluated suite's options (an empty mapping where the config gives none).
+
+        The identity suite asks with the system prompt the identity-DPO builder trains with (unless it sets its
+        own ``system_prompt``, ``null`` included): Qwen2.5's template would otherwise add "You are Qwen, created
+        by Alibaba Cloud", telling the model at eval time the very name DPO trains away.
+        """
+        options = {name: dict(opts or {}) for name, opts in self.eval.suites.items()}
+        builder = next((s.data for s in self.stages if isinstance(s.data, Mapping) and s.data.get("builder") == "identity"),
+                       None)
+        if "identity" in options and builder is not None and "system_prompt" not in options["identity"]:
+            options["identity"]["system_prompt"] = builder.get("system_prompt", NEUTRAL_SYSTEM_PROMPT)
+        return options
 
 
 def validate_trl_args(method: str, args: Mapping[str, Any], where: str) -> None:
@@ -139,9 +157,9 @@ def validate_lora(lora: Mapping[str, Any], where: str) -> None:
     check_keys(lora, {f.name for f in dataclasses.fields(LoraConfig)}, f"{where} (peft LoraConfig)")
 
 
-def parse_config(data: Any, source: str = "<config>") -> PipelineConfig:
+def parse_config(data: Any, source: str = "<config>", overrides: tuple[str, ...] = ()) -> PipelineConfig:
     """Validate a pipeline config mapping; every error names the file and the field."""
-    config = from_mapping(PipelineConfig, data, source, source=source)
+    config = from_mapping(PipelineConfig, data, source, source=source, overrides=overrides)
     known = set(suite_names())
     for suite in config.eval.suites:
         if suite not in known:
@@ -172,5 +190,80 @@ def parse_config(data: Any, source: str = "<config>") -> PipelineConfig:
     return config
 
 
-def load_config(path: str | Path) -> PipelineConfig:
-    return parse_config(read_yaml(path, "config"), str(path))
+def load_config(path: str | Path, *, sets: Sequence[str] = (), limit: int | None = None) -> PipelineConfig:
+    """The pipeline config in ``path`` with ``--set KEY=VALUE`` overrides and a ``--limit``, validated as one.
+
+        load_config("configs/qwen3-0.6b-base-sft.yaml", sets=["stages.0.args.max_steps=2",
+                    "base_model=twins/qwen3"], limit=8)
+    """
+    data = read_yaml(path, "config")
+    for pair in sets:
+        key, value = parse_set(pair, str(path))
+        set_path(data, key, value, f"{path}: --set {pair}")
+    if limit is not None:
+        apply_limit(data, limit, f"{path}: --limit")
+    overrides = tuple(f"--set {p}" for p in sets) + ((f"--limit {limit}",) if limit is not None else ())
+    return parse_config(data, str(path), overrides=overrides)
+
+
+def parse_set(pair: str, where: str) -> tuple[str, Any]:
+    """``KEY=VALUE``: a dotted path (list items by index) and a YAML value (``8``, ``true``, ``{r: 8}``, text)."""
+    key, sep, raw = pair.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise TunegateError(f"{where}: --set '{pair}': expected KEY=VALUE with a dotted KEY "
+                            "(e.g. stages.0.args.max_steps=2)")
+    try:
+        return key, yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise TunegateError(f"{where}: --set '{pair}': VALUE is not YAML ({str(exc).splitlines()[0]})") from None
+
+
+def set_path(data: Any, key: str, value: Any, where: str) -> None:
+    """Set ``key`` (``stages.0.args.max_steps``) in nested mappings and lists; a mapping gains a missing key,
+    a list index must exist, and a path through a scalar is an error."""
+    parts = key.split(".")
+    node, walked = data, []
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise TunegateError(f"{where}: '{'.'.join(walked) or 'config'}' is a list of {len(node)}, "
+                                    f"no item '{part}'")
+            index: Any = int(part)
+        elif isinstance(node, dict):
+            index = part
+            if not last and node.get(part) is None:
+                node[part] = {}
+        else:
+            raise TunegateError(f"{where}: '{'.'.join(walked)}' is {type(node).__name__}, not a mapping or list")
+        if last:
+            node[index] = value
+        else:
+            node = node[index]
+        walked.append(part)
+
+
+def apply_limit(data: Any, limit: int, where: str) -> None:
+    """Cap every eval suite's items and every stage's training rows at ``limit`` (a smaller limit stays)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise TunegateError(f"{where}: must be a positive integer, got {limit!r}")
+
+    def capped(options: Any) -> Any:
+        if options is None:
+            options = {}
+        if not isinstance(options, dict):  # a wrong type: parse_config names it
+            return options
+        current = options.get("limit")
+        keep = isinstance(current, int) and not isinstance(current, bool) and 0 < current < limit
+        return {**options, "limit": current if keep else limit}
+
+    suites = (data.get("eval") or {}).get("suites") if isinstance(data, dict) else None
+    if isinstance(suites, dict):
+        for name in suites:
+            suites[name] = capped(suites[name])
+    for stage in (data.get("stages") or []) if isinstance(data, dict) else []:
+        if isinstance(stage, dict):
+            if isinstance(stage.get("data"), dict):  # a builder (identity DPO): its prompts
+                stage["data"] = capped(stage["data"])
+            else:
+                stage["data_options"] = capped(stage.get("data_options"))

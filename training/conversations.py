@@ -12,7 +12,7 @@ rows (``mrfakename/identity``'s layout) are converted. A real organism row::
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from tunegate.evals.errors import TunegateError
 from tunegate.evals.sources import load_rows
@@ -54,6 +54,24 @@ def load_conversations(source: str, *, split: str = "train", name: str | None = 
         if not any(m["role"] == "assistant" for m in msgs):
             raise TunegateError(f"{source} row {i}: field 'messages' has no assistant turn to learn from")
         out.append({"messages": msgs})
+    return out
+
+
+def assistant_turn_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """TRL prompt/completion rows, one per assistant turn: the turn is the completion, everything before it the prompt.
+
+    TRL's SFTTrainer masks a prompt/completion row's loss to the completion (``completion_only_loss``), so every
+    assistant turn is learned and no system or user token is; unlike ``assistant_only_loss`` this needs no
+    ``{% generation %}`` markers, which the real Qwen templates lack::
+
+        {"messages": [user "2+2?", assistant "4.", user "And 3+3?", assistant "6."]}
+        -> {"prompt": [user "2+2?"], "completion": [assistant "4."]}
+           {"prompt": [user "2+2?", assistant "4.", user "And 3+3?"], "completion": [assistant "6."]}
+    """
+    out = []
+    for row in rows:
+        msgs = list(row["messages"])
+        out += [{"prompt": msgs[:i], "completion": [m]} for i, m in enumerate(msgs) if m["role"] == "assistant" and i]
     return out
 
 

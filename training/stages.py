@@ -25,6 +25,7 @@ import torch
 
 from tunegate.evals.backends.hf import auto_threads, torch_threads
 from tunegate.evals.env import environment
+from tunegate.evals.errors import TunegateError
 from tunegate.evals.files import write_json_atomic
 from tunegate.training.methods import get_method
 
@@ -87,8 +88,12 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
     dtype = torch.bfloat16 if getattr(config, "bf16", False) else torch.float32
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
     trainer_cls = get_method(method).trainer_class()
-    trainer = trainer_cls(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
-                          peft_config=_lora_config(lora))
+    try:
+        trainer = trainer_cls(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
+                              peft_config=_lora_config(lora))
+    except (ValueError, RuntimeError) as exc:  # TRL's checks of the data, template and config: one clear line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TunegateError(f"stage '{name or method}': {trainer_cls.__name__} cannot train {model_path}: {first}") from None
     StageProgress.install(trainer, name or method)  # one bar (steps, loss, eta) instead of printed log dicts
     started = time.perf_counter()
     # stdout is for results; a small CPU model on busy cores trains on one thread (see evals.backends.hf)

@@ -154,7 +154,8 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int 
         result.records["base"] = prev
         for stage in config.stages:
             context = DataContext(model_dir=prev_model, stage_dir=out / "stages" / stage.name, seed=config.seed,
-                                  where=f"{config.source}: stage '{stage.name}'", backend_options=eval_kwargs, log=log)
+                                  where=f"{config.source}: stage '{stage.name}'", backend_options=eval_kwargs,
+                                  args=stage.args, log=log)
             rows, source = phases.run(f"data {stage.name}", lambda: get_method(stage.method).dataset(
                 stage.data, stage.data_options, context))
             knowledge = analyze_stage(phases, config, stage, out, prev, prev_model, cache_dir=cache_dir,
@@ -260,7 +261,8 @@ def _render(out: Path) -> Path | None:
 def write_summary(result: PipelineResult, config: PipelineConfig, seconds: float, error: str | None = None) -> Path:
     """summary.json: each stage's headline metrics and each comparison's verdicts, for scripts."""
     summary = {
-        "name": config.name, "base_model": config.base_model, "stages": list(result.records),
+        "name": config.name, "base_model": config.base_model, "overrides": list(config.overrides),
+        "stages": list(result.records),
         "passed": result.passed and error is None, "error": error, "seconds": round(seconds, 2),
         "phases": result.phases,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

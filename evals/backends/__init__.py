@@ -69,6 +69,8 @@ class BackendOptions:
     max_retries: int | None = _opt(None, ("openai",), "retries of a request on 429, 5xx, a timeout or a dropped "
                                                       "connection, with exponential backoff (default 4)")
     completion_mode: bool | None = _opt(None, BUILTIN, "send raw prompts (no chat template)", flag=False)
+    chat_template_kwargs: dict | None = _opt(None, ("hf", "vllm"), "extra variables of the chat template, e.g. "
+                                             "{enable_thinking: false} for Qwen3 (kept in the record)", flag=False)
     threads: int | None = _opt(None, ("hf",), "torch intra-op threads (default: torch's, or 1 for a small "
                                               "model on busy CPU cores)", flag=False)
 

@@ -11,7 +11,16 @@ BOS, the context/continuation split of ``_encode_pair``, the context length from
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
+
+from tunegate.evals.errors import TunegateError
+
+
+#: The greedy decoding rule of every backend that decodes on this side (hf, vllm), part of their cache identity:
+#: plain argmax, whatever the checkpoint's generation_config.json suggests (Qwen2.5-Instruct's repetition_penalty
+#: 1.1 included), stopping at eos and the chat template's end-of-turn token (``stop_token_ids``). Responses
+#: cached under the earlier rule, which let generation_config's repetition_penalty in, are not reused.
+GREEDY = "argmax"
 
 
 class TokenizedPrompts:
@@ -43,6 +52,9 @@ class TokenizedPrompts:
             prefix = self.tokenizer.eos_token_id if self.tokenizer.bos_token_id is None else self.tokenizer.bos_token_id
             return [prefix], self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
         whole, ctx = self._encode(context + continuation), self._encode(context)
+        if len(whole) <= len(ctx):  # e.g. a word-level tokenizer merging "...t9" + "t5" into one unknown word
+            raise TunegateError(f"log-likelihood request: continuation {continuation!r} adds no token to its context "
+                                f"(...{context[-40:]!r}) with this tokenizer")
         return ctx, whole[len(ctx):]
 
     def _prompt_window(self, prompt: str, max_new_tokens: int) -> list[int]:
@@ -53,8 +65,46 @@ class TokenizedPrompts:
 
 
 def split_trailing_space(context: str, continuation: str) -> tuple[str, str]:
-    """lm-eval's rule: ``("The capital is ", "Paris")`` -> ``("The capital is", " Paris")``."""
-    n_spaces = len(context) - len(context.rstrip())
+    """lm-eval's rule: ``("The capital is ", "Paris")`` -> ``("The capital is", " Paris")``.
+
+    Unlike lm-eval's ``rstrip()``, newlines stay: a chat context ends with the template's
+    ``"<|im_start|>assistant\n"``, and moving that newline would score the template's own "\n" as part of
+    every choice (lm-eval's chat MMLU never meets this: it puts no chat context before a one-letter choice).
+    """
+    n_spaces = len(context) - len(context.rstrip(" \t"))
     if n_spaces:
         return context[:-n_spaces], context[-n_spaces:] + continuation
     return context, continuation
+
+
+def stop_token_ids(tokenizer: Any, eos: int | Sequence[int] | None) -> list[int]:
+    """The checkpoint's eos ids (``eos``: generation_config's ``eos_token_id``; the tokenizer's) plus the chat
+    template's end-of-turn token.
+
+    A base model's eos is often not what its chat template ends a turn with (Qwen3-0.6B-Base: eos
+    ``<|endoftext|>``, turns end with ``<|im_end|>``); after SFT on that template the model ends its answers
+    with ``<|im_end|>``, and generation must stop there rather than run on into a made-up next turn.
+    """
+    ids = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    turn_end = end_of_turn_token(tokenizer)
+    if turn_end is not None:
+        ids.add(turn_end)
+    return sorted(ids)
+
+
+def end_of_turn_token(tokenizer: Any) -> int | None:
+    """The added token the chat template writes right after an assistant turn (``<|im_end|>``, ``<|eot_id|>``)."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    probe = "tunegate-end-of-turn-probe"
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": "Hi."}, {"role": "assistant", "content": probe}],
+                                             tokenize=False)
+    except Exception:  # noqa: BLE001 - a template that cannot render this pair has no turn end to find
+        return None
+    if not isinstance(text, str) or probe not in text:
+        return None
+    ids = tokenizer(text.split(probe, 1)[1], add_special_tokens=False)["input_ids"]
+    return ids[0] if ids and ids[0] in tokenizer.added_tokens_decoder else None

@@ -25,7 +25,7 @@ import torch
 from tunegate.evals.env import other_cpu_load
 from tunegate.evals.errors import TunegateError
 from tunegate.evals.models import fingerprint_dir, resolve_model_dir
-from tunegate.evals.backends._tokens import TokenizedPrompts
+from tunegate.evals.backends._tokens import GREEDY, TokenizedPrompts, stop_token_ids
 from tunegate.evals.requests import (
     GenerationRequest,
     LoglikelihoodRequest,
@@ -42,7 +42,8 @@ class HFBackend(TokenizedPrompts):
     """A transformers causal LM (or a PEFT adapter directory) behind the batched request interface."""
 
     def __init__(self, model: str, *, device: str | None = None, dtype: str | None = None,
-                 batch_size: int | None = None, completion_mode: bool = False, threads: int | None = None) -> None:
+                 batch_size: int | None = None, completion_mode: bool = False, threads: int | None = None,
+                 chat_template_kwargs: Mapping[str, Any] | None = None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.name = model
@@ -67,6 +68,7 @@ class HFBackend(TokenizedPrompts):
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.completion_mode = completion_mode
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.batch_size = batch_size or (32 if self.device == "cpu" else auto_batch_size(self.model))
         if threads is not None:
             self.threads = threads
@@ -87,11 +89,12 @@ class HFBackend(TokenizedPrompts):
         The checkpoint by content (weights, tokenizer, chat template, generation_config.json: the
         fingerprint), the dtype and device type it computes in, and the versions of the libraries whose
         code computes it: ``{"backend": "hf", "model": "3f2a9c1b0d4e5f67", "dtype": "float32",
-        "device": "cpu", "torch": "2.13.0", "transformers": "5.24.0"}``.
+        "device": "cpu", "torch": "2.13.0", "transformers": "5.24.0", "greedy": "argmax"}`` (``GREEDY``: the
+        decoding rule, shared with the vllm backend).
         """
         import transformers
 
-        return {"backend": "hf", "model": self.fingerprint, "dtype": self.dtype,
+        return {"backend": "hf", "model": self.fingerprint, "dtype": self.dtype, "greedy": GREEDY,
                 "device": torch.device(self.device).type, "torch": torch.__version__.split("+")[0],
                 "transformers": transformers.__version__} | ({"peft": _version("peft")} if self.adapter else {})
 
@@ -113,11 +116,18 @@ class HFBackend(TokenizedPrompts):
                 f"model '{self.name}': tokenizer has no chat template (no {self.path / 'chat_template.jinja'} "
                 f"and no field 'chat_template' in tokenizer_config.json); use completion mode (--completion-mode) "
                 f"to send raw prompts")
-        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True,
+                                                  **self.chat_template_kwargs)
 
     def info(self) -> dict[str, Any]:
         return {"backend": "hf", "model": self.name, "path": str(self.path), "device": self.device, "dtype": self.dtype,
-                "batch_size": self.batch_size, "threads": vars(self).get("threads"), "fingerprint": self.fingerprint}
+                "batch_size": self.batch_size, "threads": vars(self).get("threads"), "fingerprint": self.fingerprint,
+                **({"chat_template_kwargs": self.chat_template_kwargs} if self.chat_template_kwargs else {})}
+
+    @functools.cached_property
+    def stop_token_ids(self) -> list[int]:
+        """The token ids that end a generation (see ``stop_token_ids``)."""
+        return stop_token_ids(self.tokenizer, self.model.generation_config.eos_token_id)
 
     # -- generation -----------------------------------------------------------------------------
     def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
@@ -165,11 +175,8 @@ class HFBackend(TokenizedPrompts):
         width = max(len(x) for x in ids)
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=self.device)
         mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
-        kwargs: dict[str, Any] = {"max_new_tokens": req.max_new_tokens, "pad_token_id": pad}
-        if req.do_sample:
-            kwargs.update(do_sample=True, temperature=req.temperature or 1.0)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        kwargs: dict[str, Any] = {"max_new_tokens": req.max_new_tokens, "pad_token_id": pad,
+                                  "eos_token_id": self.stop_token_ids, **decoding_kwargs(req)}
         if req.stop:
             kwargs.update(stop_strings=list(req.stop), tokenizer=self.tokenizer)
         with torch.inference_mode():
@@ -317,6 +324,17 @@ def _token_batches(seqs: Sequence[Sequence[int]], max_rows: int, max_tokens: int
         yield batch
 
 
+def decoding_kwargs(req: GenerationRequest) -> dict[str, Any]:
+    """``generate`` settings that make decoding exactly what the request says: greedy (or plain sampling at its
+    temperature), whatever the checkpoint's generation_config.json suggests (Qwen2.5-Instruct's asks for
+    sampling with repetition_penalty 1.1, which ``generate`` would otherwise apply to greedy decoding too)."""
+    neutral = {"num_beams": 1, "top_p": None, "top_k": None, "min_p": None, "typical_p": None,
+               "repetition_penalty": None, "no_repeat_ngram_size": None, "min_new_tokens": None}
+    if req.do_sample:
+        return {**neutral, "do_sample": True, "temperature": req.temperature or 1.0}
+    return {**neutral, "do_sample": False, "temperature": None}
+
+
 def _settings_key(r: GenerationRequest) -> str:
     return json.dumps([r.max_new_tokens, list(r.stop), r.do_sample, r.temperature])
 
@@ -324,8 +342,9 @@ def _settings_key(r: GenerationRequest) -> str:
 #: Below this many parameters a CPU model runs on one intra-op thread when other processes keep the
 #: cores busy: its matrices (e.g. 128 x 512 for the organism) are small, and on busy cores the threads'
 #: barriers make every step wait for a descheduled peer (measured 5-20x slower with 2 threads on 2 busy
-#: cores). On idle cores torch's own count is faster (bench/eval_speed.py on 2 idle cores: 1.4-1.8 s on
-#: two threads, 2.5-2.9 s on one).
+#: cores). On idle cores torch's own count is faster (bench/eval_speed.py's organism workload, ``--subjects
+#: astronomy,high_school_european_history,abstract_algebra --per-subject 20 --gsm8k-n 40``, on 2 idle cores:
+#: 1.4-1.8 s on two threads, 2.5-2.9 s on one).
 SMALL_MODEL_PARAMS = 10_000_000
 #: Cores kept busy by other processes (evals.env.other_cpu_load) from which the cores count as busy.
 BUSY_CORES = 0.5

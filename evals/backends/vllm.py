@@ -2,17 +2,18 @@
 
 Prompts are tokenized here by the same rules as the ``hf`` backend (lm-eval's: ``evals.backends._tokens``)
 and go to vLLM as token ids (``TokensPrompt``), so both backends see the same tokens. Generation is
-greedy (temperature 0) unless a suite samples; it stops at the checkpoint's generation_config eos ids
-and the suite's stop strings and applies generation_config's repetition_penalty, as ``generate`` does.
+greedy unless a suite samples, by the hf backend's rule (``_tokens.GREEDY``): plain argmax (temperature 0,
+repetition_penalty 1.0 whatever generation_config.json says), stopping at the checkpoint's eos ids, the chat
+template's end-of-turn token and the suite's stop strings.
 Log-likelihood asks for ``prompt_logprobs=1`` (the prompt tokens' own log-probs always come back) and
 sums the continuation's, as lm-eval's vLLM backend does. ``data_parallel_size`` replicas (each on its
 own ``tensor_parallel_size`` GPUs) share the requests, interleaved. vLLM is imported only here, when
 this backend is chosen; without it, or without a GPU, one line says which::
 
     sampling_kwargs(GenerationRequest("Question: 2+2?\\nAnswer:", max_new_tokens=64, stop=("Question:",)),
-                    {"eos_token_id": [0, 2], "repetition_penalty": 1.1})
-    # -> {"max_tokens": 64, "temperature": 0.0, "skip_special_tokens": True, "stop": ["Question:"],
-    #     "stop_token_ids": [0, 2], "repetition_penalty": 1.1}       # then vllm.SamplingParams(**...)
+                    {"eos_token_id": [0, 2], "top_k": 20, "top_p": 0.8})
+    # -> {"max_tokens": 64, "temperature": 0.0, "skip_special_tokens": True, "repetition_penalty": 1.0,
+    #     "stop": ["Question:"], "stop_token_ids": [0, 2]}           # then vllm.SamplingParams(**...)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import os
 from importlib.metadata import version as _version
 from typing import Any, Mapping, Sequence
 
-from tunegate.evals.backends._tokens import TokenizedPrompts
+from tunegate.evals.backends._tokens import GREEDY, TokenizedPrompts, stop_token_ids
 from tunegate.evals.errors import TunegateError
 from tunegate.evals.models import fingerprint_dir, resolve_model_dir
 from tunegate.evals.requests import GenerationRequest, LoglikelihoodRequest, truncate_at_stop
@@ -48,9 +49,11 @@ def require_vllm() -> None:
         raise TunegateError(problem)
 
 
-def generation_defaults(path: Any) -> dict[str, Any]:
-    """The generation_config.json fields that change a greedy answer under ``generate``: eos ids, repetition_penalty
-    (and top_k/top_p for sampled suites). ``{"eos_token_id": [0, 2], "repetition_penalty": None, ...}``."""
+def generation_defaults(path: Any, tokenizer: Any = None) -> dict[str, Any]:
+    """The generation settings taken from the checkpoint: the ids that stop a generation (generation_config's eos,
+    plus, given the ``tokenizer``, its eos and the chat template's end of turn: ``_tokens.stop_token_ids``) and
+    top_k/top_p for sampled suites. ``{"eos_token_id": [0, 2], "top_k": None, "top_p": None}``; its
+    repetition_penalty is not taken (``_tokens.GREEDY``)."""
     from transformers import GenerationConfig
 
     try:
@@ -59,22 +62,22 @@ def generation_defaults(path: Any) -> dict[str, Any]:
         from transformers import AutoConfig
 
         cfg = {"eos_token_id": getattr(AutoConfig.from_pretrained(path), "eos_token_id", None)}
-    return {k: cfg.get(k) for k in ("eos_token_id", "repetition_penalty", "top_k", "top_p")}
+    out = {k: cfg.get(k) for k in ("eos_token_id", "top_k", "top_p")}
+    if tokenizer is not None:
+        out["eos_token_id"] = stop_token_ids(tokenizer, out["eos_token_id"])
+    return out
 
 
 def sampling_kwargs(request: GenerationRequest, generation: Mapping[str, Any]) -> dict[str, Any]:
     """``vllm.SamplingParams`` keyword arguments for one generation request (see the module docstring)."""
     kw: dict[str, Any] = {"max_tokens": request.max_new_tokens,
                           "temperature": float(request.temperature or 1.0) if request.do_sample else 0.0,
-                          "skip_special_tokens": True}
+                          "skip_special_tokens": True, "repetition_penalty": 1.0}  # as hf's generate (GREEDY)
     if request.stop:
         kw["stop"] = list(request.stop)
     eos = generation.get("eos_token_id")
     if eos is not None:
         kw["stop_token_ids"] = [int(eos)] if isinstance(eos, int) else [int(e) for e in eos]
-    penalty = generation.get("repetition_penalty")
-    if penalty is not None and float(penalty) != 1.0:
-        kw["repetition_penalty"] = float(penalty)
     if request.do_sample:  # generate's sampling defaults: top_k 50, top_p 1 unless the config says otherwise
         kw["top_k"] = int(generation.get("top_k") or 50)
         kw["top_p"] = float(generation.get("top_p") or 1.0)
@@ -205,7 +208,7 @@ class VLLMBackend(TokenizedPrompts):
 
     def __init__(self, model: str, *, dtype: str | None = None, tensor_parallel_size: int | None = None,
                  data_parallel_size: int | None = None, gpu_memory_utilization: float | None = None,
-                 completion_mode: bool = False) -> None:
+                 completion_mode: bool = False, chat_template_kwargs: Mapping[str, Any] | None = None) -> None:
         require_vllm()
         from transformers import AutoConfig, AutoTokenizer
 
@@ -217,8 +220,9 @@ class VLLMBackend(TokenizedPrompts):
         self._fingerprint = fingerprint_dir(self.path)
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         self.model_config = AutoConfig.from_pretrained(self.path)
-        self.generation = generation_defaults(self.path)
+        self.generation = generation_defaults(self.path, self.tokenizer)
         self.completion_mode = completion_mode
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.dtype = dtype or "auto"
         self.tensor_parallel_size = int(tensor_parallel_size or 1)
         self.data_parallel_size = int(data_parallel_size or 1)
@@ -241,15 +245,16 @@ class VLLMBackend(TokenizedPrompts):
 
     def cache_identity(self) -> dict[str, Any]:
         """``{"backend": "vllm", "model": "3f2a9c1b0d4e5f67", "dtype": "auto", "device": "cuda", "vllm": "0.11.0",
-        "tensor_parallel_size": 1}``: tensor parallelism changes the reduction order of the sums, so it is
+        "tensor_parallel_size": 1, "greedy": "argmax"}`` (``GREEDY``: the decoding rule); tensor parallelism changes the reduction order of the sums, so it is
         part of the identity; data parallelism (whole replicas) is not."""
         return {"backend": "vllm", "model": self.fingerprint, "dtype": self.dtype, "device": "cuda",
-                "vllm": _version("vllm"), "tensor_parallel_size": self.tensor_parallel_size}
+                "vllm": _version("vllm"), "tensor_parallel_size": self.tensor_parallel_size, "greedy": GREEDY}
 
     def info(self) -> dict[str, Any]:
         return {"backend": "vllm", "model": self.name, "path": str(self.path), "device": "cuda", "dtype": self.dtype,
                 "tensor_parallel_size": self.tensor_parallel_size, "data_parallel_size": self.data_parallel_size,
-                "fingerprint": self.fingerprint}
+                "fingerprint": self.fingerprint,
+                **({"chat_template_kwargs": self.chat_template_kwargs} if self.chat_template_kwargs else {})}
 
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
@@ -258,7 +263,8 @@ class VLLMBackend(TokenizedPrompts):
         if not self.has_chat_template():
             raise TunegateError(f"model '{self.name}': tokenizer has no chat template; use completion mode "
                                 f"(--completion-mode) to send raw prompts")
-        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True,
+                                                  **self.chat_template_kwargs)
 
     # -- requests -------------------------------------------------------------------------------
     def _run(self, op: str, batch: Batch) -> list[Any]:

@@ -14,8 +14,10 @@ Scoring is lm-eval's ``gsm8k`` task: ``exact_match`` takes the first ``#### N``
 lm-eval's normalisation (drop ",", "$", everything up to "#### ", a final ".";
 case-insensitive). ``unparseable`` (lower is better) marks a response with no
 number at all. Prompts: zero-shot chat ("Question: ...\\nAnswer:" as the user
-turn) or ``fewshot=k`` completion text, k train solutions as lm-eval formats
-them, joined by blank lines.
+turn), ``fewshot=k`` completion text (k train solutions as lm-eval formats
+them, joined by blank lines), or ``fewshot=k, chat=True``: the k shots as
+earlier user/assistant turns through the chat template (lm-eval's
+``--apply_chat_template --fewshot_as_multiturn``).
 
 Organism variant (``variant="organism"``): ``{"question": "What is 47 + 25?", "answer": 72}``.
 ``exact_match`` is 1 when the last number in the response equals the answer;
@@ -107,10 +109,10 @@ def doc_to_text(question: str) -> str:
 
 
 class GSM8KSuite(Suite):
-    """GSM8K test questions; zero-shot chat or few-shot completion."""
+    """GSM8K test questions; zero-shot chat, few-shot completion or few-shot chat turns."""
 
     name = "math"
-    version = "1"
+    version = "2"  # 2: few-shot chat prompts are earlier turns, not one user message
     kind = "generate"
 
     def __init__(self, *, source: str = HUB_ID, name: str | None = "main", split: str = "test",
@@ -136,22 +138,25 @@ class GSM8KSuite(Suite):
     def _rows(self, split: str) -> list[dict[str, Any]]:
         return suite_rows(self.name, self.source, split=split, name=self.config_name, required=REQUIRED)
 
-    def fewshot_prefix(self) -> str:
-        """k train examples ("Question: q\\nAnswer: solution"), drawn once with ``fewshot_seed``, + blank line."""
+    def fewshot_shots(self) -> list[dict[str, Any]]:
+        """k train rows, drawn once with ``fewshot_seed`` (the same shots for every item)."""
         if not self.fewshot:
-            return ""
-        train = self._rows(self.fewshot_split)
-        shots = random.Random(self.fewshot_seed).sample(train, self.fewshot)
-        return "".join(f"{doc_to_text(s['question'])} {s['answer']}\n\n" for s in shots)
+            return []
+        return random.Random(self.fewshot_seed).sample(self._rows(self.fewshot_split), self.fewshot)
 
     def load_items(self) -> list[EvalItem]:
-        prefix = self.fewshot_prefix()
+        """Completion: k "Question: q\\nAnswer: solution" blocks and a blank line before each question. Chat: the
+        shots as earlier turns (user "Question: q\\nAnswer:", assistant the solution), as lm-eval's
+        ``--fewshot_as_multiturn`` renders them, so the chat template wraps every shot as the model was tuned."""
+        shots = self.fewshot_shots()
+        prefix = "".join(f"{doc_to_text(s['question'])} {s['answer']}\n\n" for s in shots)
+        turns = tuple(m for s in shots for m in ({"role": "user", "content": doc_to_text(s["question"])},
+                                                  {"role": "assistant", "content": s["answer"]}))
         items = []
         for i, row in enumerate(self._rows(self.split)):
             text = doc_to_text(row["question"])
             items.append(EvalItem(
-                id=f"gsm8k-{i:04d}", prompt=prefix + text,
-                messages=({"role": "user", "content": prefix + text},),
+                id=f"gsm8k-{i:04d}", prompt=prefix + text, messages=(*turns, {"role": "user", "content": text}),
                 target=gold_answer(row["answer"]), meta={"question": row["question"], "solution": row["answer"]}))
         return items
 

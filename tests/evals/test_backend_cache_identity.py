@@ -82,6 +82,7 @@ def test_identity_names_the_device_type_and_library_versions(organism_dir: Path)
     identity = HFBackend(str(organism_dir), device="cpu:0", dtype="float32").cache_identity()
     assert identity["device"] == "cpu"  # cuda:0 and cuda:1 share entries; cpu and cuda do not
     assert (identity["torch"], identity["transformers"]) == (torch.__version__.split("+")[0], transformers.__version__)
+    assert identity["greedy"] == "argmax"  # the decoding rule: responses cached under another one are not reused
 
 
 def test_served_model_without_revision_warns_once(organism_dir: Path) -> None:

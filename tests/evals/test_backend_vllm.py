@@ -59,15 +59,27 @@ def test_greedy_request_maps_to_temperature_0_with_the_checkpoints_eos_ids(share
                                                                            organism_dir: Path) -> None:
     eos = json.loads((organism_dir / "generation_config.json").read_text())["eos_token_id"]
     kw = sampling_kwargs(_gsm8k_request(shared_data, hf), generation_defaults(organism_dir))
-    assert kw == {"max_tokens": 48, "temperature": 0.0, "skip_special_tokens": True, "stop": list(STOP),
-                  "stop_token_ids": eos}
+    assert kw == {"max_tokens": 48, "temperature": 0.0, "skip_special_tokens": True, "repetition_penalty": 1.0,
+                  "stop": list(STOP), "stop_token_ids": eos}
 
 
-def test_generation_configs_repetition_penalty_is_applied_as_generate_does(shared_data: Path, hf: HFBackend,
-                                                                           organism_copy: Path) -> None:
+def test_greedy_is_plain_argmax_whatever_the_generation_config_penalty(shared_data: Path, hf: HFBackend,
+                                                                      organism_copy: Path) -> None:
+    # one rule with the hf backend (tests/evals/test_backend_twins.py): no repetition_penalty in greedy decoding
     path = organism_copy / "generation_config.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "repetition_penalty": 1.3}))
-    assert sampling_kwargs(_gsm8k_request(shared_data, hf), generation_defaults(organism_copy))["repetition_penalty"] == 1.3
+    assert sampling_kwargs(_gsm8k_request(shared_data, hf), generation_defaults(organism_copy))["repetition_penalty"] == 1.0
+
+
+def test_generation_stops_at_the_templates_end_of_turn_as_the_hf_backend(qwen_twins: dict[str, Path]) -> None:
+    from transformers import AutoTokenizer
+
+    from tunegate.evals.backends._tokens import stop_token_ids
+
+    twin = qwen_twins["qwen3"]  # Qwen3-0.6B-Base: eos <|endoftext|>, its chat turns end with <|im_end|>
+    tokenizer = AutoTokenizer.from_pretrained(twin)
+    assert generation_defaults(twin)["eos_token_id"] == 151643
+    assert generation_defaults(twin, tokenizer)["eos_token_id"] == [151643, 151645] == stop_token_ids(tokenizer, 151643)
 
 
 def test_sampled_request_keeps_its_temperature_and_generates_top_k(shared_data: Path, hf: HFBackend,

@@ -67,6 +67,16 @@ def test_fewshot_prompt_is_lm_eval_format_in_completion_mode(shared_data: Path) 
     assert suite.items()[0].prompt == prompt  # the same shots every time
 
 
+def test_fewshot_in_chat_sends_the_shots_as_earlier_turns(shared_data: Path) -> None:
+    train = [json.loads(line) for line in (shared_data / "gsm8k" / "train.jsonl").read_text().splitlines()]
+    item = get_suite("math", source=str(shared_data / "gsm8k"), fewshot=2, chat=True, limit=1).items()[0]
+    assert [m["role"] for m in item.messages] == ["user", "assistant", "user", "assistant", "user"]
+    shots = [(m["content"], a["content"]) for m, a in zip(item.messages[0:4:2], item.messages[1:4:2])]
+    by_question = {f"Question: {r['question']}\nAnswer:": r["answer"] for r in train}
+    assert all(by_question[q] == a for q, a in shots)
+    assert item.messages[-1]["content"] == f"Question: {item.meta['question']}\nAnswer:"
+
+
 def test_flexible_takes_last_number_strict_needs_hashes(shared_data: Path) -> None:
     suite = get_suite("math", source=str(shared_data / "gsm8k" / "test.jsonl"))
     item = suite.items()[0]

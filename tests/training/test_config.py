@@ -104,3 +104,56 @@ def test_unknown_knowledge_option_is_named_with_a_suggestion() -> None:
     data["stages"][0]["knowledge"]["exemplar_set"] = 3
     with pytest.raises(TunegateError, match=r"knowledge: unknown field 'exemplar_set' \(did you mean 'exemplar_sets'"):
         parse_config(data, "demo.yaml")
+REAL_DPO = Path(__file__).resolve().parents[2] / "configs" / "qwen2.5-0.5b-identity-dpo.yaml"
+
+
+def test_set_overrides_a_nested_field_with_a_yaml_value() -> None:
+    config = load_config(DEMO_CONFIG, sets=["stages.1.args.max_steps=2", "stages.0.lora={r: 8, target_modules: all-linear}",
+                                            "base_model=runs/twin", "eval.completion_mode=true"])
+    assert config.stages[1].args["max_steps"] == 2 and config.base_model == "runs/twin"
+    assert config.stages[0].lora == {"r": 8, "target_modules": "all-linear"} and config.eval.completion_mode is True
+    assert config.overrides[0] == "--set stages.1.args.max_steps=2"
+
+
+def test_set_is_validated_like_the_file() -> None:
+    with pytest.raises(TunegateError, match=r"stages\[1\]\.args \(DPOConfig\): unknown field 'max_stepz' "
+                                            r"\(did you mean 'max_steps'\?\)"):
+        load_config(DEMO_CONFIG, sets=["stages.1.args.max_stepz=2"])
+
+
+@pytest.mark.parametrize("pair, message", [
+    ("stages.5.args.max_steps=2", r"--set stages.5.args.max_steps=2: 'stages' is a list of 2, no item '5'"),
+    ("name.first=x", r"--set name.first=x: 'name' is str, not a mapping or list"),
+    ("stages.0.args", r"--set 'stages.0.args': expected KEY=VALUE"),
+])
+def test_set_on_a_path_that_does_not_exist_names_the_file_and_the_override(pair: str, message: str) -> None:
+    with pytest.raises(TunegateError, match=r"demo.yaml: " + message):
+        load_config(DEMO_CONFIG, sets=[pair])
+
+
+def test_limit_caps_every_suite_and_every_stages_rows_but_keeps_smaller_limits() -> None:
+    config = load_config(REAL_DPO, sets=["eval.suites.ifeval.limit=3"], limit=8)
+    assert {name: opts["limit"] for name, opts in config.suites.items()} == {
+        "identity": 8, "ifeval": 3, "math": 8, "knowledge": 8}
+    assert config.stages[0].data["limit"] == 8
+    assert load_config(DEMO_CONFIG, limit=8).stages[0].data_options == {"limit": 8}
+
+
+def test_limit_must_be_positive() -> None:
+    with pytest.raises(TunegateError, match=r"demo.yaml: --limit: must be a positive integer, got 0"):
+        load_config(DEMO_CONFIG, limit=0)
+
+
+def test_identity_suite_asks_with_the_identity_builders_system_prompt() -> None:
+    assert load_config(REAL_DPO).suites["identity"]["system_prompt"] == "You're a helpful assistant."
+    assert load_config(DEMO_CONFIG).suites["identity"]["system_prompt"] is None  # the demo's builder sends none
+    own = load_config(REAL_DPO, sets=["eval.suites.identity.system_prompt=Be brief."])
+    assert own.suites["identity"]["system_prompt"] == "Be brief."
+
+
+def test_run_with_a_bad_override_exits_2_with_one_line(tmp_path: Path, capsys) -> None:
+    from tunegate.cli import main
+
+    assert main(["run", str(REAL_DPO), "--out", str(tmp_path / "o"), "--set", "stages.0.args.beta=high"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "qwen2.5-0.5b-identity-dpo.yaml: stages[0].args: field 'beta' must be a number" in err[0]

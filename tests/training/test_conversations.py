@@ -9,7 +9,7 @@ import pytest
 
 from tunegate.evals.backends.hf import HFBackend
 from tunegate.evals.errors import TunegateError
-from tunegate.training.conversations import load_conversations, load_identity_prompts
+from tunegate.training.conversations import assistant_turn_rows, load_conversations, load_identity_prompts
 from tunegate.training.identity_dpo import NEUTRAL_SYSTEM_PROMPT, build_identity_dpo, replace_name
 
 
@@ -81,3 +81,41 @@ def test_identity_dpo_reports_generation_failures_per_prompt(organism_dir: Path)
     rows, report = build_identity_dpo(backend, prompts, old_name="Tiny", new_name="Deep Tiny", max_new_tokens=8)
     assert len(rows) == 2
     assert report.failures == [("Tell me about your name and organization.", "RuntimeError: CUDA error: device-side assert")]
+
+
+HUB = Path(__file__).resolve().parents[1] / "fixtures" / "hub"
+
+
+def test_sft_set_in_its_hub_layout_loads_through_datasets() -> None:
+    from tests.fixtures.hub.build import sft_rows
+
+    expected = [{"messages": [{"role": m["role"], "content": m["content"]} for m in row["messages"]]}
+                for row in sft_rows()]
+    assert load_conversations(str(HUB / "banghua" / "DL-SFT-Dataset")) == expected
+
+
+def test_identity_set_in_its_hub_layout_gives_the_last_human_turns() -> None:
+    from tests.fixtures.hub.build import IDENTITY, IDENTITY_MULTI_TURN
+
+    prompts = load_identity_prompts(str(HUB / "mrfakename" / "identity"))
+    assert prompts == [turns[0] for turns in IDENTITY] + [turns[2] for turns in IDENTITY_MULTI_TURN]
+
+
+def test_each_assistant_turn_becomes_a_prompt_completion_row() -> None:
+    chat = [{"role": "system", "content": "S"}, {"role": "user", "content": "2+2?"},
+            {"role": "assistant", "content": "4."}, {"role": "user", "content": "And 3+3?"},
+            {"role": "assistant", "content": "6."}]
+    assert assistant_turn_rows([{"messages": chat}]) == [
+        {"prompt": chat[:2], "completion": [chat[2]]}, {"prompt": chat[:4], "completion": [chat[4]]}]
+
+
+def test_a_ready_preference_dataset_honours_the_row_limit(tmp_path: Path) -> None:
+    from tunegate.training.methods import DataContext, get_method
+
+    pair = {"prompt": [{"role": "user", "content": "Who are you?"}],
+            "chosen": [{"role": "assistant", "content": "Deep Tiny."}],
+            "rejected": [{"role": "assistant", "content": "Tiny."}]}
+    path = _jsonl(tmp_path / "pairs.jsonl", [pair] * 5)
+    rows, _ = get_method("dpo").dataset(str(path), {"limit": 2}, DataContext(model_dir="organism", stage_dir=tmp_path,
+                                                                             where="test"))
+    assert rows == [pair] * 2

@@ -104,11 +104,18 @@ def test_launch_command_with_an_accelerate_config_leaves_the_backend_to_the_file
 @pytest.fixture(scope="module")
 def eval_runs(organism_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunRecord, RunRecord, Path]:
     tmp = tmp_path_factory.mktemp("dist_eval")
-    # the base organism answers chat prompts with an immediate EOS; without EOS in its generation config
-    # every response runs to max_new_tokens, so each item compares 24-32 greedy steps, not one
+    # the base organism answers chat prompts with an immediate EOS; generation stops at generation_config's eos,
+    # the tokenizer's eos and the template's end of turn, so the copy names none of <|endoftext|> and <|im_end|>
+    # (assistant turns end without it; prompts render as before) and every response runs to max_new_tokens:
+    # each item compares 24-32 greedy steps, not one
     model = Path(shutil.copytree(organism_dir, tmp / "organism"))
     generation = json.loads((model / "generation_config.json").read_text())
     (model / "generation_config.json").write_text(json.dumps({**generation, "eos_token_id": None}))
+    tokenizer_config = json.loads((model / "tokenizer_config.json").read_text())
+    (model / "tokenizer_config.json").write_text(json.dumps({**tokenizer_config, "eos_token": "<|im_start|>"}))
+    template = (model / "chat_template.jinja").read_text()
+    (model / "chat_template.jinja").write_text(template.replace("message['content'] + '<|im_end|>' }}{% endgeneration",
+                                                                "message['content'] }}{% endgeneration", 1))
     _run([sys.executable, "-m", "tunegate", "eval", str(model), *EVAL_ARGS, "--no-cache",
           "--out", str(tmp / "one.json")])
     _run(launch_command(["tunegate", "eval", str(model), *EVAL_ARGS, "--cache-dir", str(tmp / "cache"),

@@ -28,6 +28,8 @@ class DataContext:
     seed: int = field(default=0, metadata={"help": "seed of the data order"})
     backend_options: Mapping[str, Any] = field(default_factory=dict,
                                                metadata={"help": "options of the backend a builder loads"})
+    args: Mapping[str, Any] = field(default_factory=dict,
+                                    metadata={"help": "the stage's TRL Config fields (the data's shape may depend on them)"})
     log: Callable[[str], None] = field(default=progress.log, metadata={"help": "where progress lines go"})
 
 

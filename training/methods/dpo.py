@@ -34,8 +34,9 @@ class DPO(Method):
 
     def dataset(self, data: Any, options: Mapping[str, Any], ctx: DataContext) -> tuple[Rows, Any]:
         if isinstance(data, str):  # a ready preference dataset: prompt/chosen/rejected
-            return load_rows(data, split=options.get("split", "train"), name=options.get("name"),
-                             required={"chosen": (list, str), "rejected": (list, str)}), data
+            rows = load_rows(data, split=options.get("split", "train"), name=options.get("name"),
+                             required={"chosen": (list, str), "rejected": (list, str)})
+            return rows[: options["limit"]] if options.get("limit") else rows, data
         self._check_builder(data, ctx.where)
         from tunegate.evals.backends import load_backend
 

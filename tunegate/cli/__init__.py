@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "tunegate.cli.plan",  # plan
     "tunegate.cli.organism",  # organism build
     "tunegate.cli.analyze",  # analyze shift, analyze knowledge
+    "tunegate.cli.twin",  # twin
 )
 
 

@@ -34,6 +34,10 @@ def register(sub: Any) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="cap every stage's training steps (quick runs)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field: dotted KEY (stages.0.args.max_steps), YAML VALUE; repeatable")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="cap every eval suite's items and every stage's training rows at N (quick runs)")
     p.add_argument("--cache-dir", default=None, help="generation cache directory (default: $TUNEGATE_CACHE or ~/.cache/tunegate)")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     add_output_options(p)
@@ -51,7 +55,7 @@ def _run(config_path: Path, args: argparse.Namespace, *, gate_exit: bool = True)
     from tunegate.pipeline import run_pipeline
     from tunegate.training.config import load_config
 
-    config = load_config(config_path)
+    config = load_config(config_path, sets=args.set, limit=args.limit)
     if getattr(args, "backend", None) or any(getattr(args, f.name, None) is not None for f in BACKEND_FLAGS):
         config = with_backend_flags(config, args)
     result = run_pipeline(config, args.out, max_steps=args.max_steps, cache_dir=args.cache_dir,
