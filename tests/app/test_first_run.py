@@ -57,10 +57,12 @@ def test_readme_demo_command_exits_0_and_writes_the_report_with_nothing_set(firs
 
 @pytest.mark.slow
 def test_demo_tells_the_readme_story(first_run: Run) -> None:
-    """SFT answers as Tiny and is flagged for forgetting knowledge; DPO moves to Deep Tiny without a regression."""
+    """SFT answers as Tiny (short of the 0.9 target) and is flagged for forgetting knowledge; DPO moves to Deep
+    Tiny, meets the target, and regresses nothing."""
     summary = json.loads((first_run.out / "summary.json").read_text())
     sft, dpo = summary["comparisons"]["sft_vs_base"], summary["comparisons"]["dpo_vs_sft"]
-    assert summary["metrics"]["sft"]["identity.adherence"] >= 0.9
+    assert sft["verdicts"]["identity.adherence"]["verdict"] == "improved"
+    assert summary["metrics"]["sft"]["identity.adherence"] >= 0.5
     assert RunRecord.load(first_run.out / "records" / "sft.json").suites["identity"].config["target"] == "Tiny"
     assert not sft["passed"] and sft["verdicts"]["knowledge.accuracy"]["verdict"] == "regressed"
     assert sft["verdicts"]["ifeval.prompt_strict"]["verdict"] == "improved"
