@@ -53,9 +53,11 @@ def _run(cmd: list[str]) -> None:
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
 
 
-#: Each rank maps n requests through map_sharded and prints what it computed and what it got back.
+#: Each rank maps n requests through map_sharded and writes what it computed and what it got back to its own
+#: file (torchrun gives both ranks one stdout, where two lines can land on one).
 MAP_SHARDED = """
-import json
+import json, sys
+from pathlib import Path
 from tunegate.evals import distributed
 assert distributed.init_from_env()
 runs = {}
@@ -66,7 +68,7 @@ for n in (0, 1, 2, 7, 9):
         return [f"r{x}" for x in xs]
     runs[n] = {"result": distributed.map_sharded(fn, list(range(n))), "computed": computed}
 distributed.barrier()  # as the runner ends
-print(json.dumps({"rank": distributed.rank(), "runs": runs}), flush=True)
+Path(sys.argv[1], f"rank{distributed.rank()}.json").write_text(json.dumps({"rank": distributed.rank(), "runs": runs}))
 """
 
 
@@ -74,11 +76,10 @@ def test_map_sharded_splits_across_two_processes_and_keeps_request_order(tmp_pat
     script = tmp_path / "map_sharded.py"
     script.write_text(MAP_SHARDED)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(script)],
+                           str(script), str(tmp_path)],
                           env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = sorted((json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")),
-                   key=lambda r: r["rank"])
+    ranks = sorted((json.loads(p.read_text()) for p in tmp_path.glob("rank*.json")), key=lambda r: r["rank"])
     assert [r["rank"] for r in ranks] == [0, 1]
     for n in ("0", "1", "2", "7", "9"):
         assert all(r["runs"][n]["result"] == [f"r{x}" for x in range(int(n))] for r in ranks)
