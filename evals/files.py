@@ -18,7 +18,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Self
 
 from tunegate.evals.errors import RecordError, TunegateError
 
@@ -70,6 +70,18 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
     tmp.write_text(json.dumps(_finite(data), indent=1, default=_json_default, allow_nan=False) + "\n", encoding="utf-8")
     tmp.replace(p)
     return p
+
+
+class JsonFile:
+    """``save``/``load`` for a record type with ``to_dict`` and ``from_dict(data, where=...)``: the file is
+    written atomically and read back with every error naming the path (RunRecord, Comparison, analyses)."""
+
+    def save(self, path: str | Path) -> Path:
+        return write_json_atomic(path, self.to_dict())  # type: ignore[attr-defined]
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        return cls.from_dict(read_json(path), where=str(path))  # type: ignore[attr-defined]
 
 
 def _type_name(kind: type | tuple[type, ...]) -> str:

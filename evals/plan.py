@@ -32,6 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tunegate.evals.errors import RecordError, TunegateError
+from tunegate.evals.files import JsonFile
 from tunegate.evals.gate import GateConfig, Measured, decide
 from tunegate.evals.records import Comparison, MetricComparison, RunRecord
 from tunegate.evals.stats import PairedResult, flatten_units, mean_stderr
@@ -61,7 +62,7 @@ class PlanRow:
 
 
 @dataclass(frozen=True)
-class Plan:
+class Plan(JsonFile):
     rows: tuple[PlanRow, ...]
     family: tuple[str, ...]
     confidence: float

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 from tunegate.evals.errors import RecordError
-from tunegate.evals.files import read_json, write_json_atomic
+from tunegate.evals.files import JsonFile
 
 SCHEMA_VERSION = 1
 
@@ -209,7 +209,7 @@ class SuiteResult:
 
 
 @dataclass(frozen=True)
-class RunRecord:
+class RunRecord(JsonFile):
     """Everything one evaluation of one model produced, named by content.
 
     ``fingerprint`` hashes the weights (or adapter), tokenizer files and chat
@@ -264,13 +264,6 @@ class RunRecord:
             seconds=float(data.get("seconds", 0.0)),
             noise=NoiseFloor.from_dict(data["noise"], f"{where}: noise") if data.get("noise") else None,
         )
-
-    def save(self, path: str | Path) -> Path:
-        return write_json_atomic(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | Path) -> "RunRecord":
-        return cls.from_dict(read_json(path), where=str(path))
 
 
 @dataclass(frozen=True)
@@ -447,7 +440,7 @@ class ItemFlip:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class Comparison(JsonFile):
     """A candidate record compared with its baseline, metric by metric, and the gate's outcome."""
 
     baseline_model: str
@@ -510,10 +503,3 @@ class Comparison:
             trains=tuple(data.get("trains") or ()),
             family=tuple(data.get("family") or ()),
         )
-
-    def save(self, path: str | Path) -> Path:
-        return write_json_atomic(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Comparison":
-        return cls.from_dict(read_json(path), where=str(path))

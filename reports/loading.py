@@ -79,7 +79,7 @@ def load_run_dir(run_dir: str | Path) -> ReportInputs:
             record = replace(record, stage=stage)
         inputs.records.append(record)
     inputs.comparisons = [Comparison.load(p) for p in sorted((root / "comparisons").glob("*.json"))]
-    inputs.plans = {p.stem.replace("_vs_", " vs "): Plan.from_dict(read_json(p), where=str(p))
+    inputs.plans = {p.stem.replace("_vs_", " vs "): Plan.load(p)
                     for p in sorted((root / "plans").glob("*.json"))}
     inputs.analyses = [load_analysis(p) for p in sorted((root / "analysis").glob("*.json"))]
     for stage_dir in sorted(p for p in (root / "stages").glob("*") if p.is_dir()):

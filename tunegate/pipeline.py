@@ -179,8 +179,8 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int 
             comparison.save(out / "comparisons" / f"{stage.name}_vs_{prev_name}.json")
             _progress.emit("comparison", name=f"{stage.name}_vs_{prev_name}", passed=comparison.passed,
                            verdicts={f"{m.suite}.{m.metric}": [m.verdict, m.gate] for m in comparison.metrics})
-            write_json_atomic(out / "plans" / f"{stage.name}_vs_{prev_name}.json",
-                              plan(baseline, gate, record, trains=stage.trains, comparison=comparison).to_dict())
+            plan(baseline, gate, record, trains=stage.trains, comparison=comparison).save(
+                out / "plans" / f"{stage.name}_vs_{prev_name}.json")
             result.comparisons[f"{stage.name}_vs_{prev_name}"] = comparison
             analyze_stage(phases, config, stage, out, prev, prev_model, record, str(trained.model_dir), knowledge,
                           cache_dir=cache_dir, backend_options=eval_kwargs)

@@ -40,7 +40,7 @@ from tunegate.evals.analysis import SCHEMA_VERSION
 from tunegate.evals.analysis.passes import cached_generate
 from tunegate.evals.cache import ResponseCache
 from tunegate.evals.errors import RecordError, TunegateError
-from tunegate.evals.files import read_json, write_json_atomic
+from tunegate.evals.files import JsonFile
 from tunegate.evals.requests import GenerationRequest
 
 HIGHLY, MAYBE, WEAKLY, UNKNOWN = "HighlyKnown", "MaybeKnown", "WeaklyKnown", "Unknown"
@@ -236,7 +236,7 @@ def answer_after(backend: Any, facts: Sequence[FactResult], cache: ResponseCache
 
 
 @dataclass(frozen=True)
-class KnowledgeAnalysis:
+class KnowledgeAnalysis(JsonFile):
     """The SliCK categories of one dataset's checkable examples under a base model, and (after
     training) how a tuned model answers them."""
 
@@ -327,13 +327,6 @@ class KnowledgeAnalysis:
             raise RecordError(f"{where}: missing field {exc}") from None
         except (TypeError, ValueError, AttributeError) as exc:
             raise RecordError(f"{where}: {exc}") from None
-
-    def save(self, path: str | Path) -> Path:
-        return write_json_atomic(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | Path) -> "KnowledgeAnalysis":
-        return cls.from_dict(read_json(path), where=str(path))
 
 
 def analyze_knowledge(backend: Any, rows: Sequence[Mapping[str, Any]], options: KnowledgeOptions,

@@ -29,7 +29,7 @@ from tunegate.evals.analysis import SCHEMA_VERSION
 from tunegate.evals.analysis.passes import cached_token_ranks
 from tunegate.evals.cache import ResponseCache
 from tunegate.evals.errors import RecordError, TunegateError
-from tunegate.evals.files import read_json, write_json_atomic
+from tunegate.evals.files import JsonFile
 from tunegate.evals.records import ItemScore, RunRecord
 from tunegate.evals.requests import TokenRankRequest
 
@@ -153,7 +153,7 @@ def summarize(items: Sequence[ItemShift], top_k: int = TOP_TOKENS) -> dict[str, 
 
 
 @dataclass(frozen=True)
-class ShiftAnalysis:
+class ShiftAnalysis(JsonFile):
     """The token shift of one stage: its responses ranked under its input model."""
 
     kind: ClassVar[str] = "shift"
@@ -204,13 +204,6 @@ class ShiftAnalysis:
             raise RecordError(f"{where}: missing field {exc}") from None
         except (TypeError, AttributeError) as exc:
             raise RecordError(f"{where}: {exc}") from None
-
-    def save(self, path: str | Path) -> Path:
-        return write_json_atomic(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | Path) -> "ShiftAnalysis":
-        return cls.from_dict(read_json(path), where=str(path))
 
 
 def generated_items(record: RunRecord, max_items: int | None = None) -> list[tuple[str, ItemScore, int | None]]:

@@ -49,7 +49,6 @@ def test_report_command_rebuilds_the_report_from_the_run_dir(quick_run, tmp_path
 @pytest.mark.slow
 def test_pipeline_report_shows_the_noise_floor_and_the_eval_budget(quick_run) -> None:
     from tunegate.evals.plan import Plan
-    from tunegate.evals.files import read_json
 
     out, _ = quick_run
     html = (out / "report.html").read_text()
@@ -58,7 +57,7 @@ def test_pipeline_report_shows_the_noise_floor_and_the_eval_budget(quick_run) ->
     noise = _section(html, "noise")
     assert all(f"{m.suite}.{m.metric}" in noise for m in base.noise.metrics)
     assert "floor ±" in _section(html, "metrics")
-    plan = Plan.from_dict(read_json(out / "plans" / "dpo_vs_sft.json"))
+    plan = Plan.load(out / "plans" / "dpo_vs_sft.json")
     budget = _section(html, "budget")
     for row in plan.rows:
         assert re.search(rf"{row.suite}\.{row.metric}</td>.*?<td class=\"num\">{row.n_needed}</td>", budget, re.S)

@@ -33,7 +33,6 @@ def register(sub: Any) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from tunegate.evals.files import write_json_atomic
     from tunegate.evals.gate import GateConfig
     from tunegate.evals.plan import format_plan, plan
     from tunegate.evals.records import RunRecord
@@ -44,6 +43,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
     trains = tuple(s.strip() for s in args.trains.split(",") if s.strip())
     result = plan(baseline, gate, candidate, trains=trains, effect=args.mde)
     if args.out:
-        write_json_atomic(args.out, result.to_dict())
+        result.save(args.out)
     print(json.dumps(result.to_dict(), indent=1) if args.json else format_plan(result))
     return 0
