@@ -210,10 +210,10 @@ class HFBackend(TokenizedPrompts):
                     out[i] = v
         return out
 
-    def _loglikelihood_batch(self, seqs: list[tuple[int, ...]], conts: list[list[list[int]]]) -> list[list[float]]:
-        """One forward over left-padded ``seqs``; per row, the log-likelihood of each continuation that ends it."""
+    def _last_logits(self, seqs: list[tuple[int, ...]], keep: int) -> torch.Tensor:
+        """One forward over left-padded ``seqs``: float logits of the last ``keep`` positions of each row
+        (only those go through the output layer, where the model takes ``logits_to_keep``)."""
         width = max(len(s) for s in seqs)
-        keep = max(len(k) for row in conts for k in row)  # only the last positions are scored
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(s)) + list(s) for s in seqs], device=self.device)
         mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
@@ -224,7 +224,12 @@ class HFBackend(TokenizedPrompts):
                                     logits_to_keep=keep).logits
             except TypeError:  # a model without logits_to_keep
                 logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids).logits
-            logprobs = torch.log_softmax(logits[:, -keep:].float(), dim=-1)
+        return logits[:, -keep:].float()
+
+    def _loglikelihood_batch(self, seqs: list[tuple[int, ...]], conts: list[list[list[int]]]) -> list[list[float]]:
+        """One forward over left-padded ``seqs``; per row, the log-likelihood of each continuation that ends it."""
+        keep = max(len(k) for row in conts for k in row)  # only the last positions are scored
+        logprobs = torch.log_softmax(self._last_logits(seqs, keep), dim=-1)
         out = []
         for row, row_conts in enumerate(conts):
             values = []
@@ -265,13 +270,8 @@ class HFBackend(TokenizedPrompts):
         return out
 
     def _token_ranks_batch(self, seqs: list[tuple[int, ...]], conts: list[list[int]]) -> list[TokenRanks]:
-        width, keep = max(len(s) for s in seqs), max(len(k) for k in conts)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(s)) + list(s) for s in seqs], device=self.device)
-        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
-        with torch.inference_mode():
-            logits = self.model(input_ids=input_ids, attention_mask=mask,
-                                position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits[:, -keep:].float()
+        keep = max(len(k) for k in conts)
+        logits = self._last_logits(seqs, keep)
         out = []
         for row, cont in enumerate(conts):
             scores = logits[row, keep - len(cont):]
