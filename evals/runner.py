@@ -30,6 +30,7 @@ from tunegate.evals.progress import emit
 from tunegate.evals.records import RunRecord, SuiteResult
 from tunegate.evals.requests import Backend, GenerationRequest, LoglikelihoodRequest
 from tunegate.evals.suites import Suite, get_suite
+from tunegate.evals.suites.base import GenerationSettings
 
 
 def _chunks(n: int, size: int) -> Iterator[range]:
@@ -37,7 +38,7 @@ def _chunks(n: int, size: int) -> Iterator[range]:
         yield range(start, min(n, start + size))
 
 
-def _cached_calls(cache: ResponseCache, keys: list[str], requests: list[Any], cacheable: bool,
+def cached_calls(cache: ResponseCache, keys: list[str], requests: list[Any], cacheable: bool,
                   compute: Callable[[list[Any]], list[Any]], chunk: int, desc: str, progress: bool) -> list[Any]:
     """Results for ``requests``: cached ones looked up, the rest computed in chunks and committed."""
     results: list[Any] = [None] * len(requests)
@@ -65,6 +66,12 @@ def _cached_calls(cache: ResponseCache, keys: list[str], requests: list[Any], ca
     return results
 
 
+def generation_key(cache: ResponseCache, identity: Mapping[str, Any], request: GenerationRequest) -> str:
+    """A generation's cache key: the backend's identity, "gen", the prompt, its chat messages and its settings."""
+    settings = GenerationSettings(request.max_new_tokens, tuple(request.stop), request.do_sample, request.temperature)
+    return cache.key(identity, "gen", request.prompt, [dict(m) for m in request.messages], settings.to_dict())
+
+
 def run_suite(backend: Backend, suite: Suite, cache: ResponseCache, *, progress: bool = True,
               chunk: int = 128) -> SuiteResult:
     """Run one suite on a loaded backend and score every item."""
@@ -80,18 +87,17 @@ def run_suite(backend: Backend, suite: Suite, cache: ResponseCache, *, progress:
             max_new_tokens=settings.max_new_tokens, stop=settings.stop,
             do_sample=settings.do_sample, temperature=settings.temperature,
             messages=tuple(it.messages) if chat else ()) for it in items]
-        keys = [cache.key(identity, "gen", r.prompt, [dict(m) for m in r.messages], settings.to_dict())
-                for r in requests]
-        responses = _cached_calls(cache, keys, requests, not settings.do_sample, backend.generate, chunk,
-                                  suite.name, progress)
+        keys = [generation_key(cache, identity, r) for r in requests]
+        responses = cached_calls(cache, keys, requests, not settings.do_sample, backend.generate, chunk,
+                                 suite.name, progress)
         scores = [suite.score(it, resp) for it, resp in zip(items, responses)]
     else:
         contexts = [suite.choice_context(it) or
                     (backend.render(it.messages) if not completion else it.prompt) for it in items]
         requests = [LoglikelihoodRequest(ctx, choice) for it, ctx in zip(items, contexts) for choice in it.choices]
         keys = [cache.key(identity, "ll", r.context, r.continuation) for r in requests]
-        values = _cached_calls(cache, keys, requests, True, backend.loglikelihood, chunk * 4,
-                               suite.name, progress)
+        values = cached_calls(cache, keys, requests, True, backend.loglikelihood, chunk * 4,
+                              suite.name, progress)
         scores, k = [], 0
         for it in items:
             scores.append(suite.score_choices(it, values[k:k + len(it.choices)]))

@@ -18,7 +18,10 @@ from typing import Any, Iterator, Sequence
 
 from tunegate.evals.cache import ResponseCache, default_cache_dir
 from tunegate.evals.requests import GenerationRequest, TokenRankRequest, TokenRanks, capability
-from tunegate.evals.runner import cache_identity
+from tunegate.evals.runner import cache_identity, cached_calls, generation_key
+
+#: Requests per backend call (and per cache commit).
+CHUNK = 128
 
 
 @contextlib.contextmanager
@@ -32,37 +35,22 @@ def open_cache(cache_dir: str | Path | None = None, use_cache: bool = True) -> I
         cache.close()
 
 
-def _settings(r: GenerationRequest) -> dict[str, Any]:
-    """The settings part of the runner's cache key (``GenerationSettings.to_dict``)."""
-    return {"max_new_tokens": r.max_new_tokens, "stop": list(r.stop), "do_sample": r.do_sample,
-            "temperature": r.temperature}
-
-
 def cached_generate(backend: Any, requests: Sequence[GenerationRequest], cache: ResponseCache) -> list[str]:
-    """``backend.generate(requests)`` with greedy results looked up in and written to ``cache``."""
+    """``backend.generate(requests)`` through the runner's cache and keys; sampled requests are not cached."""
     identity = cache_identity(backend)
-    keys = [cache.key(identity, "gen", r.prompt, [dict(m) for m in r.messages], _settings(r)) for r in requests]
-    found = cache.get_many([k for k, r in zip(keys, requests) if not r.do_sample])
-    todo = [i for i, k in enumerate(keys) if k not in found]
-    fresh = backend.generate([requests[i] for i in todo]) if todo else []
-    cache.put_many({keys[i]: text for i, text in zip(todo, fresh) if not requests[i].do_sample})
-    out = [found.get(k) for k in keys]
-    for i, text in zip(todo, fresh):
-        out[i] = text
-    return [str(text) for text in out]
+    keys = [generation_key(cache, identity, r) for r in requests]
+    cacheable = not any(r.do_sample for r in requests)
+    return [str(t) for t in cached_calls(cache, keys, list(requests), cacheable, backend.generate, CHUNK,
+                                         "generate", False)]
 
 
 def cached_token_ranks(backend: Any, requests: Sequence[TokenRankRequest], cache: ResponseCache) -> list[TokenRanks]:
-    """``backend.token_ranks(requests)`` (a backend without it refuses in one line), cached."""
+    """``backend.token_ranks(requests)`` (a backend without it refuses in one line), cached as
+    ``[tokens, ranks, top]`` lists."""
     token_ranks = capability(backend, "token_ranks")
     identity = cache_identity(backend)
     keys = [cache.key(identity, "rank", r.context, r.continuation, r.max_new_tokens) for r in requests]
-    found = cache.get_many(keys)
-    todo = [i for i, k in enumerate(keys) if k not in found]
-    fresh = token_ranks([requests[i] for i in todo]) if todo else []
-    cache.put_many({keys[i]: [list(v.tokens), list(v.ranks), list(v.top)] for i, v in zip(todo, fresh)})
-    out: list[TokenRanks | None] = [None if k not in found else TokenRanks(*(tuple(x) for x in found[k]))
-                                    for k in keys]
-    for i, value in zip(todo, fresh):
-        out[i] = value
-    return [v if v is not None else TokenRanks((), (), ()) for v in out]
+    rows = cached_calls(cache, keys, list(requests), True,
+                        lambda rs: [[list(v.tokens), list(v.ranks), list(v.top)] for v in token_ranks(rs)],
+                        CHUNK, "token ranks", False)
+    return [TokenRanks(*(tuple(x) for x in row)) for row in rows]

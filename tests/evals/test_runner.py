@@ -100,13 +100,13 @@ def _small_chunks(run_suite):
 
 def test_sampled_generations_are_not_cached(organism_dir: Path, cache_dir: Path) -> None:
     from tunegate.evals.cache import ResponseCache
-    from tunegate.evals.runner import _cached_calls
+    from tunegate.evals.runner import cached_calls
 
     cache = ResponseCache(cache_dir / "c.sqlite")
     calls = []
     compute = lambda reqs: calls.append(len(reqs)) or ["x"] * len(reqs)  # noqa: E731
     for _ in range(2):
-        _cached_calls(cache, ["k1", "k2"], ["a", "b"], False, compute, 8, "t", False)
+        cached_calls(cache, ["k1", "k2"], ["a", "b"], False, compute, 8, "t", False)
     assert calls == [2, 2]
 
 
