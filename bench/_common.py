@@ -30,9 +30,71 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class CountingProxy:
+    """A pass-through HTTP proxy on 127.0.0.1 that counts the POST requests it forwards to ``upstream_port``.
+
+    It counts what a client sent, not what a server's log says (whose wording changes between releases:
+    transformers 5.25 dropped the per-request line the old counter read). Once stopped, the port is closed
+    and requests still in flight lose their connection, as a killed server's would.
+    """
+
+    def __init__(self, port: int, upstream_port: int) -> None:
+        import http.server
+        import threading
+
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def _forward(self) -> None:
+                import http.client
+
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.command == "POST":
+                    with proxy._lock:
+                        proxy.count += 1
+                try:
+                    upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=600)
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                    upstream.request(self.command, self.path, body=body or None, headers=headers)
+                    response = upstream.getresponse()
+                    data = response.read()
+                except (OSError, http.client.HTTPException):  # the server is gone: drop the client's connection
+                    self.close_connection = True
+                    return
+                self.send_response(response.status)
+                for key, value in response.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _forward
+
+        self.count, self._stopped = 0, False
+        self._lock = threading.Lock()
+        http.server.ThreadingHTTPServer.allow_reuse_address = True
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self._server.shutdown()
+            self._server.server_close()
+
+
 class TransformersServer:
     """``transformers serve MODEL_DIR`` (the installed transformers' OpenAI-compatible server) on 127.0.0.1,
-    started as a child process and waited for; ``requests()`` counts the requests its log has seen.
+    started as a child process and waited for, behind a ``CountingProxy`` on ``port``; ``requests()`` counts
+    the requests it has been sent.
 
         with TransformersServer(organism_dir) as server:
             tunegate eval organism --backend openai --base-url server.base_url ...
@@ -47,6 +109,7 @@ class TransformersServer:
         self.log = log or Path(tempfile.mkstemp(prefix=f"tunegate-serve-{self.port}-", suffix=".log")[1])
         self.extra, self.startup_s = extra, startup_s
         self.process: Any = None
+        self.proxy: CountingProxy | None = None
 
     @property
     def base_url(self) -> str:
@@ -60,16 +123,18 @@ class TransformersServer:
 
         cli = "import sys; from transformers.cli.transformers import main; sys.argv[0] = 'transformers'; sys.exit(main())"
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        inner = free_port()
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", cli, "serve", self.model_dir, "--host", "127.0.0.1", "--port", str(self.port),
+                [sys.executable, "-c", cli, "serve", self.model_dir, "--host", "127.0.0.1", "--port", str(inner),
                  "--device", "cpu", "--log-level", "warning", *self.extra], stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + self.startup_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"transformers serve exited with {self.process.returncode}: {self.log.read_text()[-2000:]}")
             try:
-                with urllib.request.urlopen(f"{self.base_url}/models", timeout=2):
+                with urllib.request.urlopen(f"http://127.0.0.1:{inner}/v1/models", timeout=2):
+                    self.proxy = CountingProxy(self.port, inner)
                     return self
             except OSError:
                 time.sleep(0.5)
@@ -77,10 +142,12 @@ class TransformersServer:
         raise RuntimeError(f"transformers serve did not answer within {self.startup_s:.0f}s: {self.log.read_text()[-2000:]}")
 
     def requests(self) -> int:
-        """Requests the server has received so far (its log line per request)."""
-        return self.log.read_text(errors="replace").count("[Request received]")
+        """Requests (POSTs) the server has been sent so far."""
+        return self.proxy.count if self.proxy is not None else 0
 
     def stop(self) -> None:
+        if self.proxy is not None:
+            self.proxy.stop()
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=30)

@@ -18,7 +18,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
-CI, NIGHTLY = WORKFLOWS / "ci.yml", WORKFLOWS / "nightly-gpu.yml"
+CI, NIGHTLY, LATEST = WORKFLOWS / "ci.yml", WORKFLOWS / "nightly-gpu.yml", WORKFLOWS / "latest.yml"
 #: The real-model pipelines the nightly job runs (config file -> the stage whose record is gated).
 NIGHTLY_PIPELINES = {"qwen3-0.6b-base-sft.yaml": "sft", "qwen2.5-0.5b-identity-dpo.yaml": "dpo"}
 #: Labels of our self-hosted runners, for actionlint (the repo has no .github/actionlint.yaml).
@@ -108,7 +108,7 @@ def _describe(errors: list[dict[str, Any]]) -> str:
     return "\n".join(f"{e['line']}:{e['column']}: {e['message']} [{e['kind']}]" for e in errors)
 
 
-@pytest.mark.parametrize("path", [CI, NIGHTLY], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [CI, NIGHTLY, LATEST], ids=lambda p: p.name)
 def test_workflow_passes_actionlint(path: Path, tmp_path: Path) -> None:
     errors = _lint(path, tmp_path)
     assert not errors, _describe(errors)
