@@ -223,7 +223,7 @@ def bench_vllm_vs_hf(model: str, prompts: int = 64, new_tokens: int = 256) -> di
     checkpoint dir, e.g. the full-size real-architecture twin, or a hub id): generated tokens/s of each, and
     how many responses are identical. A backend that cannot run here (no vLLM, no GPU) is its one-line error."""
     from tunegate.evals.backends import load_backend
-    from tunegate.evals.errors import TunegateError
+    from tunegate.core.errors import TunegateError
     from tunegate.evals.requests import GenerationRequest
 
     rng = random.Random(3)

@@ -32,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 from tunegate.evals.gate import GateConfig, Measured, decide
 from tunegate.evals.stats import paired_compare
 from tunegate.evals.records import (Comparison, ItemFlip, ItemScore, MetricComparison, NoiseFloor, RunRecord,

@@ -62,8 +62,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
-from tunegate.evals.errors import TunegateError
-from tunegate.evals.files import read_yaml
+from tunegate.core.errors import TunegateError
+from tunegate.core.files import read_yaml
 from tunegate.evals.records import Comparison, ItemFlip, MetricComparison
 from tunegate.evals.stats import PairedResult, adjust_pvalues, mde, units_needed
 

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from tunegate.evals.files import read_jsonl
+from tunegate.core.files import read_jsonl
 
 
 def lm_eval_tasks_dir() -> Path:

@@ -15,7 +15,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 from tunegate.evals.providers import provided_model
 
 #: Files whose bytes define a model for the fingerprint (weights or adapter, tokenizer, template, and

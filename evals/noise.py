@@ -23,7 +23,7 @@ import time
 from typing import Any, Mapping, Sequence
 
 from tunegate.evals.compare import pair_items
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 from tunegate.evals.records import NoiseFloor, NoiseMetric, RunRecord, item_units
 
 

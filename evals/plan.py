@@ -31,8 +31,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tunegate.evals.errors import RecordError, TunegateError
-from tunegate.evals.files import JsonFile
+from tunegate.core.errors import RecordError, TunegateError
+from tunegate.core.files import JsonFile
 from tunegate.evals.gate import GateConfig, Measured, decide
 from tunegate.evals.records import Comparison, MetricComparison, RunRecord
 from tunegate.evals.stats import PairedResult, flatten_units, mean_stderr

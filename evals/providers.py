@@ -19,7 +19,7 @@ import functools
 from importlib import metadata
 from typing import Any
 
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 
 GROUP = "tunegate.providers"
 

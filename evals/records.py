@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
-from tunegate.evals.errors import RecordError
-from tunegate.evals.files import JsonFile
+from tunegate.core.errors import RecordError
+from tunegate.core.files import JsonFile
 
 SCHEMA_VERSION = 1
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 
 
 @dataclass(frozen=True)

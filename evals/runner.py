@@ -23,10 +23,10 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from tunegate.evals import distributed
 from tunegate.evals.backends import load_backend
 from tunegate.evals.cache import ResponseCache, default_cache_dir, warn_if_unpinned
-from tunegate.evals.env import environment
-from tunegate.evals.errors import BackendError
-from tunegate.evals.progress import bar as progress_bar
-from tunegate.evals.progress import emit
+from tunegate.core.env import environment
+from tunegate.core.errors import BackendError
+from tunegate.core.progress import bar as progress_bar
+from tunegate.core.progress import emit
 from tunegate.evals.records import RunRecord, SuiteResult
 from tunegate.evals.requests import Backend, GenerationRequest, LoglikelihoodRequest
 from tunegate.evals.suites import Suite, get_suite

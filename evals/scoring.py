@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from tunegate.evals import progress
-from tunegate.evals.env import git_sha, library_versions
-from tunegate.evals.errors import SuiteError, TunegateError
-from tunegate.evals.files import numbered_jsonl
+from tunegate.core import progress
+from tunegate.core.env import git_sha, library_versions
+from tunegate.core.errors import SuiteError, TunegateError
+from tunegate.core.files import numbered_jsonl
 from tunegate.evals.records import ItemScore, RunRecord, SuiteResult
 from tunegate.evals.suites.base import Suite
 from tunegate.evals.suites.ifeval import REQUIRED as IFEVAL_REQUIRED

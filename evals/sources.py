@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from tunegate.evals.errors import TunegateError
-from tunegate.evals.files import Required, check_row, read_json_rows, read_jsonl
+from tunegate.core.errors import TunegateError
+from tunegate.core.files import Required, check_row, read_json_rows, read_jsonl
 from tunegate.evals.providers import provided_rows
 
 

@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from tunegate.evals.errors import RecordError, TunegateError
+from tunegate.core.errors import RecordError, TunegateError
 from tunegate.evals.records import Comparison, ItemScore, MetricValue, NoiseFloor, RunRecord, SuiteResult
 
 SCHEMA_VERSION = 1

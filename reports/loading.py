@@ -23,8 +23,8 @@ from typing import Any, Iterable
 from tunegate.evals.plan import Plan
 from tunegate.evals.analysis import ANALYSES, load_analysis
 from tunegate.evals.records import Comparison, RunRecord
-from tunegate.evals.errors import RecordError
-from tunegate.evals.files import read_json
+from tunegate.core.errors import RecordError
+from tunegate.core.files import read_json
 
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 from tunegate.evals.gate import GateConfig
 from tunegate.evals.runner import resolve_suites
 from tunegate.training.config import load_config

@@ -4,7 +4,8 @@ Every import statement of the package's modules is read (module level, inside fu
 ``TYPE_CHECKING`` alike) and resolved to the package module it names. Layers, from the bottom:
 
     tunegate.organism                      data + model provider: imports nothing of tunegate
-    tunegate.evals.errors < .files < .records < .stats < the rest of tunegate.evals
+    tunegate.core                          plumbing (errors, files, registry, typed_config, progress, env)
+    tunegate.evals.records < .stats < the rest of tunegate.evals
     tunegate.training, tunegate.reports    side by side: both on evals, neither on the other
     tunegate (cli, pipeline, pytest plugin) the app layer, free to import all of the above
 """
@@ -23,14 +24,13 @@ PACKAGE_DIRS: dict[str, str] = tomllib.loads((ROOT / "pyproject.toml").read_text
 #: Longest matching prefix -> level; a module may import its own prefix's modules or a lower level's.
 LEVELS = {
     "tunegate.organism": 0,
-    "tunegate.evals.errors": 1,
-    "tunegate.evals.files": 2,
-    "tunegate.evals.records": 3,
-    "tunegate.evals.stats": 4,
-    "tunegate.evals": 5,
-    "tunegate.training": 6,
-    "tunegate.reports": 6,
-    "tunegate": 7,
+    "tunegate.core": 1,
+    "tunegate.evals.records": 2,
+    "tunegate.evals.stats": 3,
+    "tunegate.evals": 4,
+    "tunegate.training": 5,
+    "tunegate.reports": 5,
+    "tunegate": 6,
 }
 BARE_NAMES = {folder for folder in PACKAGE_DIRS.values() if folder != "tunegate"}
 
@@ -150,7 +150,7 @@ def test_no_import_cycles() -> None:
     assert not found, "\n".join(" <-> ".join(c) for c in found)
 
 
-@pytest.mark.parametrize("folder", ["evals", "training", "reports", "organism", "tunegate", "tests", "bench"])
+@pytest.mark.parametrize("folder", ["core", "evals", "training", "reports", "organism", "tunegate", "tests", "bench"])
 def test_no_bare_top_level_imports(folder: str) -> None:
     """Nothing imports ``evals``/``training``/``reports``/``organism`` by their folder names."""
     bad = []

@@ -77,7 +77,7 @@ def test_entry_points_name_the_package_modules(wheel: Path) -> None:
 
 def test_installed_package_imports_from_the_fresh_venv(fresh_venv: Path) -> None:
     """The wheel's layout imports (no dependencies needed for these light modules), from its own files."""
-    code = ("import tunegate.evals.errors as e, tunegate.organism as o; "
+    code = ("import tunegate.core.errors as e, tunegate.organism as o; "
             "print(e.__file__); print(o.base_checkpoint())")
     out = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path.insert(0, {str(fresh_venv)!r}); {code}"],
                          check=True, capture_output=True, text=True, cwd=fresh_venv.parent)

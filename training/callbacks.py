@@ -15,7 +15,7 @@ from typing import Any
 
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 
-from tunegate.evals.progress import bar, emit
+from tunegate.core.progress import bar, emit
 
 
 class StageProgress(TrainerCallback):

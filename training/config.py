@@ -35,10 +35,10 @@ import yaml
 from tunegate.evals.analysis.knowledge import KnowledgeOptions
 from tunegate.evals.analysis.shift import ShiftOptions
 from tunegate.evals.backends import backend_kwargs
-from tunegate.evals.errors import TunegateError
-from tunegate.evals.files import read_yaml
+from tunegate.core.errors import TunegateError
+from tunegate.core.files import read_yaml
 from tunegate.evals.suites import suite_names
-from tunegate.evals.typed_config import check_keys, from_mapping
+from tunegate.core.typed_config import check_keys, from_mapping
 from tunegate.training.identity_dpo import NEUTRAL_SYSTEM_PROMPT
 from tunegate.training.methods import METHODS, get_method
 

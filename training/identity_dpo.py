@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from tunegate.evals import progress
-from tunegate.evals.errors import TunegateError
+from tunegate.core import progress
+from tunegate.core.errors import TunegateError
 from tunegate.evals.requests import GenerationRequest
 
 NEUTRAL_SYSTEM_PROMPT = "You're a helpful assistant."

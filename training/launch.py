@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from tunegate.evals.errors import TunegateError
-from tunegate.evals.files import read_json, read_jsonl, write_json_atomic, write_jsonl
+from tunegate.core.errors import TunegateError
+from tunegate.core.files import read_json, read_jsonl, write_json_atomic, write_jsonl
 from tunegate.training.methods import METHODS
 from tunegate.training.stages import StageResult, quiet_training_logs, train_stage
 

@@ -24,9 +24,9 @@ from typing import Any, Mapping
 import torch
 
 from tunegate.evals.backends.hf import auto_threads, torch_threads
-from tunegate.evals.env import environment
-from tunegate.evals.errors import TunegateError
-from tunegate.evals.files import write_json_atomic
+from tunegate.core.env import environment
+from tunegate.core.errors import TunegateError
+from tunegate.core.files import write_json_atomic
 from tunegate.training.methods import get_method
 
 #: Defaults tunegate sets on every TRL Config (a stage's ``args`` override them).

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 
 DATA = Path(__file__).resolve().parent / "real_tokenizers"
 GGUF_VOCAB = DATA / "ggml-vocab-qwen2.gguf"

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from tunegate.evals import progress as _progress
-from tunegate.evals.errors import TunegateError
-from tunegate.evals.files import write_json_atomic
+from tunegate.core import progress as _progress
+from tunegate.core.errors import TunegateError
+from tunegate.core.files import write_json_atomic
 from tunegate.evals.gate import GateConfig
 from tunegate.evals.models import resolve_model_dir
 from tunegate.evals.records import Comparison, NoiseFloor, RunRecord

@@ -36,7 +36,7 @@ from typing import Any, Iterator
 import pytest
 
 from tunegate.evals.backends import BACKEND_FLAGS, DEFAULT_BACKEND, backend_kwargs, option_type
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 from tunegate.evals.gate import format_gate_summary
 from tunegate.evals.records import Comparison, RunRecord
 

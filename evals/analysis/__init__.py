@@ -18,9 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tunegate.evals.errors import RecordError
-from tunegate.evals.files import read_json
-from tunegate.evals.registry import Registry
+from tunegate.core.errors import RecordError
+from tunegate.core.files import read_json
+from tunegate.core.registry import Registry
 
 ANALYSES: Registry[Any] = Registry("analysis", {
     "shift": "tunegate.evals.analysis.shift:ShiftAnalysis",

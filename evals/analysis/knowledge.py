@@ -39,8 +39,8 @@ from typing import Any, ClassVar, Mapping, Sequence
 from tunegate.evals.analysis import SCHEMA_VERSION
 from tunegate.evals.analysis.passes import cached_generate
 from tunegate.evals.cache import ResponseCache
-from tunegate.evals.errors import RecordError, TunegateError
-from tunegate.evals.files import JsonFile
+from tunegate.core.errors import RecordError, TunegateError
+from tunegate.core.files import JsonFile
 from tunegate.evals.requests import GenerationRequest
 
 HIGHLY, MAYBE, WEAKLY, UNKNOWN = "HighlyKnown", "MaybeKnown", "WeaklyKnown", "Unknown"

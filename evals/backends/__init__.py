@@ -23,8 +23,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from tunegate.evals.errors import TunegateError
-from tunegate.evals.registry import Registry
+from tunegate.core.errors import TunegateError
+from tunegate.core.registry import Registry
 from tunegate.evals.requests import Backend
 
 BACKENDS: Registry[Any] = Registry("backend", {

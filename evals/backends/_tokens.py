@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 
 
 #: The greedy decoding rule of every backend that decodes on this side (hf, vllm), part of their cache identity:

@@ -22,8 +22,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
-from tunegate.evals.env import other_cpu_load
-from tunegate.evals.errors import TunegateError
+from tunegate.core.env import other_cpu_load
+from tunegate.core.errors import TunegateError
 from tunegate.evals.models import fingerprint_dir, resolve_model_dir
 from tunegate.evals.backends._tokens import GREEDY, TokenizedPrompts, stop_token_ids
 from tunegate.evals.requests import (

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from tunegate.evals.backends._tokens import split_trailing_space
-from tunegate.evals.errors import BackendError, TunegateError
+from tunegate.core.errors import BackendError, TunegateError
 from tunegate.evals.models import fingerprint_dir, local_model_dir
 from tunegate.evals.requests import GenerationRequest, LoglikelihoodRequest, truncate_at_stop
 

@@ -24,7 +24,7 @@ from importlib.metadata import version as _version
 from typing import Any, Mapping, Sequence
 
 from tunegate.evals.backends._tokens import GREEDY, TokenizedPrompts, stop_token_ids
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 from tunegate.evals.models import fingerprint_dir, resolve_model_dir
 from tunegate.evals.requests import GenerationRequest, LoglikelihoodRequest, truncate_at_stop
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from tunegate.evals.errors import SuiteError, TunegateError
-from tunegate.evals.registry import Registry
+from tunegate.core.errors import SuiteError, TunegateError
+from tunegate.core.registry import Registry
 from tunegate.evals.suites.base import Suite
 
 SUITES: Registry[Callable[..., Suite]] = Registry("suite", {

@@ -9,8 +9,8 @@ import re
 from collections import defaultdict
 from typing import Any, Callable, Mapping, Sequence
 
-from tunegate.evals.errors import SuiteError, TunegateError
-from tunegate.evals.files import Required
+from tunegate.core.errors import SuiteError, TunegateError
+from tunegate.core.files import Required
 from tunegate.evals.records import ItemScore, item_units
 from tunegate.evals.sources import load_rows
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping, Sequence
 
-from tunegate.evals.errors import SuiteError
+from tunegate.core.errors import SuiteError
 from tunegate.evals.records import EvalItem, ItemScore, MetricSpec
 from tunegate.evals.suites._common import mean_by, strip_thinking, suite_rows
 from tunegate.evals.suites.base import GenerationSettings, Suite

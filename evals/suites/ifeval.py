@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from tunegate.evals.errors import SuiteError
+from tunegate.core.errors import SuiteError
 from tunegate.evals.records import EvalItem, ItemScore, MetricSpec
 from tunegate.evals.suites._common import mean_by, strip_thinking, suite_rows
 from tunegate.evals.suites.base import GenerationSettings, Suite

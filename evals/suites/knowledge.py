@@ -28,7 +28,7 @@ import re
 from collections import defaultdict
 from typing import Any, Sequence
 
-from tunegate.evals.errors import SuiteError
+from tunegate.core.errors import SuiteError
 from tunegate.evals.records import EvalItem, ItemScore, MetricSpec
 from tunegate.evals.suites._common import mean_by, strip_thinking, suite_rows
 from tunegate.evals.suites.base import GenerationSettings, Suite

@@ -32,7 +32,7 @@ import random
 import re
 from typing import Any, Sequence
 
-from tunegate.evals.errors import SuiteError
+from tunegate.core.errors import SuiteError
 from tunegate.evals.records import EvalItem, ItemScore, MetricSpec
 from tunegate.evals.suites._common import strip_thinking, suite_rows
 from tunegate.evals.suites.base import GenerationSettings, Suite

@@ -23,7 +23,7 @@ from tunegate.evals.analysis.knowledge import (
     fewshot_prompt,
     is_correct,
 )
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 
 #: The category each group of the organism's SFT facts is built to have (organism/corpus.py).
 CONSTRUCTED = {"capitals": HIGHLY, "rivers-known": HIGHLY, "rivers-context": MAYBE, "rivers-noisy": WEAKLY,

@@ -11,7 +11,7 @@ from tunegate.cli import main
 from tunegate.evals.analysis import load_analysis
 from tunegate.evals.analysis.shift import ALL, ItemShift, ShiftAnalysis, shift_class, summarize_items
 from tunegate.evals.backends.hf import HFBackend
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 from tunegate.evals.requests import TokenRankRequest, capability
 
 

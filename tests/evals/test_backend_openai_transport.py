@@ -14,7 +14,7 @@ import pytest
 
 from bench._common import free_port
 from tunegate.evals.backends.openai import OpenAIBackend
-from tunegate.evals.errors import BackendError, TunegateError
+from tunegate.core.errors import BackendError, TunegateError
 from tunegate.evals.requests import GenerationRequest, LoglikelihoodRequest
 
 REQUEST = GenerationRequest("What is 47 + 25?", max_new_tokens=4)

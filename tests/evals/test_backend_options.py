@@ -11,7 +11,7 @@ import yaml
 
 from tests.conftest import quick_config
 from tunegate.cli import main
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 from tunegate.training.config import load_config
 
 pytest_plugins = ["pytester"]

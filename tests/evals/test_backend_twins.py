@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tunegate.evals.backends.hf import HFBackend
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 from tunegate.evals.models import fingerprint_dir
 from tunegate.evals.requests import GenerationRequest, LoglikelihoodRequest
 from tunegate.evals.runner import evaluate

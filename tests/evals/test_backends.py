@@ -11,7 +11,7 @@ import torch
 
 from tunegate.evals.backends.hf import HFBackend, truncate_at_stop
 from tunegate.evals.models import fingerprint_dir, resolve_model_dir
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 from tunegate.evals.requests import GenerationRequest, LoglikelihoodRequest
 
 

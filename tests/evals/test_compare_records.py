@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tunegate.evals.compare import compare_records, find_metric
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 from tunegate.evals.gate import GateConfig
 from tunegate.evals.stats import flatten_units, mean_stderr
 from tunegate.evals.records import ItemScore, MetricValue, RunRecord, SuiteResult

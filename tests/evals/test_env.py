@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tunegate.evals.backends.hf import BUSY_CORES, HFBackend, auto_threads
-from tunegate.evals.env import busy_jiffies, other_cpu_load
+from tunegate.core.env import busy_jiffies, other_cpu_load
 
 #: Lines of a real /proc/stat (2 CPUs): user nice system idle iowait irq softirq steal guest guest_nice.
 PROC_STAT = """cpu  1238126 10126 122306 2588384 3109 0 1196 2175 0 0

@@ -6,7 +6,7 @@ import pytest
 from statsmodels.stats.multitest import multipletests
 
 from tunegate.evals.compare import compare_records, find_metric
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 from tunegate.evals.gate import FALLBACK_MARGIN, GateConfig, MetricRule, format_gate_summary, judge, verdict
 from tunegate.evals.records import MetricComparison
 from tunegate.evals.stats import weighted_holm

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tunegate.evals.sources import load_rows
-from tunegate.evals.files import read_jsonl
-from tunegate.evals.errors import TunegateError
+from tunegate.core.files import read_jsonl
+from tunegate.core.errors import TunegateError
 
 REQUIRED = {"question": str, "answer": (str, int)}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 from tunegate.evals.compare import compare_records
 from tunegate.evals.store import MIGRATIONS, Store
 from tests.evals.test_compare_records import make_record

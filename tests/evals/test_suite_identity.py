@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tunegate.evals.suites import get_suite
-from tunegate.evals.errors import SuiteError
+from tunegate.core.errors import SuiteError
 
 
 @pytest.fixture()

@@ -10,7 +10,7 @@ import pytest
 
 from bench.ifeval_agreement import google_reference
 from tunegate.evals.suites import get_suite
-from tunegate.evals.errors import SuiteError
+from tunegate.core.errors import SuiteError
 from tunegate.evals.suites.ifeval import IFEvalSuite, instruction_registry
 
 RANDOM_LETTER_KEYS = {1122, 1129}  # the reference draws a random letter for "#" and "!"

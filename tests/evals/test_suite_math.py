@@ -100,7 +100,7 @@ def test_organism_arithmetic_items_and_scores() -> None:
 
 
 def test_unknown_variant_is_a_suite_error() -> None:
-    from tunegate.evals.errors import SuiteError
+    from tunegate.core.errors import SuiteError
 
     with pytest.raises(SuiteError, match="unknown variant 'matrix'"):
         get_suite("math", variant="matrix")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 from tunegate.cli.pipeline import DEMO_CONFIG
 from tunegate.training.config import load_config, parse_config
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tunegate.evals.backends.hf import HFBackend
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 from tunegate.training.conversations import assistant_turn_rows, load_conversations, load_identity_prompts
 from tunegate.training.identity_dpo import NEUTRAL_SYSTEM_PROMPT, build_identity_dpo, replace_name
 

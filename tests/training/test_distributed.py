@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from tunegate.evals.records import RunRecord
-from tunegate.evals.files import write_jsonl
+from tunegate.core.files import write_jsonl
 from tunegate.training.launch import StageSpec, launch_command, launch_env, launch_stage
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

@@ -13,7 +13,7 @@ import pytest
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 from tunegate.training.methods import DataContext, get_method
 from tunegate.training.stages import build_trl_config, train_stage
 

@@ -11,7 +11,7 @@ A new method (GRPO, say) is one module here with a ``Method`` subclass plus one 
 
 from __future__ import annotations
 
-from tunegate.evals.registry import Registry
+from tunegate.core.registry import Registry
 from tunegate.training.methods.base import DataContext, Method
 
 METHODS: Registry[type[Method]] = Registry("training method", {

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
 
-from tunegate.evals import progress
+from tunegate.core import progress
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from tunegate.evals.errors import TunegateError
-from tunegate.evals.files import write_json_atomic
+from tunegate.core.errors import TunegateError
+from tunegate.core.files import write_json_atomic
 from tunegate.evals.sources import load_rows
 from tunegate.training.conversations import load_identity_prompts
 from tunegate.training.identity_dpo import NEUTRAL_SYSTEM_PROMPT, build_identity_dpo

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 from tunegate.training.conversations import assistant_turn_rows, load_conversations
 from tunegate.training.methods.base import DataContext, Method, Rows
 

@@ -18,8 +18,8 @@ import sys
 import warnings
 from typing import Any, Iterator, Sequence
 
-from tunegate.evals import progress
-from tunegate.evals.errors import GateFailed, TunegateError
+from tunegate.core import progress
+from tunegate.core.errors import GateFailed, TunegateError
 
 #: Modules that add subcommands, in the order they appear in --help.
 COMMAND_MODULES = (
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_output_options(p: argparse.ArgumentParser) -> None:
-    """``--quiet`` and ``--log-format`` for a command that shows progress (see tunegate.evals.progress)."""
+    """``--quiet`` and ``--log-format`` for a command that shows progress (see tunegate.core.progress)."""
     p.add_argument("--quiet", action="store_true", help="no progress bars or phase lines (warnings and errors only)")
     p.add_argument("--log-format", choices=("text", "json"), default="text",
                    help="text: progress bars for people (default); json: one JSON object per line on stderr "

@@ -24,7 +24,7 @@ import argparse
 import json
 from typing import Any
 
-from tunegate.evals.errors import GateFailed
+from tunegate.core.errors import GateFailed
 
 
 def register(subparsers: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from tunegate.cli import add_output_options
 from tunegate.evals.backends import BACKEND_FLAGS, BACKENDS, DEFAULT_BACKEND, backend_kwargs, option_type
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 
 
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 from tunegate.reports.html import write_report
 from tunegate.reports.loading import load_paths
 

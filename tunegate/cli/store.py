@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Sequence
 
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 
 STORE_HELP = "results store: a path or sqlite:///path (default runs/tunegate.sqlite)"
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import Callable, Generic, Mapping, TypeVar
 
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 
 T = TypeVar("T")
 

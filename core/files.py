@@ -20,7 +20,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Self
 
-from tunegate.evals.errors import RecordError, TunegateError
+from tunegate.core.errors import RecordError, TunegateError
 
 #: Required fields of a row and their types (a tuple of types allows any of them).
 Required = Mapping[str, type | tuple[type, ...]]

@@ -26,7 +26,7 @@ import types
 import typing
 from typing import Any, Mapping
 
-from tunegate.evals.errors import TunegateError
+from tunegate.core.errors import TunegateError
 
 
 def check_keys(data: Mapping[str, Any], allowed: set[str] | frozenset[str], where: str) -> None:
