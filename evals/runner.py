@@ -1,4 +1,4 @@
-"""evaluate(model, suites) -> RunRecord: one model load serves all suites; responses are cached.
+"""evaluate(model, spec) -> RunRecord: one model load serves all suites; responses are cached.
 
 The cache is keyed by the backend's ``cache_identity()`` (model content, dtype,
 device type, backend and library versions) + rendered prompt + generation
@@ -7,9 +7,13 @@ never hits a stale entry, and an interrupted run resumes where it stopped
 (responses are committed chunk by chunk, and a failing backend's finished ones
 too). Sampled generations are not cached.
 
-    record = evaluate("runs/demo/stages/sft/model", ["identity", "math"],
-                      suite_options={"identity": {"target": "Tiny", "probes": "organism"}})
+    spec = eval_spec(["identity", "math"], {"identity": {"target": "Tiny", "probes": "organism"},
+                                            "math": {"variant": "organism"}})       # tunegate.evals.spec
+    record = evaluate("runs/demo/stages/sft/model", spec)
     record.suites["math"].metrics["exact_match"].value   # e.g. 0.62
+
+Every suite's data is read and validated (``EvalSpec.check``) before the model loads, so a missing
+dataset fails in seconds, not after the suites before it have run.
 """
 
 from __future__ import annotations
@@ -18,10 +22,9 @@ import dataclasses
 import datetime as _dt
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping
 
 from tunegate.evals import distributed
-from tunegate.evals.backends import load_backend
 from tunegate.evals.cache import ResponseCache, default_cache_dir, warn_if_unpinned
 from tunegate.core.env import environment
 from tunegate.core.errors import BackendError
@@ -29,7 +32,8 @@ from tunegate.core.progress import bar as progress_bar
 from tunegate.core.progress import emit
 from tunegate.evals.records import RunRecord, SuiteResult
 from tunegate.evals.requests import Backend, GenerationRequest, LoglikelihoodRequest
-from tunegate.evals.suites import Suite, get_suite
+from tunegate.evals.spec import EvalSpec
+from tunegate.evals.suites import Suite
 from tunegate.evals.suites.base import GenerationSettings
 
 
@@ -104,8 +108,7 @@ def run_suite(backend: Backend, suite: Suite, cache: ResponseCache, *, progress:
             k += len(it.choices)
     result = SuiteResult(
         suite=suite.name, version=suite.version, metrics=suite.metrics(scores), items=tuple(scores),
-        config={**suite.config(), **({"generation": suite.generation().to_dict()} if suite.kind == "generate" else {})},
-        breakdowns=suite.breakdowns(scores), seconds=round(time.perf_counter() - start, 3))
+        config=suite_config(suite), breakdowns=suite.breakdowns(scores), seconds=round(time.perf_counter() - start, 3))
     if progress:
         emit("metrics", model=backend.name, suite=suite.name, items=len(scores), seconds=result.seconds,
              metrics={m: v.value for m, v in result.metrics.items()})
@@ -125,29 +128,25 @@ RECORD_INFO = ("backend", "device", "dtype", "batch_size", "base_url", "served_m
                "tensor_parallel_size", "data_parallel_size", "chat_template_kwargs")
 
 
-def resolve_suites(suites: Sequence[str | Suite], options: Mapping[str, Mapping[str, Any]] | None = None) -> list[Suite]:
-    options = options or {}
-    return [s if isinstance(s, Suite) else get_suite(s, **dict(options.get(s, {}))) for s in suites]
+def suite_config(suite: Suite) -> dict[str, Any]:
+    """What a record keeps as ``suite``'s config: its variant and options, and a generation suite's decoding."""
+    return {**suite.config(), **({"generation": suite.generation().to_dict()} if suite.kind == "generate" else {})}
 
 
-def evaluate(model: str | Backend, suites: Sequence[str | Suite], *, out: str | Path | None = None,
-             suite_options: Mapping[str, Mapping[str, Any]] | None = None, cache_dir: str | Path | None = None,
-             use_cache: bool = True, stage: str | None = None, progress: bool = True,
-             **backend_kwargs: Any) -> RunRecord:
-    """Evaluate ``model`` (hub id, local path, or a loaded backend) on ``suites``; write ``out`` if given."""
+def evaluate(model: str | Backend, spec: EvalSpec, *, out: str | Path | None = None, stage: str | None = None,
+             progress: bool = True) -> RunRecord:
+    """Evaluate ``model`` (hub id, local path, or a loaded backend) as ``spec`` says; write ``out`` if given."""
     started = time.perf_counter()
-    resolved = resolve_suites(suites, suite_options)  # bad suite names fail before the model loads
+    suites = spec.check()  # every suite's data, before the model loads
     distributed.init_from_env()  # under accelerate launch / torchrun: split items across the processes
     progress = progress and distributed.is_main()
-    backend = load_backend(model, **backend_kwargs) if isinstance(model, str) else model
-    cache_path = (Path(cache_dir) if cache_dir else default_cache_dir()) / "responses.sqlite"
-    cache = ResponseCache(cache_path if use_cache and distributed.is_main() else None)
-    if use_cache:
+    backend = spec.load_backend(model) if isinstance(model, str) else model
+    cache_path = (Path(spec.cache_dir) if spec.cache_dir else default_cache_dir()) / "responses.sqlite"
+    cache = ResponseCache(cache_path if spec.use_cache and distributed.is_main() else None)
+    if spec.use_cache:
         warn_if_unpinned(cache_identity(backend))
     try:
-        results = {}
-        for suite in resolved:
-            results[suite.name] = run_suite(backend, suite, cache, progress=progress)
+        results = {suite.name: run_suite(backend, suite, cache, progress=progress) for suite in suites}
     finally:
         cache.close()
     info = backend.info() if hasattr(backend, "info") else {}
@@ -166,16 +165,19 @@ def evaluate(model: str | Backend, suites: Sequence[str | Suite], *, out: str | 
     return record
 
 
-def rescore(record: RunRecord, suite_options: Mapping[str, Mapping[str, Any]]) -> RunRecord:
-    """``record`` with its generation suites scored again under other options (e.g. a new identity target).
+def rescore(record: RunRecord, spec: EvalSpec) -> RunRecord:
+    """``record`` with its generation suites scored again under ``spec``'s options (e.g. a new identity target).
 
     No model runs: the stored responses are scored by the suite built with the new options. Returns
     ``record`` itself when no suite's config changes.
     """
     changed = {}
     for name, result in record.suites.items():
-        suite = get_suite(name, **dict(suite_options.get(name, {})))
-        config = {**suite.config(), **({"generation": suite.generation().to_dict()} if suite.kind == "generate" else {})}
+        found = spec.suite(name)
+        if found is None:
+            continue
+        suite = found.build()
+        config = suite_config(suite)
         if suite.kind != "generate" or config == result.config:
             continue
         responses = {s.item_id: s.response for s in result.items}

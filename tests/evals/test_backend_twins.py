@@ -16,6 +16,7 @@ from tunegate.core.errors import TunegateError
 from tunegate.evals.models import fingerprint_dir
 from tunegate.evals.requests import GenerationRequest, LoglikelihoodRequest
 from tunegate.evals.runner import evaluate
+from tunegate.evals.spec import eval_spec
 from tunegate.evals.suites import get_suite
 from tunegate.training.config import load_config
 from tests.twin_helpers import argmax_greedy, next_token_logprobs
@@ -75,8 +76,8 @@ def test_chat_template_kwargs_reach_the_template_and_the_record(qwen_twins: dict
     backend = HFBackend(str(qwen_twins["qwen3"]), device="cpu", chat_template_kwargs={"enable_thinking": False})
     assert backend.render([{"role": "user", "content": "Hi"}]).endswith(
         "<|im_start|>assistant\n<think>\n\n</think>\n\n")
-    record = evaluate(backend, ["identity"], suite_options={"identity": {"target": "Qwen", "limit": 1}},
-                      cache_dir=tmp_path, progress=False)
+    record = evaluate(backend, eval_spec(["identity"], {"identity": {"target": "Qwen", "limit": 1}},
+                                         cache_dir=tmp_path), progress=False)
     assert record.generation["chat_template_kwargs"] == {"enable_thinking": False}
 
 

@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from tunegate.core.errors import TunegateError
-from tunegate.reports.html import write_report
-from tunegate.reports.loading import load_paths
 
 
 def register(subparsers: Any) -> None:
@@ -55,6 +53,9 @@ def _history(store_url: str | None, model_line: str | None, stage: str | None = 
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from tunegate.reports.html import write_report  # matplotlib and jinja2: only when a report is written
+    from tunegate.reports.loading import load_paths
+
     inputs = load_paths(args.inputs)
     single_dir = len(args.inputs) == 1 and Path(args.inputs[0]).is_dir()
     out = args.out or (Path(args.inputs[0]) / "report.html" if single_dir else Path("report.html"))
