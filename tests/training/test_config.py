@@ -160,3 +160,18 @@ def test_run_with_a_bad_override_exits_2_with_one_line(tmp_path: Path, capsys) -
     assert main(["run", str(REAL_DPO), "--out", str(tmp_path / "o"), "--set", "stages.0.args.beta=high"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "qwen2.5-0.5b-identity-dpo.yaml: stages[0].args: field 'beta' must be a number" in err[0]
+
+
+def test_a_stage_field_of_older_configs_names_its_new_home() -> None:
+    data = _demo()
+    data["stages"][1]["identity"] = data["stages"][1].pop("suites")["identity"]
+    with pytest.raises(TunegateError, match=r"^demo.yaml: stages\[1\]: field 'identity' has moved to "
+                                            r"stages\[1\]\.suites\.identity$"):
+        parse_config(data, "demo.yaml")
+
+
+def test_a_stage_overrides_only_suites_that_are_evaluated() -> None:
+    data = _demo()
+    data["stages"][0]["suites"]["maths"] = {"limit": 3}
+    with pytest.raises(TunegateError, match=r"demo.yaml: stages\[0\]\.suites: suite 'maths' is not evaluated"):
+        parse_config(data, "demo.yaml")
