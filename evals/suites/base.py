@@ -99,10 +99,6 @@ class Suite(ABC):
         """True: items are sent through the tokenizer's chat template; False: raw completion text."""
         return bool(getattr(self.options, "chat", True))
 
-    @property
-    def limit(self) -> int | None:
-        return self.options.limit
-
     @abstractmethod
     def load_items(self) -> list[EvalItem]:
         """All items of the suite, in a fixed order."""
