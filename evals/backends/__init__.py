@@ -58,8 +58,8 @@ class BackendOptions:
     dtype: str | None = _opt(("hf", "vllm"), "bfloat16, float16 or float32 (default: bf16 on CUDA, fp32 on CPU; "
                                              "vllm: the checkpoint's)")
     batch_size: int | None = _opt(("hf",), "generation batch size (default: from free GPU memory, 32 on CPU)")
-    threads: int | None = _opt(("hf",), "torch intra-op threads (default: torch's, or 1 for a small model on busy "
-                                        "CPU cores)")
+    threads: int | None = _opt(("hf",), "torch intra-op threads (default: torch's, or 1 for a small model on the "
+                                        "CPU)")
     completion_mode: bool | None = _opt(BUILTIN, "send raw prompts (no chat template)")
     chat_template_kwargs: dict[str, Any] | None = _opt(("hf", "vllm"), "extra variables of the chat template as "
                                                                       "JSON, e.g. {\"enable_thinking\": false} for "
