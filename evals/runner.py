@@ -135,7 +135,10 @@ def suite_config(suite: Suite) -> dict[str, Any]:
 
 def evaluate(model: str | Backend, spec: EvalSpec, *, out: str | Path | None = None, stage: str | None = None,
              progress: bool = True) -> RunRecord:
-    """Evaluate ``model`` (hub id, local path, or a loaded backend) as ``spec`` says; write ``out`` if given."""
+    """Evaluate ``model`` (hub id, local path, or a loaded backend) as ``spec`` says; write ``out`` if given.
+
+    A loaded backend runs as it was loaded (``spec``'s backend options are for loading one); the suites
+    and the cache settings are ``spec``'s either way."""
     started = time.perf_counter()
     suites = spec.check()  # every suite's data, before the model loads
     distributed.init_from_env()  # under accelerate launch / torchrun: split items across the processes

@@ -25,7 +25,6 @@ a launch too. The pipeline uses this when run with ``--num-processes N`` (N > 1)
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import socket
 import subprocess

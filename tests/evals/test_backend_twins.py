@@ -109,8 +109,9 @@ def test_qwen3_thinking_is_stripped_before_scoring_and_kept_in_the_response(qwen
 
 
 def test_ifeval_prompts_fit_whole_beside_the_real_configs_generation_budget(qwen3: HFBackend, shared_data: Path) -> None:
-    options = load_config(ROOT / "configs" / "qwen3-0.6b-base-sft.yaml").suites["ifeval"]
-    suite = get_suite("ifeval", **{**options, "source": str(shared_data / "ifeval" / "input_data.jsonl")})
+    config = load_config(ROOT / "configs" / "qwen3-0.6b-base-sft.yaml",
+                         sets=[f"eval.suites.ifeval.source={shared_data / 'ifeval' / 'input_data.jsonl'}"])
+    suite = config.eval_spec(config.stages[0]).suite("ifeval").build()
     budget = suite.generation().max_new_tokens
     assert budget == 1280  # the real configs generate IFEval answers at lm-eval's max_gen_toks
     n_prompt = max(len(qwen3._encode(qwen3.render(it.messages))) for it in suite.items())

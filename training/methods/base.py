@@ -22,6 +22,7 @@ from typing import Any, Callable, ClassVar, Mapping
 
 from tunegate.core import progress
 from tunegate.core.typed_config import from_mapping
+from tunegate.evals.spec import EvalSpec
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,8 @@ class DataContext:
     stage_dir: Path = field(metadata={"help": "the stage's directory; builders write what they built here"})
     where: str = field(metadata={"help": "config file and stage, for error messages"})
     seed: int = field(default=0, metadata={"help": "seed of the data order"})
-    eval: Any = field(default=None, metadata={
-        "help": "the pipeline's EvalSpec (tunegate.evals.spec): the backend, and its options, a builder "
-                "generates with (None: the hf backend's defaults)"})
+    eval: EvalSpec = field(default_factory=EvalSpec, metadata={
+        "help": "the stage's EvalSpec: the backend, and its options, a builder generates with"})
     args: Mapping[str, Any] = field(default_factory=dict,
                                     metadata={"help": "the stage's TRL Config fields (the data's shape may depend on them)"})
     log: Callable[[str], None] = field(default=progress.log, metadata={"help": "where progress lines go"})

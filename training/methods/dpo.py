@@ -12,7 +12,6 @@ from typing import Any, Mapping
 from tunegate.core.errors import TunegateError
 from tunegate.core.files import write_json_atomic
 from tunegate.evals.sources import load_rows
-from tunegate.evals.spec import EvalSpec
 from tunegate.training.conversations import load_identity_prompts
 from tunegate.training.identity_dpo import NEUTRAL_SYSTEM_PROMPT, build_identity_dpo
 from tunegate.training.methods.base import DataContext, Method, Rows
@@ -41,7 +40,7 @@ class DPO(Method):
             return rows[: data_options["limit"]] if data_options.get("limit") else rows, data
         self._check_builder(data, ctx.where)
         prompts = load_identity_prompts(data["prompts"], limit=data.get("limit"))
-        backend = (ctx.eval or EvalSpec()).load_backend(ctx.model_dir)
+        backend = ctx.eval.load_backend(ctx.model_dir)
         rows, report = build_identity_dpo(
             backend, prompts, old_name=data["old_name"], new_name=data["new_name"],
             system_prompt=data.get("system_prompt", NEUTRAL_SYSTEM_PROMPT),  # null: no system turn
