@@ -33,10 +33,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("candidate", metavar="CANDIDATE.json")
     p.add_argument("--gate", metavar="GATE", help="gate rules: a YAML file or a shipped gate's name, dpo or sft "
                                                "(default: margin 0.05 on every metric)")
-    p.add_argument("--trains", default="", metavar="S1,S2", help="suites the stage trained")
+    add_trains_option(p)
     p.add_argument("--json", action="store_true", help="print the Comparison JSON instead of the table")
     p.add_argument("--out", metavar="COMPARISON.json", help="also write the Comparison JSON here")
     p.set_defaults(func=run_compare)
+
+
+def add_trains_option(p: argparse.ArgumentParser, help: str = "suites the stage trained") -> None:
+    """``--trains S1,S2`` (a tuple of suite names), as compare, plan and report take it."""
+    p.add_argument("--trains", default=(), metavar="S1,S2", help=help,
+                   type=lambda value: tuple(s.strip() for s in value.split(",") if s.strip()))
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -46,8 +52,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
     gate = GateConfig.from_yaml(args.gate) if args.gate else GateConfig()
     baseline, candidate = RunRecord.load(args.baseline), RunRecord.load(args.candidate)
-    trains = tuple(s.strip() for s in args.trains.split(",") if s.strip())
-    comp = compare_records(baseline, candidate, gate, trains=trains)
+    comp = compare_records(baseline, candidate, gate, trains=args.trains)
     if args.out:
         comp.save(args.out)
     if args.json:
