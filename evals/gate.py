@@ -47,7 +47,7 @@ Rules (``judge``):
   also exceeds the metric's A/A noise floor (``tunegate noise``; ``MetricComparison.noise_floor``);
   a drop within the floor warns instead. The floor is shown whenever the records carry one.
 
-The gates tunegate ships (``configs/gate*.yaml``, installed with the package) are known by name
+The gate files tunegate ships (``configs/gate.yaml``, ``configs/gate-sft.yaml``, installed with the package) are known by name
 wherever a gate file is taken (``tunegate compare --gate dpo``, ``tunegate report --gate sft``, a
 pipeline config's ``gate: dpo``, the plugin's ``--gate-config dpo``): see ``SHIPPED_GATES``.
 
@@ -77,7 +77,7 @@ _TARGET = re.compile(r"^\s*(>=|<=|>|<)\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)
 #: the shipped gates are sized to catch (README "The gate: what it promises").
 FALLBACK_MARGIN = 0.05
 UNDERPOWERED = ("fail_on_drop", "warn", "fail")
-#: The shipped gate files (``configs/`` in the repository, ``tunegate/configs/`` once installed), by name.
+#: The shipped gate files by name: the repository's configs folder, installed as the package's ``configs`` subpackage.
 CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
 SHIPPED_GATES = {"dpo": "gate.yaml", "sft": "gate-sft.yaml"}
 
