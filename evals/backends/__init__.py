@@ -72,7 +72,7 @@ class BackendOptions:
     chat_template_kwargs: dict | None = _opt(None, ("hf", "vllm"), "extra variables of the chat template, e.g. "
                                              "{enable_thinking: false} for Qwen3 (kept in the record)", flag=False)
     threads: int | None = _opt(None, ("hf",), "torch intra-op threads (default: torch's, or 1 for a small "
-                                              "model on busy CPU cores)", flag=False)
+                                              "model on the CPU)", flag=False)
 
 
 BACKEND_OPTION_FIELDS = tuple(dataclasses.fields(BackendOptions))
