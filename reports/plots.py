@@ -252,8 +252,7 @@ def stacked_shares_plot(title: str, rows: Sequence[tuple[str, Mapping[str, float
     ax.set_xlim(0, 1)
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, ncol=len(colors), loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(rows) < 3 else -0.15),
-              frameon=False)
+    _legend_outside(fig, loc="outside lower center", ncol=len(colors))
     return figure_to_data_uri(fig)
 
 

@@ -125,23 +125,20 @@ def ship_line(base: RunRecord, cand: RunRecord, stage: Comparison, trains: Seque
 
 def headers(records: Mapping[str, RunRecord], comparisons: Sequence[Comparison],
             endpoints: Sequence[tuple[str, str]]) -> list[Header]:
-    """One header per compared candidate, the latest stage first: its gate line and, when its input is not
-    the first record, its ship line against the first record (the ship line first)."""
+    """One header per comparison (given in pipeline order), the latest stage first: its gate line and, when
+    its input is not the first record, its ship line against the first record (the ship line first)."""
     labels = list(records)
-    if not labels:
-        return []
-    first = labels[0]
+    first = labels[0] if labels else None
     by_candidate = {cand: (c, base) for c, (base, cand) in zip(comparisons, endpoints)}
     out = []
     for c, (base, cand) in zip(comparisons, endpoints):
         gate = Line(cand, base, True, base == first, c.passed, entries(c, headline_keys(c)))
         lines = [gate]
-        if base != first and first in records and cand in records:
+        if first is not None and base != first and cand in records:
             lines.insert(0, ship_line(records[first], records[cand], c, _trains_since(first, cand, by_candidate),
                                       (first, cand)))
         out.append(Header(cand, c.passed, tuple(lines)))
-    order = {label: i for i, label in enumerate(labels)}
-    return sorted(out, key=lambda h: -order.get(h.candidate, -1))
+    return out[::-1]
 
 
 def _trains_since(first: str, cand: str, by_candidate: Mapping[str, tuple[Comparison, str]]) -> tuple[str, ...]:

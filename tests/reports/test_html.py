@@ -303,3 +303,10 @@ def test_token_views_escape_model_text(report_inputs, fast_plots) -> None:
     shift = section(html, "analysis-shift")
     assert HOSTILE not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in shift
     assert '<span class="tok shifted" title="rank 9 · input model: &#39;&lt;b&gt;&#39;">' in shift
+
+
+def test_comparisons_alone_still_get_their_gate_lines(report_inputs, fast_plots):
+    _, comparisons, _, _ = report_inputs
+    banner = section(render_report([], comparisons), "verdict")
+    assert re.findall(r'<div class="candidate" data-stage="(\w+)">', banner) == ["dpo", "sft"]
+    assert re.findall(r'<p class="(?:gate|ship)-line" data-against="(\w+)">', banner) == ["sft", "base"]
