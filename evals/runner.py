@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -43,8 +44,13 @@ def _chunks(n: int, size: int) -> Iterator[range]:
 
 
 def cached_calls(cache: ResponseCache, keys: list[str], requests: list[Any], cacheable: bool,
-                  compute: Callable[[list[Any]], list[Any]], chunk: int, desc: str, progress: bool) -> list[Any]:
-    """Results for ``requests``: cached ones looked up, the rest computed in chunks and committed."""
+                  compute: Callable[[list[Any]], list[Any]], chunk: int, desc: str, progress: bool,
+                  item_of: Sequence[int] | None = None) -> list[Any]:
+    """Results for ``requests``: cached ones looked up, the rest computed in chunks and committed.
+
+    The bar counts items, as the record's ``n`` does: ``item_of[i]`` is the item request ``i`` belongs to
+    (an MMLU question asks one log-likelihood per choice); without it each request is an item.
+    """
     results: list[Any] = [None] * len(requests)
     # rank 0 owns the cache: it looks up, every rank computes its shard of the rest, rank 0 writes
     found = distributed.broadcast_from_main(cache.get_many(keys) if cacheable else {})
@@ -52,8 +58,10 @@ def cached_calls(cache: ResponseCache, keys: list[str], requests: list[Any], cac
     for i, k in enumerate(keys):
         if k in found:
             results[i] = found[k]
-    with progress_bar(len(requests), desc, unit="req", enabled=progress, initial=len(requests) - len(todo),
-                      cached=len(requests) - len(todo)) as bar:
+    owner = list(item_of) if item_of is not None else list(range(len(requests)))
+    pending = Counter(owner[i] for i in todo)  # requests still to compute, per item
+    items, done = len(set(owner)), len(set(owner)) - len(pending)
+    with progress_bar(items, desc, unit="item", enabled=progress, initial=done, cached=done) as bar:
         for idx in _chunks(len(todo), chunk):
             batch = [todo[j] for j in idx]
             try:
@@ -66,7 +74,9 @@ def cached_calls(cache: ResponseCache, keys: list[str], requests: list[Any], cac
                 results[i] = v
             if cacheable:
                 cache.put_many({keys[i]: v for i, v in zip(batch, values)})
-            bar.update(len(batch))
+            touched = {owner[i] for i in batch}
+            pending.subtract(owner[i] for i in batch)
+            bar.update(sum(pending[k] == 0 for k in touched))
     return results
 
 
@@ -101,7 +111,7 @@ def run_suite(backend: Backend, suite: Suite, cache: ResponseCache, *, progress:
         requests = [LoglikelihoodRequest(ctx, choice) for it, ctx in zip(items, contexts) for choice in it.choices]
         keys = [cache.key(identity, "ll", r.context, r.continuation) for r in requests]
         values = cached_calls(cache, keys, requests, True, backend.loglikelihood, chunk * 4,
-                              suite.name, progress)
+                              suite.name, progress, item_of=[k for k, it in enumerate(items) for _ in it.choices])
         scores, k = [], 0
         for it in items:
             scores.append(suite.score_choices(it, values[k:k + len(it.choices)]))

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tunegate.core.errors import TunegateError
-from tunegate.evals.gate import GateConfig
+from tunegate.evals.gate import SHIPPED_GATES, GateConfig
 from tunegate.pipeline import load_gate
 from tunegate.training.config import load_config
 
@@ -48,6 +48,19 @@ def test_pipeline_config_loads_and_its_suites_and_gate_resolve(path: Path) -> No
 def test_gate_file_loads_for_tunegate_compare(path: Path) -> None:
     gate = GateConfig.from_yaml(path)
     assert gate.rules
+
+
+def test_every_shipped_gate_file_has_a_name() -> None:
+    assert sorted(SHIPPED_GATES.values()) == [p.name for p in GATES]
+
+
+@pytest.mark.parametrize("name, file", SHIPPED_GATES.items())
+def test_a_pipeline_config_names_a_shipped_gate_by_name(name: str, file: str, tmp_path: Path) -> None:
+    data = yaml.safe_load((CONFIGS / "smollm2-135m-sft.yaml").read_text())
+    data["gate"] = name
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert load_gate(load_config(path)) == GateConfig.from_yaml(CONFIGS / file)
 
 
 def test_identity_dpo_gate_targets_adherence_and_forbids_the_old_name() -> None:

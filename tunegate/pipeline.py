@@ -106,10 +106,10 @@ def check_chat_template(model_dir: str) -> None:
 
 
 def load_gate(config: PipelineConfig) -> GateConfig:
-    """The gate of a pipeline config: inline rules, or a gate YAML named relative to the config file."""
+    """The gate of a pipeline config: inline rules, a gate YAML named relative to the config file, or a
+    shipped gate by name (``gate: dpo``)."""
     if isinstance(config.gate, str):
-        path = Path(config.gate)
-        return GateConfig.from_yaml(path if path.is_absolute() else Path(config.source).parent / path)
+        return GateConfig.from_yaml(config.gate, relative_to=Path(config.source).parent)
     return GateConfig.from_dict(config.gate or {}, where=f"{config.source}: gate")
 
 

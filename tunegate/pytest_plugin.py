@@ -51,7 +51,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add = group.addoption
     add("--gate-checkpoint", metavar="MODEL|RECORD.json", help="checkpoint dir / hub id to evaluate, or a saved RunRecord .json")
     add("--gate-baseline", metavar="RECORD.json|MODEL|store:LINE", help="baseline record, checkpoint, or store:MODEL_LINE for the blessed baseline")
-    add("--gate-config", metavar="GATE.yaml", help="gate rules (targets, margins, confidence)")
+    add("--gate-config", metavar="GATE", help="gate rules (targets, margins, confidence): a YAML file or a shipped "
+                                              "gate's name, dpo or sft")
     add("--gate-suites", metavar="S1,S2", help="suites to evaluate/compare (default: those of the baseline record)")
     add("--gate-suite-option", metavar="SUITE.OPTION=VALUE", action="append", default=[],
         help="option of a suite evaluated from a checkpoint, as `tunegate eval --suite-option` "

@@ -127,3 +127,30 @@ def test_shipped_gate_keeps_its_promise_on_a_small_calibration(tmp_path):
     assert np.mean(np.equal(caught, 1)) >= 0.7  # a 5-point drop in one suite (full run, 100 pairs: 0.80)
     assert 0.04 < np.median(mdes) < 0.06  # the drop caught 80% of the time at 500 items and 14% discordance
 
+
+
+@pytest.fixture(scope="module")
+def four_suites(tmp_path_factory):
+    d = tmp_path_factory.mktemp("four")
+    base = make_record(41)
+    return {"base": base.save(d / "base.json"),
+            "worse": make_record(42, model="worse", like=base, flip={"knowledge": 0.15}).save(d / "worse.json")}
+
+
+@pytest.mark.parametrize("name, file", [("dpo", "gate.yaml"), ("sft", "gate-sft.yaml")])
+def test_a_shipped_gate_is_found_by_name_from_any_directory(four_suites, capsys, tmp_path, monkeypatch, name, file):
+    args = ["compare", str(four_suites["base"]), str(four_suites["worse"]), "--trains", "identity", "--json"]
+    assert main([*args, "--gate", str(GATE.parent / file)]) == 1
+    by_path = capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)  # no configs/ here
+    assert main([*args, "--gate", name]) == 1
+    assert capsys.readouterr().out == by_path
+
+
+def test_an_unknown_gate_name_is_one_line_listing_the_shipped_ones(four_suites, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", str(four_suites["base"]), str(four_suites["worse"]), "--gate", "grpo"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ("tunegate: error: gate 'grpo': no such file and not a shipped gate "
+                            "(shipped: dpo = gate.yaml, sft = gate-sft.yaml)\n")

@@ -144,3 +144,14 @@ def test_pyargs_runs_only_the_gate_as_the_nightly_job_does(pytester, records):
     result = run(pytester, "--pyargs", "tunegate.gate_tests", "--gate-checkpoint", records["worse"],
                  "--gate-baseline", records["base"])
     result.assert_outcomes(passed=2, failed=1)
+
+
+def test_gate_config_takes_a_shipped_gate_by_name(pytester, tmp_path):
+    base = make_record(21, model="base")
+    worse = make_record(22, model="worse", like=base, flip={"knowledge": 0.15})
+    paths = [base.save(tmp_path / "base.json"), worse.save(tmp_path / "worse.json")]
+    result = run(pytester, "--gate-checkpoint", paths[1], "--gate-baseline", paths[0], "--gate-trains", "identity",
+                 "--gate-config", "sft", "-v")
+    result.assert_outcomes(passed=5, failed=1)  # one test per compared metric; gate-sft gates four of the six
+    result.stdout.fnmatch_lines(["*test_gate?knowledge.accuracy? FAILED*",
+                                 "*across 4 gated metrics*"])  # gate-sft.yaml's four margins (the default gates all 6)
