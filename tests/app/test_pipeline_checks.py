@@ -90,7 +90,7 @@ def test_missing_suite_data_fails_before_the_base_eval(tmp_path: Path, capsys) -
 
 @pytest.mark.slow
 def test_run_batch_size_and_template_variables_reach_the_noise_pass(tmp_path: Path) -> None:
-    """One SFT step, math only (4 items, noise on 2): about 25 s of CPU."""
+    """One SFT step, math only (4 items, noise on 2): about 3 s in a warm session."""
     def edit(data: dict[str, Any]) -> None:
         data["eval"]["suites"] = {"math": {"variant": "organism", "limit": 4}}
         data["eval"]["noise_items"] = 2

@@ -75,7 +75,7 @@ def test_a_methods_unknown_option_fails_when_the_config_is_read(tmp_path: Path, 
 
 @pytest.mark.slow
 def test_a_method_registered_outside_tunegate_trains_with_its_own_trainer_argument(tmp_path: Path) -> None:
-    """One training step and two evaluations of 2 items: about 15 s of CPU."""
+    """One training step and two evaluations of 2 items: about 3 s in a warm session."""
     out = tmp_path / "run"
     assert main(["run", str(_config(tmp_path, {"callbacks": [CALLBACK]})), "--out", str(out), "--quiet",
                  "--max-steps", "1", "--no-report", "--cache-dir", str(tmp_path / "c"),
@@ -89,7 +89,7 @@ def test_a_method_registered_outside_tunegate_trains_with_its_own_trainer_argume
 def test_accelerate_launch_carries_the_method_and_its_options_to_the_training_process(
         tmp_path: Path, organism_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The stage spec names the method's class, so the launched process (which never ran this file) registers it
-    and builds the trainer with the options; about 20 s of CPU."""
+    and builds the trainer with the options; about 18 s (a fresh process under accelerate launch)."""
     from tunegate.core.files import write_jsonl
     from tunegate.training.launch import StageSpec, launch_stage
 
