@@ -2,7 +2,8 @@
 
 Load, train, save. A stage writes under ``out_dir``::
 
-    model/               a standard HF checkpoint (or a PEFT adapter when ``lora`` is set)
+    model/               a standard HF checkpoint: what the next stage trains and the evaluation loads
+    adapter/             with ``lora``: the PEFT adapter alone (model/ is the input model with it merged in)
     manifest.json        base model, method, data, config, git sha, seed, trains
     training_log.json    TRL's log history: loss per logging step (DPO: rewards/margins/accuracies)
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -30,6 +32,8 @@ from tunegate.core.files import write_json_atomic
 from tunegate.training.methods import Method, get_method
 from tunegate.training.methods.base import options_dict
 
+#: Where a LoRA stage keeps its adapter, beside the merged ``model/``.
+ADAPTER = "adapter"
 #: Defaults tunegate sets on every TRL Config (a stage's ``args`` override them).
 BASE_DEFAULTS: dict[str, Any] = {
     "report_to": "none",
@@ -89,13 +93,17 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
     typed = chosen.parse_options(options or {}, f"stage '{name or method}': options")
     trainer, tokenizer, model = _trainer(chosen, typed, model_path, dataset, config, lora, name or method)
     StageProgress.install(trainer, name or method)  # one bar (steps, loss, eta) instead of printed log dicts
+    model_dir = out / "model"
+    if trainer.is_world_process_zero():  # a rerun into the same directory: no file of an earlier run stays
+        for stale in (model_dir, out / ADAPTER):
+            shutil.rmtree(stale, ignore_errors=True)
     started = time.perf_counter()
     # stdout is for results; a small CPU model trains on one thread, busy cores or not (see evals.backends.hf)
     with contextlib.redirect_stdout(sys.stderr), torch_threads(auto_threads(model, str(trainer.args.device))):
         trainer.train()
     seconds = time.perf_counter() - started
-    model_dir = out / "model"
-    trainer.save_model(str(model_dir))  # the main process writes; every process must call it
+    # the main process writes; every process must call it (a LoRA stage saves its adapter, merged below)
+    trainer.save_model(str(out / ADAPTER if lora else model_dir))
     main_process = trainer.is_world_process_zero()
     history = [dict(h) for h in trainer.state.log_history]
     manifest = {
@@ -103,12 +111,15 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
         "config": {k: v for k, v in config.to_dict().items() if k in (args or {}) or k in BASE_DEFAULTS
                    or k in ("learning_rate", "num_train_epochs", "per_device_train_batch_size",
                             "gradient_accumulation_steps", "beta", "max_length", "seed")},
-        "lora": dict(lora) if lora else None, "options": options_dict(typed), "seed": seed, "trains": list(trains),
+        "lora": dict(lora) if lora else None, "adapter": ADAPTER if lora else None,
+        "options": options_dict(typed), "seed": seed, "trains": list(trains),
         "examples": len(dataset), "seconds": round(seconds, 2), "git_sha": environment()["git_sha"],
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **dict(extra_manifest or {}),
     }
     if main_process:  # under `accelerate launch` only rank 0 writes the stage's files
+        if lora:
+            merge_adapter(model_path, out / ADAPTER, model_dir, model.dtype)
         tokenizer.save_pretrained(str(model_dir))
         if getattr(trainer.model, "generation_config", None) is not None:
             trainer.model.generation_config.save_pretrained(str(model_dir))
@@ -119,16 +130,40 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
                        seconds=seconds, manifest=manifest)
 
 
+def load_causal_lm(model_path: str | Path, dtype: torch.dtype) -> Any:
+    """The model at ``model_path`` as one full causal LM: a PEFT adapter directory comes merged into its base
+    (peft's ``AutoPeftModelForCausalLM``), so a stage always trains every weight it is given."""
+    from transformers import AutoModelForCausalLM
+
+    if (Path(model_path) / "adapter_config.json").is_file():
+        from peft import AutoPeftModelForCausalLM
+
+        return AutoPeftModelForCausalLM.from_pretrained(str(model_path), dtype=dtype).merge_and_unload()
+    return AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+
+
+def merge_adapter(input_model: str | Path, adapter_dir: Path, model_dir: Path, dtype: torch.dtype) -> Path:
+    """The stage's input model with the adapter saved in ``adapter_dir`` merged in, written to ``model_dir``.
+
+    Read back from disk, so what is merged is what was saved whatever wrapped the model in training (DDP,
+    FSDP): W = W_input + (lora_alpha / r) * B @ A on every adapted module, every other weight the input's."""
+    from peft import PeftModel
+
+    merged = PeftModel.from_pretrained(load_causal_lm(input_model, dtype), str(adapter_dir)).merge_and_unload()
+    merged.save_pretrained(str(model_dir))
+    return model_dir
+
+
 def _trainer(method: Method, options: Any, model_path: str | Path, dataset: Any, config: Any,
              lora: Mapping[str, Any] | None, name: str) -> tuple[Any, Any, Any]:
     """The method's TRL trainer over the loaded model and tokenizer, built from ``method.trainer_kwargs``."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     dtype = torch.bfloat16 if getattr(config, "bf16", False) else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+    model = load_causal_lm(model_path, dtype)
     trainer_cls = method.trainer_class()
     kwargs = method.trainer_kwargs(options, model=model, args=config, train_dataset=dataset,
                                    processing_class=tokenizer, peft_config=_lora_config(lora))

@@ -1,0 +1,115 @@
+"""LoRA across stages: each stage trains the previous stage's model, and the final model carries every stage's update.
+
+A LoRA stage merges its adapter into its input model (``model/``) and keeps the adapter beside it
+(``adapter/``). The checks read the weights from disk and compute each LoRA update by hand from the
+adapter's files (W += lora_alpha / r * B @ A, peft's formula for a Linear), independently of peft's merge:
+
+* a LoRA stage's model is its input's weights plus its own update, exactly, and nothing else changed;
+* a full stage's model moved from its input by at most what its few Adam steps can move a weight
+  (lr per step), far less than the first stage's update: so it trained from the first stage's
+  model, not from the base;
+* the final record evaluated the last stage's model.
+
+Before the fix, LoRA -> full crashed in the second stage ("element 0 of tensors does not require grad",
+exit 1) and LoRA -> LoRA saved the second adapter against the base, losing the first update.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from tunegate.cli import main
+from tunegate.evals.models import fingerprint_dir
+
+LORA = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj", "down_proj"]}
+FIRST_LR, LATER_LR = 5.0e-3, 1.0e-6
+STEPS = 3
+
+
+def _stage(name: str, lora: bool, lr: float) -> dict:
+    return {"name": name, "method": "sft", "data": "organism:sft", "data_options": {"limit": 16}, "trains": ["math"],
+            "lora": LORA if lora else None,
+            "args": {"learning_rate": lr, "max_steps": STEPS, "per_device_train_batch_size": 8, "max_length": 64,
+                     "lr_scheduler_type": "constant", "logging_steps": 1, "gradient_checkpointing": False}}
+
+
+def _run(tmp_path: Path, chain: tuple[bool, bool]) -> Path:
+    """``tunegate run`` of two SFT stages (LoRA or full each) on the organism, evaluated on 2 math items."""
+    config = {"name": "lora-chain", "base_model": "organism", "seed": 0,
+              "eval": {"suites": {"math": {"variant": "organism", "limit": 2}}},
+              "gate": {"metrics": {"math.exact_match": {"margin": 0.99}}},
+              "stages": [_stage("first", chain[0], FIRST_LR), _stage("second", chain[1], LATER_LR)]}
+    path = tmp_path / "chain.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out), "--quiet", "--no-report", "--cache-dir",
+                 str(tmp_path / "cache"), "--store", str(tmp_path / "store.sqlite")]) == 0
+    return out
+
+
+def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def _lora_update(adapter_dir: Path) -> dict[str, torch.Tensor]:
+    """Each adapted weight's update, lora_alpha / r * B @ A, from the adapter's own files."""
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    scale = config["lora_alpha"] / config["r"]
+    tensors = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    updates = {}
+    for key, a in tensors.items():
+        if ".lora_A." in key:
+            b = tensors[key.replace(".lora_A.", ".lora_B.")]
+            module = key.removeprefix("base_model.model.").split(".lora_A.")[0]
+            updates[f"{module}.weight"] = scale * (b.float() @ a.float())
+    return updates
+
+
+def _check_lora_stage(before: dict, after: dict, adapter: Path) -> float:
+    """after == before + the adapter's update, exactly where adapted and nowhere else; the update's largest entry."""
+    update = _lora_update(adapter)
+    assert update and set(update) <= set(after)
+    for key, weight in after.items():
+        expected = before[key] + update.get(key, 0.0)
+        assert torch.allclose(weight, expected, atol=1e-6), key
+    return max(float(u.abs().max()) for u in update.values())
+
+
+def _check_full_stage(before: dict, after: dict) -> float:
+    """after moved from before, by at most what STEPS Adam steps at LATER_LR can move one weight."""
+    moved = max(float((after[k] - before[k]).abs().max()) for k in after)
+    assert 0.0 < moved <= 2 * STEPS * LATER_LR
+    return moved
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chain", [(True, False), (False, True), (True, True)],
+                         ids=["lora-full", "full-lora", "lora-lora"])
+def test_each_stage_trains_the_previous_stages_model(tmp_path: Path, organism_dir: Path, chain) -> None:
+    """Two stages of 3 steps and three evaluations of 2 items: about 10 s of CPU per chain."""
+    out = _run(tmp_path, chain)
+    base = _weights(organism_dir)
+    first, second = (_weights(out / "stages" / name / "model") for name in ("first", "second"))
+    manifests = [json.loads((out / "stages" / name / "manifest.json").read_text()) for name in ("first", "second")]
+    assert manifests[1]["base_model"] == str(out / "stages" / "first" / "model")
+    if chain[0]:
+        first_update = _check_lora_stage(base, first, out / "stages" / "first" / "adapter")
+    else:
+        first_update = max(float((first[k] - base[k]).abs().max()) for k in base)
+    if chain[1]:
+        second_update = _check_lora_stage(first, second, out / "stages" / "second" / "adapter")
+        assert not (out / "stages" / "second" / "model" / "adapter_config.json").exists()
+    else:
+        second_update = _check_full_stage(first, second)
+    # the final model still carries the first stage's update: it is far from the base, close to the first model
+    assert first_update > 100 * second_update
+    assert max(float((second[k] - base[k]).abs().max()) for k in base) > 0.5 * first_update
+    final = json.loads((out / "records" / "second.json").read_text())
+    assert final["fingerprint"] == fingerprint_dir(out / "stages" / "second" / "model")
+    assert [m["adapter"] for m in manifests] == ["adapter" if lora else None for lora in chain]
