@@ -63,14 +63,15 @@ class StageConfig:
     """One training stage: a method over a dataset, and the suites it trains."""
 
     name: str = field(metadata={"help": "stage name (unique, not 'base'); names the stage's records and directory"})
-    method: str = field(metadata={"help": "training method: a name in tunegate.training.methods.METHODS (sft, dpo)"})
+    method: str = field(metadata={"help": "training method: a name in tunegate.training.methods.METHODS "
+                                          "(sft, dpo, grpo, rloo)"})
     data: Any = field(metadata={"help": "dataset (hub id, local path, organism:NAME) or a builder mapping"})
     trains: tuple[str, ...] = field(default=(), metadata={"help": "suites this stage trains: gated on targets, "
                                                                    "the others on non-inferiority"})
     args: dict[str, Any] = field(default_factory=dict, metadata={"help": "fields of the method's TRL Config"})
     lora: dict[str, Any] | None = field(default=None, metadata={"help": "peft LoraConfig fields; null: full fine-tuning"})
     options: dict[str, Any] = field(default_factory=dict, metadata={
-        "help": "the method's own options (its Options dataclass; sft and dpo have none)"})
+        "help": "the method's own options (its Options dataclass; sft and dpo have none, grpo: rewards)"})
     suites: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={
         "help": "suite options for this stage's evaluation over eval.suites, e.g. {identity: {target: Tiny}}; "
                 "the stage's input model is re-scored with them"})
@@ -204,7 +205,8 @@ def _check_stage(config: PipelineConfig, stage: StageConfig, where: str) -> None
     validate_trl_args(stage.method, stage.args, f"{where}.args")
     if stage.lora:
         validate_lora(stage.lora, f"{where}.lora")
-    get_method(stage.method).parse_options(stage.options, f"{where}.options")
+    method = get_method(stage.method)
+    method.check_config(method.parse_options(stage.options, f"{where}.options"), stage.data, where)
     if stage.knowledge is not None and not isinstance(stage.data, str):
         raise TunegateError(f"{where}.knowledge: needs the stage's 'data' to be a dataset (hub id, path, "
                             f"organism:NAME) whose rows carry 'answer', not a builder")

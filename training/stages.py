@@ -109,8 +109,7 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
     manifest = {
         "name": name or method, "method": method, "base_model": str(model_path), "data": data_source,
         "config": {k: v for k, v in config.to_dict().items() if k in (args or {}) or k in BASE_DEFAULTS
-                   or k in ("learning_rate", "num_train_epochs", "per_device_train_batch_size",
-                            "gradient_accumulation_steps", "beta", "max_length", "seed")},
+                   or k in chosen.recorded},
         "lora": dict(lora) if lora else None, "adapter": ADAPTER if lora else None,
         "options": options_dict(typed), "seed": seed, "trains": list(trains),
         "examples": len(dataset), "seconds": round(seconds, 2), "git_sha": environment()["git_sha"],

@@ -212,10 +212,11 @@ class PipelineRun:
 
     def run_stage(self, stage: StageConfig, prev: Evaluated) -> Evaluated:
         """Data, analyses before, training, eval, comparison and analyses after, of one stage."""
+        method = get_method(stage.method)
         context = DataContext(model_dir=prev.model, stage_dir=self.out / "stages" / stage.name, seed=self.config.seed,
                               where=f"{self.config.source}: stage '{stage.name}'", eval=self.spec(stage),
-                              args=stage.args, log=log)
-        rows, source = self.phases.run(f"data {stage.name}", lambda: get_method(stage.method).dataset(
+                              args=stage.args, log=log, options=method.parse_options(stage.options, stage.name))
+        rows, source = self.phases.run(f"data {stage.name}", lambda: method.dataset(
             stage.data, stage.data_options, context))
         knowledge = analyze_stage(self, stage, prev)
         trained = self.phases.run(f"train {stage.name}", lambda: self.train(stage, prev, rows, source))
