@@ -165,7 +165,8 @@ def training_plot(stage: str, log: Sequence[Mapping[str, Any]] | Mapping[str, Se
     panels = training_panels(logs)
     if not panels:
         return None
-    fig = _new_figure(2.8 * len(panels) + 0.6, 2.4)  # an SFT and a DPO stage side by side at 1400 px
+    below = len(logs) > 1 and any(len(keys) > 1 for _, keys in panels)  # a legend under a panel needs room
+    fig = _new_figure(2.8 * len(panels) + 0.6, 2.4 + (0.5 if below else 0))  # SFT and DPO side by side at 1400 px
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (panel_title, keys) in zip(axes, panels):
         for color, (run, rows) in zip(STAGE_COLORS[1:] * 4, logs.items()):
@@ -178,7 +179,9 @@ def training_plot(stage: str, log: Sequence[Mapping[str, Any]] | Mapping[str, Se
         ax.set_xlabel("step", fontsize=8)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=7)
-        if len(keys) > 1 or len(logs) > 1:
+        if len(keys) > 1 and len(logs) > 1:  # runs x curves: below the axes, off the data
+            ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
+        elif len(keys) > 1 or len(logs) > 1:
             ax.legend(fontsize=7)
     return figure_to_data_uri(fig)
 
