@@ -68,7 +68,7 @@ def default_dtypes(device: str) -> tuple[str, ...]:
 
 def measure_noise(model: str, suites: Sequence[str], *, suite_options: Mapping[str, Mapping[str, Any]] | None = None,
                   batch_size: int | None = None, dtypes: Sequence[str] | None = None, device: str | None = None,
-                  completion_mode: bool = False, progress: bool = True) -> RunRecord:
+                  completion_mode: bool = False, progress: bool = True, trust_remote_code: bool = False) -> RunRecord:
     """Evaluate ``model`` at batch size N (the backend's default or ``batch_size``) and 1, and in each
     further dtype at N; return the reference record (first dtype, batch N) with its ``noise`` floor."""
     from tunegate.evals.backends import load_backend
@@ -85,7 +85,8 @@ def measure_noise(model: str, suites: Sequence[str], *, suite_options: Mapping[s
     started = time.perf_counter()
 
     def run(dtype: str, batch: int | None) -> tuple[Any, RunRecord]:
-        backend = load_backend(model, device=device, dtype=dtype, batch_size=batch, completion_mode=completion_mode)
+        backend = load_backend(model, device=device, dtype=dtype, batch_size=batch, completion_mode=completion_mode,
+                               trust_remote_code=trust_remote_code)
         return backend, evaluate(backend, suites, suite_options=suite_options, use_cache=False, progress=progress)
 
     backend, reference = run(dtypes[0], batch_size)

@@ -14,7 +14,6 @@ too). Sampled generations are not cached.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from tunegate.core.progress import bar as progress_bar
 from tunegate.core.progress import emit
 from tunegate.evals.records import RunRecord, SuiteResult
 from tunegate.evals.requests import Backend, GenerationRequest, LoglikelihoodRequest
+from tunegate.evals.rescore import suite_config
 from tunegate.evals.suites import Suite, get_suite
 from tunegate.evals.suites.base import GenerationSettings
 
@@ -90,7 +90,7 @@ def run_suite(backend: Backend, suite: Suite, cache: ResponseCache, *, progress:
         keys = [generation_key(cache, identity, r) for r in requests]
         responses = cached_calls(cache, keys, requests, not settings.do_sample, backend.generate, chunk,
                                  suite.name, progress)
-        scores = [suite.score(it, resp) for it, resp in zip(items, responses)]
+        scores = [suite.score(it, resp).asking(it) for it, resp in zip(items, responses)]
     else:
         contexts = [suite.choice_context(it) or
                     (backend.render(it.messages) if not completion else it.prompt) for it in items]
@@ -100,11 +100,11 @@ def run_suite(backend: Backend, suite: Suite, cache: ResponseCache, *, progress:
                               suite.name, progress)
         scores, k = [], 0
         for it in items:
-            scores.append(suite.score_choices(it, values[k:k + len(it.choices)]))
+            scores.append(suite.score_choices(it, values[k:k + len(it.choices)]).asking(it))
             k += len(it.choices)
     result = SuiteResult(
         suite=suite.name, version=suite.version, metrics=suite.metrics(scores), items=tuple(scores),
-        config={**suite.config(), **({"generation": suite.generation().to_dict()} if suite.kind == "generate" else {})},
+        config=suite_config(suite),
         breakdowns=suite.breakdowns(scores), seconds=round(time.perf_counter() - start, 3))
     if progress:
         emit("metrics", model=backend.name, suite=suite.name, items=len(scores), seconds=result.seconds,
@@ -122,7 +122,7 @@ def cache_identity(backend: Backend) -> dict[str, Any]:
 
 #: Backend ``info()`` fields a RunRecord keeps under ``generation`` (besides ``completion_mode``).
 RECORD_INFO = ("backend", "device", "dtype", "batch_size", "base_url", "served_model", "revision", "endpoint",
-               "tensor_parallel_size", "data_parallel_size", "chat_template_kwargs")
+               "tensor_parallel_size", "data_parallel_size", "chat_template_kwargs", "trust_remote_code")
 
 
 def resolve_suites(suites: Sequence[str | Suite], options: Mapping[str, Mapping[str, Any]] | None = None) -> list[Suite]:
@@ -164,25 +164,3 @@ def evaluate(model: str | Backend, suites: Sequence[str | Suite], *, out: str | 
         record.save(out)
     distributed.barrier()
     return record
-
-
-def rescore(record: RunRecord, suite_options: Mapping[str, Mapping[str, Any]]) -> RunRecord:
-    """``record`` with its generation suites scored again under other options (e.g. a new identity target).
-
-    No model runs: the stored responses are scored by the suite built with the new options. Returns
-    ``record`` itself when no suite's config changes.
-    """
-    changed = {}
-    for name, result in record.suites.items():
-        suite = get_suite(name, **dict(suite_options.get(name, {})))
-        config = {**suite.config(), **({"generation": suite.generation().to_dict()} if suite.kind == "generate" else {})}
-        if suite.kind != "generate" or config == result.config:
-            continue
-        responses = {s.item_id: s.response for s in result.items}
-        items = [it for it in suite.items() if it.id in responses]
-        scores = [suite.score(it, responses[it.id]) for it in items]
-        changed[name] = dataclasses.replace(result, metrics=suite.metrics(scores), items=tuple(scores),
-                                            config=config, breakdowns=suite.breakdowns(scores))
-    if not changed:
-        return record
-    return dataclasses.replace(record, suites={**record.suites, **changed})

@@ -30,13 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import yaml
-
 from tunegate.evals.analysis.knowledge import KnowledgeOptions
 from tunegate.evals.analysis.shift import ShiftOptions
 from tunegate.evals.backends import backend_kwargs
 from tunegate.core.errors import TunegateError
-from tunegate.core.files import read_yaml
+from tunegate.core.files import load_yaml, read_yaml
 from tunegate.evals.suites import suite_names
 from tunegate.core.typed_config import check_keys, from_mapping
 from tunegate.training.identity_dpo import NEUTRAL_SYSTEM_PROMPT
@@ -117,6 +115,9 @@ class PipelineConfig:
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig, metadata={"help": "analyses of each stage"})
     seed: int = field(default=0, metadata={"help": "seed of training and data order"})
     model_line: str | None = field(default=None, metadata={"help": "model line in the results store"})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "run the Python code a checkpoint ships (config.json auto_map) in training, evaluation and analyses; "
+                "off unless set (kept in each record and stage manifest)"})
     source: str = field(default="<config>", metadata={"help": "the file this config was read from"})
     overrides: tuple[str, ...] = field(default=(), metadata={"help": "the --set/--limit applied to the file"})
 
@@ -165,6 +166,9 @@ def parse_config(data: Any, source: str = "<config>", overrides: tuple[str, ...]
         if suite not in known:
             raise TunegateError(f"{source}: eval.suites: unknown suite '{suite}' (known: {', '.join(sorted(known))})")
     config.eval.backend_kwargs(f"{source}: eval")  # an unknown backend or a misplaced option fails now
+    if "trust_remote_code" in config.eval.backend_options:
+        raise TunegateError(f"{source}: eval.backend_options.trust_remote_code: set trust_remote_code at the top "
+                            f"level of the config (it covers training as well)")
     if not config.stages:
         raise TunegateError(f"{source}: field 'stages' must be a non-empty list")
     if config.eval.noise_items is not None and config.eval.noise_items < 1:
@@ -212,10 +216,7 @@ def parse_set(pair: str, where: str) -> tuple[str, Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise TunegateError(f"{where}: --set '{pair}': expected KEY=VALUE with a dotted KEY "
                             "(e.g. stages.0.args.max_steps=2)")
-    try:
-        return key, yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise TunegateError(f"{where}: --set '{pair}': VALUE is not YAML ({str(exc).splitlines()[0]})") from None
+    return key, load_yaml(raw, f"{where}: --set '{pair}': VALUE")
 
 
 def set_path(data: Any, key: str, value: Any, where: str) -> None:
@@ -261,7 +262,8 @@ def apply_limit(data: Any, limit: int, where: str) -> None:
     if isinstance(suites, dict):
         for name in suites:
             suites[name] = capped(suites[name])
-    for stage in (data.get("stages") or []) if isinstance(data, dict) else []:
+    stages = data.get("stages") if isinstance(data, dict) else None
+    for stage in stages if isinstance(stages, list) else []:  # another type: parse_config names it
         if isinstance(stage, dict):
             if isinstance(stage.get("data"), dict):  # a builder (identity DPO): its prompts
                 stage["data"] = capped(stage["data"])

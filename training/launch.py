@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from tunegate.core.errors import TunegateError
+from tunegate.core.errors import TunegateError, error_line, exit_code
 from tunegate.core.files import read_json, read_jsonl, write_json_atomic, write_jsonl
 from tunegate.training.methods import METHODS
 from tunegate.training.stages import StageResult, quiet_training_logs, train_stage
@@ -52,6 +52,7 @@ class StageSpec:
     data_source: Any = field(default=None, metadata={"help": "where the rows came from (kept in the manifest)"})
     trains: tuple[str, ...] = field(default=(), metadata={"help": "suites the stage trains"})
     extra_manifest: Mapping[str, Any] = field(default_factory=dict, metadata={"help": "extra manifest fields"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "run the input checkpoint's own code (auto_map)"})
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -82,7 +83,7 @@ def run_spec(spec: StageSpec) -> Any:
     # every rank trains; train_stage writes the checkpoint, manifest and log from rank 0 only
     return train_stage(spec.method, spec.model_path, Dataset.from_list(read_jsonl(spec.dataset)), out_dir=spec.out_dir,
                          name=spec.name, args=spec.args, lora=spec.lora, seed=spec.seed,
-                         data_source=spec.data_source, trains=spec.trains,
+                         data_source=spec.data_source, trains=spec.trains, trust_remote_code=spec.trust_remote_code,
                          extra_manifest={**dict(spec.extra_manifest), "num_processes": world})
 
 
@@ -178,9 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         run_spec(StageSpec.load(argv[0]))
-    except TunegateError as exc:
-        print(f"tunegate: error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:  # noqa: BLE001 - one line, and never 1 (a failed gate) for a failed launch
+        print(f"tunegate: {error_line(exc)}", file=sys.stderr)
+        return exit_code(exc)
     return 0
 
 

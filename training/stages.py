@@ -27,6 +27,7 @@ from tunegate.evals.backends.hf import auto_threads, torch_threads
 from tunegate.core.env import environment
 from tunegate.core.errors import TunegateError
 from tunegate.core.files import write_json_atomic
+from tunegate.evals.models import loading
 from tunegate.training.methods import get_method
 
 #: Defaults tunegate sets on every TRL Config (a stage's ``args`` override them).
@@ -72,8 +73,11 @@ def _lora_config(lora: Mapping[str, Any] | None) -> Any:
 def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: str | Path, name: str | None = None,
                 args: Mapping[str, Any] | None = None, lora: Mapping[str, Any] | None = None, seed: int = 0,
                 data_source: Any = None, trains: tuple[str, ...] = (), extra_manifest: Mapping[str, Any] | None = None,
-                ) -> StageResult:
-    """Train one stage with TRL and save the checkpoint, manifest and training log."""
+                trust_remote_code: bool = False) -> StageResult:
+    """Train one stage with TRL and save the checkpoint, manifest and training log.
+
+    ``trust_remote_code``: run the Python code the input checkpoint ships (config.json auto_map); off
+    unless the pipeline config says ``trust_remote_code: true``, and kept in the manifest."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
     from tunegate.training.callbacks import StageProgress
@@ -82,11 +86,12 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
     out.mkdir(parents=True, exist_ok=True)
     set_seed(seed)
     config = build_trl_config(method, args or {}, out, seed)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    dtype = torch.bfloat16 if getattr(config, "bf16", False) else torch.float32
+    with loading(str(model_path)):  # trust_remote_code explicit: never transformers' interactive prompt
+        tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    dtype = torch.bfloat16 if getattr(config, "bf16", False) else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
     trainer_cls = get_method(method).trainer_class()
     try:
         trainer = trainer_cls(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
@@ -109,7 +114,7 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
         "config": {k: v for k, v in config.to_dict().items() if k in (args or {}) or k in BASE_DEFAULTS
                    or k in ("learning_rate", "num_train_epochs", "per_device_train_batch_size",
                             "gradient_accumulation_steps", "beta", "max_length", "seed")},
-        "lora": dict(lora) if lora else None, "seed": seed, "trains": list(trains),
+        "lora": dict(lora) if lora else None, "seed": seed, "trains": list(trains), "trust_remote_code": trust_remote_code,
         "examples": len(dataset), "seconds": round(seconds, 2), "git_sha": environment()["git_sha"],
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **dict(extra_manifest or {}),

@@ -30,7 +30,7 @@ from tunegate.core import progress as _progress
 from tunegate.core.errors import TunegateError
 from tunegate.core.files import write_json_atomic
 from tunegate.evals.gate import GateConfig
-from tunegate.evals.models import resolve_model_dir
+from tunegate.evals.models import loading, resolve_model_dir
 from tunegate.evals.records import Comparison, NoiseFloor, RunRecord
 from tunegate.training.config import PipelineConfig, StageConfig
 from tunegate.training.methods import DataContext, get_method
@@ -77,7 +77,7 @@ def _precheck(config: PipelineConfig) -> str:
     """Fail fast on inputs that can be checked before any training: model, stage data, gate."""
     base = str(resolve_model_dir(config.base_model))
     if not config.eval.completion_mode:
-        check_chat_template(base)
+        check_chat_template(base, config.trust_remote_code)
     for i, stage in enumerate(config.stages):
         get_method(stage.method).check_data(stage.data, stage.data_options, config.seed,
                                             f"{config.source}: stages[{i}] ('{stage.name}')")
@@ -85,11 +85,13 @@ def _precheck(config: PipelineConfig) -> str:
     return base
 
 
-def check_chat_template(model_dir: str) -> None:
+def check_chat_template(model_dir: str, trust_remote_code: bool = False) -> None:
     """Chat suites and conversational training need the tokenizer's chat template: say which file lacks it."""
     from transformers import AutoTokenizer
 
-    if not getattr(AutoTokenizer.from_pretrained(model_dir), "chat_template", None):
+    with loading(model_dir):
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    if not getattr(tokenizer, "chat_template", None):
         raise TunegateError(
             f"{model_dir}: tokenizer has no chat template (no chat_template.jinja, no field 'chat_template' in "
             "tokenizer_config.json); add one, or set eval.completion_mode: true for raw prompts")
@@ -118,7 +120,8 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int 
 
     from tunegate.evals.compare import compare_records
     from tunegate.evals.plan import plan
-    from tunegate.evals.runner import evaluate, rescore
+    from tunegate.evals.rescore import rescore
+    from tunegate.evals.runner import evaluate
     from tunegate.training.launch import train_stage_launched
     from tunegate.training.stages import quiet_training_logs, train_stage
 
@@ -131,7 +134,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int 
     quiet_training_logs()
     base = phases.run("check inputs", lambda: _precheck(config))
     gate = load_gate(config)
-    eval_kwargs = config.eval.backend_kwargs()
+    eval_kwargs = config.eval.backend_kwargs() | ({"trust_remote_code": True} if config.trust_remote_code else {})
     suites = list(config.suites)
 
     def run_eval(model: str, stage_name: str, stage: StageConfig | None) -> RunRecord:
@@ -163,7 +166,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int 
             args = dict(stage.args) | ({"max_steps": max_steps} if max_steps else {})
             stage_kwargs = dict(out_dir=out / "stages" / stage.name, name=stage.name, args=args, lora=stage.lora,
                                 seed=config.seed, data_source=source, trains=stage.trains,
-                                extra_manifest={"input_stage": prev_name})
+                                extra_manifest={"input_stage": prev_name}, trust_remote_code=config.trust_remote_code)
             if num_processes == 1 and accelerate_config is None:
                 train = lambda: train_stage(stage.method, prev_model, Dataset.from_list(rows), **stage_kwargs)  # noqa: E731
             else:
@@ -205,7 +208,8 @@ def measure_base_noise(config: PipelineConfig, base: str) -> NoiseFloor | None:
     options = {name: {**opts, "limit": min(config.eval.noise_items, opts.get("limit") or config.eval.noise_items)}
                for name, opts in stage_suite_options(config, config.stages[0]).items()}
     record = measure_noise(base, list(config.suites), suite_options=options, batch_size=config.eval.batch_size,
-                           completion_mode=config.eval.completion_mode, progress=False)
+                           completion_mode=config.eval.completion_mode, progress=False,
+                           trust_remote_code=config.trust_remote_code)
     return record.noise
 def analyze_stage(phases: PhaseTimer, config: PipelineConfig, stage: StageConfig, out: Path, input_record: RunRecord,
                   input_model: str, record: RunRecord | None = None, model: str | None = None,

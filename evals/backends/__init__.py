@@ -73,6 +73,8 @@ class BackendOptions:
                                              "{enable_thinking: false} for Qwen3 (kept in the record)", flag=False)
     threads: int | None = _opt(None, ("hf",), "torch intra-op threads (default: torch's, or 1 for a small "
                                               "model on busy CPU cores)", flag=False)
+    trust_remote_code: bool | None = _opt(None, BUILTIN, "run the Python code a checkpoint ships (config.json "
+                                          "auto_map); off unless given, and kept in the record")
 
 
 BACKEND_OPTION_FIELDS = tuple(dataclasses.fields(BackendOptions))
@@ -83,6 +85,13 @@ BACKEND_FLAGS = tuple(f for f in BACKEND_OPTION_FIELDS if f.metadata["flag"])
 def option_type(f: dataclasses.Field) -> type:
     """The Python type a flag's text converts to: ``int | None`` -> int, ``str | None`` -> str."""
     return {"int | None": int, "float | None": float}.get(str(f.type), str)
+
+
+def flag_kwargs(f: dataclasses.Field) -> dict[str, Any]:
+    """argparse (and pytest addoption) keywords of an option's flag: a switch for a bool, else a typed value."""
+    if str(f.type) == "bool | None":
+        return {"action": "store_const", "const": True, "default": None}
+    return {"type": option_type(f), "default": None}
 
 
 def backend_kwargs(backend: str, options: Mapping[str, Any], where: str = "") -> dict[str, Any]:

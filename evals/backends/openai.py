@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from tunegate.evals.backends._tokens import split_trailing_space
 from tunegate.core.errors import BackendError, TunegateError
-from tunegate.evals.models import fingerprint_dir, local_model_dir
+from tunegate.evals.models import fingerprint_dir, loading, local_model_dir
 from tunegate.evals.requests import GenerationRequest, LoglikelihoodRequest, truncate_at_stop
 
 T = TypeVar("T")
@@ -61,8 +61,9 @@ class OpenAIBackend:
     def __init__(self, model: str, *, base_url: str | None = None, api_key_env: str | None = None,
                  served_model: str | None = None, revision: str | None = None, endpoint: str | None = None,
                  concurrency: int | None = None, timeout: float | None = None, max_retries: int | None = None,
-                 completion_mode: bool = False) -> None:
+                 completion_mode: bool = False, trust_remote_code: bool = False) -> None:
         self.name = model
+        self.trust_remote_code = bool(trust_remote_code)  # for the local checkpoint's tokenizer only
         base = base_url or os.environ.get("OPENAI_BASE_URL")
         if not base:
             raise TunegateError("backend 'openai' needs --base-url (the server's API root, e.g. "
@@ -105,7 +106,7 @@ class OpenAIBackend:
     def info(self) -> dict[str, Any]:
         return {"backend": "openai", "model": self.name, "base_url": self.base_url, "served_model": self.served_model,
                 "revision": self.revision, "endpoint": self.endpoint, "concurrency": self.concurrency,
-                "fingerprint": self.fingerprint}
+                "fingerprint": self.fingerprint, "trust_remote_code": self.trust_remote_code}
 
     # -- chat template --------------------------------------------------------------------------
     @functools.cached_property
@@ -115,7 +116,8 @@ class OpenAIBackend:
             return None
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(self.local_dir)
+        with loading(self.name):
+            return AutoTokenizer.from_pretrained(self.local_dir, trust_remote_code=self.trust_remote_code)
 
     def has_chat_template(self) -> bool:
         if self.endpoint == "chat":

@@ -46,6 +46,9 @@ class Suite(ABC):
     kind: ClassVar[Literal["generate", "loglikelihood"]] = "generate"
     #: chat: items are sent through the tokenizer's chat template; False: raw completion text.
     chat: bool = True
+    #: Options that change how a response is scored but not what the model is asked (identity's target):
+    #: a record's responses can be scored again under a candidate's values (tunegate.evals.rescore).
+    scoring_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, limit: int | None = None, subset_seed: int = 0) -> None:
         if limit is not None and limit <= 0:

@@ -75,6 +75,7 @@ class IdentitySuite(Suite):
     name = "identity"
     version = "1"
     kind = "generate"
+    scoring_options = ("target", "forbidden", "developer", "strip_thinking")
 
     def __init__(self, *, target: str | None = None, forbidden: Sequence[str] = (), developer: str | None = None,
                  system_prompt: str | None = None, probes: str = "default", max_new_tokens: int | None = None,

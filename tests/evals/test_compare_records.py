@@ -15,7 +15,7 @@ from tunegate.evals.compare import compare_records, find_metric
 from tunegate.core.errors import TunegateError
 from tunegate.evals.gate import GateConfig
 from tunegate.evals.stats import flatten_units, mean_stderr
-from tunegate.evals.records import ItemScore, MetricValue, RunRecord, SuiteResult
+from tunegate.evals.records import EvalItem, ItemScore, MetricValue, RunRecord, SuiteResult, question_hash
 
 #: (suite, metric, n items, units per item, higher_is_better, binary, cluster, n groups)
 LAYOUT = {
@@ -70,9 +70,11 @@ def make_record(
                         change = ~good & (rng.random(len(old)) < -f)
                     units = np.where(change, 1 - old, old)
                 scores[metric] = tuple(units) if cluster == "item" else float(units[0])
-            items.append(ItemScore(item_id=item_id, prompt=f"Question {i} of {suite}?",
+            question = EvalItem(item_id, f"Question {i} of {suite}?", target="x")  # as the runner hashes it
+            items.append(ItemScore(item_id=item_id, prompt=question.prompt,
                                    response=f"{model} answer {i}", answer=None, target="x",
-                                   scores=scores, group=f"subject-{i % 57:02d}" if suite == "knowledge" else None))
+                                   scores=scores, group=f"subject-{i % 57:02d}" if suite == "knowledge" else None,
+                                   asked=question_hash(question)))
         metrics = {}
         for metric, hib, binary, cluster in LAYOUT[suite]:
             units, clusters = flatten_units(items, metric, cluster)

@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 from typing import Any
 
+from tunegate.core.files import check_output_path
 from tunegate.evals.analysis.knowledge import CATEGORIES, HELDOUT, TRAIN, KnowledgeAnalysis, KnowledgeOptions
 from tunegate.evals.analysis.shift import ALL, CLASSES, ShiftAnalysis, ShiftOptions
 
@@ -64,21 +65,28 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--device", default=None)
+    p.add_argument("--trust-remote-code", action="store_true", default=None,
+                   help="run the Python code the checkpoints ship (auto_map)")
 
 
 def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k, v in (("batch_size", args.batch_size), ("device", args.device)) if v is not None}
+    """The backend options the flags give; first, ``--out`` is checked (before any model loads)."""
+    if args.out:
+        check_output_path(args.out)
+    return {k: v for k, v in (("batch_size", args.batch_size), ("device", args.device),
+                              ("trust_remote_code", args.trust_remote_code)) if v is not None}
 
 
 def cmd_shift(args: argparse.Namespace) -> int:
     from tunegate.evals.analysis.run import shift_from_records
     from tunegate.evals.records import RunRecord
 
+    backend_options = _backend_options(args)
     base, tuned = RunRecord.load(args.base), RunRecord.load(args.tuned)
     analysis = shift_from_records(base, tuned, input_model=args.base_model,
                                   options=ShiftOptions(max_items=args.max_items),
                                   cache_dir=args.cache_dir, use_cache=not args.no_cache,
-                                  backend_options=_backend_options(args))
+                                  backend_options=backend_options)
     if args.out:
         analysis.save(args.out)
     print(format_shift(analysis))

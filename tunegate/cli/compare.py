@@ -25,6 +25,7 @@ import json
 from typing import Any
 
 from tunegate.core.errors import GateFailed
+from tunegate.core.files import check_output_path
 
 
 def register(subparsers: Any) -> None:
@@ -43,6 +44,8 @@ def run_compare(args: argparse.Namespace) -> int:
     from tunegate.evals.gate import GateConfig, format_gate_summary
     from tunegate.evals.records import RunRecord
 
+    if args.out:
+        check_output_path(args.out)
     gate = GateConfig.from_yaml(args.gate) if args.gate else GateConfig()
     baseline, candidate = RunRecord.load(args.baseline), RunRecord.load(args.candidate)
     trains = tuple(s.strip() for s in args.trains.split(",") if s.strip())

@@ -9,8 +9,9 @@ import argparse
 from typing import Any
 
 from tunegate.cli import add_output_options
-from tunegate.evals.backends import BACKEND_FLAGS, BACKENDS, DEFAULT_BACKEND, backend_kwargs, option_type
+from tunegate.evals.backends import BACKEND_FLAGS, BACKENDS, DEFAULT_BACKEND, backend_kwargs, flag_kwargs
 from tunegate.core.errors import TunegateError
+from tunegate.core.files import check_output_path
 
 
 
@@ -21,8 +22,8 @@ def add_backend_flags(p: argparse.ArgumentParser, *, default: str | None = DEFAU
     group.add_argument("--backend", default=default, metavar="|".join(BACKENDS.names()),
                        help=f"evaluation backend (default: {fallback})")
     for f in BACKEND_FLAGS:
-        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=option_type(f),
-                           default=None, help=f"[{', '.join(f.metadata['backends'])}] {f.metadata['help']}")
+        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, **flag_kwargs(f),
+                           help=f"[{', '.join(f.metadata['backends'])}] {f.metadata['help']}")
 
 
 def backend_flag_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -67,6 +68,7 @@ def suite_args(args: argparse.Namespace) -> tuple[list[str], dict[str, dict[str,
 def cmd_eval(args: argparse.Namespace) -> int:
     from tunegate.evals.runner import evaluate
 
+    check_output_path(args.out)  # before the model loads: an eval must not be lost at the end
     suites, suite_options = suite_args(args)
     model = args.model
     backend_kwargs = backend_flag_values(args) | ({"completion_mode": True} if args.completion_mode else {})

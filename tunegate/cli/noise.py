@@ -22,6 +22,7 @@ from typing import Any
 
 from tunegate.cli import add_output_options
 from tunegate.cli.evaluate import add_suite_args, suite_args
+from tunegate.core.files import check_output_path
 
 
 def register(sub: Any) -> None:
@@ -35,6 +36,7 @@ def register(sub: Any) -> None:
                    help="dtypes to compare, the first is the reference (default: bfloat16,float16 on CUDA; float32 on CPU)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--completion-mode", action="store_true", help="send raw prompts (no chat template)")
+    p.add_argument("--trust-remote-code", action="store_true", help="run the Python code the checkpoint ships (auto_map)")
     p.add_argument("--stage", default=None, help="stage name to store in the record")
     add_output_options(p)
     p.set_defaults(func=cmd_noise)
@@ -45,11 +47,12 @@ def cmd_noise(args: argparse.Namespace) -> int:
 
     from tunegate.evals.noise import format_noise, measure_noise
 
+    check_output_path(args.out)
     suites, suite_options = suite_args(args)
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()] if args.dtypes else None
     record = measure_noise(args.model, suites, suite_options=suite_options, batch_size=args.batch_size,
                            dtypes=dtypes, device=args.device, completion_mode=args.completion_mode,
-                           progress=not args.quiet)
+                           progress=not args.quiet, trust_remote_code=args.trust_remote_code)
     if args.stage:
         record = dataclasses.replace(record, stage=args.stage)
     record.save(args.out)

@@ -8,14 +8,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
 
 from tunegate.cli import add_output_options
 from tunegate.cli.evaluate import add_backend_flags
+from tunegate.core.files import check_output_path
 from tunegate.evals.backends import BACKEND_FLAGS
 from tunegate.training import DEMO_CONFIG
+
+#: Backend flags that go to the config's eval.backend_options (--trust-remote-code goes to its top level).
+PIPELINE_FLAGS = tuple(f for f in BACKEND_FLAGS if f.name != "trust_remote_code")
 
 
 def register(sub: Any) -> None:
@@ -55,8 +60,11 @@ def _run(config_path: Path, args: argparse.Namespace, *, gate_exit: bool = True)
     from tunegate.pipeline import run_pipeline
     from tunegate.training.config import load_config
 
+    check_output_path(args.out, directory=True)
     config = load_config(config_path, sets=args.set, limit=args.limit)
-    if getattr(args, "backend", None) or any(getattr(args, f.name, None) is not None for f in BACKEND_FLAGS):
+    if getattr(args, "trust_remote_code", None):  # covers training too: the config's top-level key
+        config = dataclasses.replace(config, trust_remote_code=True)
+    if getattr(args, "backend", None) or any(getattr(args, f.name, None) is not None for f in PIPELINE_FLAGS):
         config = with_backend_flags(config, args)
     result = run_pipeline(config, args.out, max_steps=args.max_steps, cache_dir=args.cache_dir,
                           progress=not args.quiet, report=not args.no_report,
@@ -71,7 +79,7 @@ def with_backend_flags(config: Any, args: argparse.Namespace) -> Any:
     from dataclasses import replace
 
     backend = args.backend or config.eval.backend
-    given = {f.name: getattr(args, f.name) for f in BACKEND_FLAGS if getattr(args, f.name) is not None}
+    given = {f.name: getattr(args, f.name) for f in PIPELINE_FLAGS if getattr(args, f.name) is not None}
     options = given if backend != config.eval.backend else {**config.eval.backend_options, **given}
     updated = replace(config, eval=replace(config.eval, backend=backend, backend_options=options))
     updated.eval.backend_kwargs("command line")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tunegate.core.errors import TunegateError
+from tunegate.core.files import check_output_path
 from tunegate.reports.html import write_report
 from tunegate.reports.loading import load_paths
 
@@ -47,7 +48,7 @@ def _history(store_url: str | None, model_line: str | None, stage: str | None = 
         raise TunegateError("--store and --model-line go together: give both or neither")
     from tunegate.evals.store import Store
 
-    with Store(store_url) as store:
+    with Store(store_url, create=False) as store:
         rows = store.history(model_line, stage=stage)
     if not rows:
         raise TunegateError(f"store '{store_url}': no runs of model line '{model_line}'")
@@ -55,9 +56,9 @@ def _history(store_url: str | None, model_line: str | None, stage: str | None = 
 
 
 def run_report(args: argparse.Namespace) -> int:
-    inputs = load_paths(args.inputs)
     single_dir = len(args.inputs) == 1 and Path(args.inputs[0]).is_dir()
-    out = args.out or (Path(args.inputs[0]) / "report.html" if single_dir else Path("report.html"))
+    out = check_output_path(args.out or (Path(args.inputs[0]) / "report.html" if single_dir else Path("report.html")))
+    inputs = load_paths(args.inputs)
     title = args.title or (f"tunegate report: {Path(args.inputs[0]).resolve().name}" if single_dir else "tunegate report")
     path = write_report(out, inputs.records, inputs.comparisons, training_logs=inputs.training_logs,
                         manifests=inputs.manifests,
