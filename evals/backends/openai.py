@@ -15,7 +15,9 @@ MMLU-style suite stop with one line naming the missing capability. One exchange,
 
 Requests run ``concurrency`` at a time; 429, 5xx, timeouts and dropped connections are retried with
 exponential backoff (``Retry-After`` honoured); an unreachable server is one line naming the endpoint,
-and what finished before a failure is handed to the runner's cache (``BackendError.partial``). The API
+and what finished before a failure is handed to the runner's cache (``BackendError.partial``). An answer
+without text (``content: null``, no ``message``) is an error for its request, never an empty response
+that the cache would keep; OpenAI's content-parts lists are joined when they are all text. The API
 key comes from an environment variable (``--api-key-env``), never from an argument or the record.
 """
 
@@ -144,8 +146,7 @@ class OpenAIBackend:
         chat = bool(request.messages) and self.endpoint == "chat" and not self.completion_mode
         path, body = generation_body(request, self.served_model, chat)
         choice = first_choice(self._post(path, body), self.base_url + path)
-        text = (choice.get("message") or {}).get("content") if chat else choice.get("text")
-        return truncate_at_stop(text or "", request.stop)
+        return truncate_at_stop(answer_text(choice, self.base_url + path, chat, request), request.stop)
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
         """Sum of the continuation tokens' log-probabilities, from ``/completions`` with ``echo`` + ``logprobs``."""
@@ -258,6 +259,33 @@ def first_choice(answer: Mapping[str, Any], url: str) -> Mapping[str, Any]:
     if not choices or not isinstance(choices[0], Mapping):
         raise TunegateError(f"{url}: answer without choices ({json.dumps(answer)[:160]})")
     return choices[0]
+
+
+def answer_text(choice: Mapping[str, Any], url: str, chat: bool, request: GenerationRequest) -> str:
+    """The text of a served answer: ``message.content`` (chat) or ``text``; a content-parts list is joined when
+    every part is text. An answer without text is an error for its request, never an empty response: the
+    runner caches only answers, so a rerun asks again::
+
+        answer_text({"message": {"content": [{"type": "text", "text": "7"}, {"type": "text", "text": "2"}]}},
+                    url, True, request)                                     # -> "72"
+        answer_text({"message": {"content": None}}, url, True, request)     # TunegateError: ... without text
+    """
+    asked = (request.messages[-1].get("content") if request.messages else request.prompt) or ""
+    about = f" (the request asking {asked[:60]!r})"
+    message = choice.get("message") if chat else choice
+    if not isinstance(message, Mapping):
+        raise TunegateError(f"{url}: answer without a message ({json.dumps(choice)[:160]}){about}")
+    content = message.get("content") if chat else message.get("text")
+    if isinstance(content, list):
+        kinds = [part.get("type") if isinstance(part, Mapping) else type(part).__name__ for part in content]
+        if any(kind != "text" or not isinstance(part.get("text"), str) for kind, part in zip(kinds, content)):
+            raise TunegateError(f"{url}: answer content has parts of type {kinds}; tunegate scores text answers "
+                                f"only{about}")
+        return "".join(part["text"] for part in content)
+    if not isinstance(content, str):
+        field = "message.content" if chat else "text"
+        raise TunegateError(f"{url}: answer without text ({field} is {json.dumps(content)}){about}")
+    return content
 
 
 def missing_logprobs(url: str) -> str:
