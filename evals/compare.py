@@ -40,7 +40,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from tunegate.core.errors import TunegateError
-from tunegate.evals.gate import GateConfig, Measured, decide
+from tunegate.evals.gate import GateConfig, Measured, decide, missing_suite
 from tunegate.evals.rescore import retarget
 from tunegate.evals.stats import paired_compare
 from tunegate.evals.records import (Comparison, ItemFlip, ItemScore, MetricComparison, NoiseFloor, RunRecord,
@@ -68,7 +68,9 @@ def compare_records(
     baseline, rescored = retarget(baseline, candidate)
     warnings = rescored + comparability_warnings(baseline, candidate)
     suites = _common_suites(baseline, candidate, warnings)
-    gate.rules_for([f"{s}.{m}" for s in suites for m in candidate.suites[s].metrics])  # bad gate: error first
+    missing = [s for s in baseline.suites if s not in candidate.suites]  # no evidence: the gate says what it means
+    gate.rules_for([f"{s}.{m}" for s in suites for m in candidate.suites[s].metrics]
+                   + [f"{s}.{m}" for s in missing for m in baseline.suites[s].metrics])  # bad gate: error first
     for t in trains:
         if t not in suites:
             warnings.append(f"trained suite '{t}' is not in the compared records")
@@ -89,7 +91,9 @@ def compare_records(
             measured.append(Measured(suite, name, res, spec.higher_is_better, n_items))
             flips.extend(item_flips(suite, name, pairs, spec.higher_is_better, spec.binary))
 
-    metrics, family = decide(measured, gate, trains, noise.floors() if noise else None)
+    metrics, family = decide(measured, gate.only(suites), trains, noise.floors() if noise else None)
+    for s in missing:
+        metrics += missing_suite(s, baseline.suites[s].metrics.values(), gate, trains)
     return Comparison(
         baseline_model=baseline.model, baseline_fingerprint=baseline.fingerprint,
         candidate_model=candidate.model, candidate_fingerprint=candidate.fingerprint,
@@ -119,9 +123,6 @@ def _common_suites(baseline: RunRecord, candidate: RunRecord, warnings: list[str
     if missing:
         raise TunegateError(f"suite(s) {missing} of the candidate are missing from the baseline "
                             f"(baseline has {sorted(baseline.suites)})")
-    for s in baseline.suites:
-        if s not in candidate.suites:
-            warnings.append(f"suite '{s}' is in the baseline only; not compared")
     for s in candidate.suites:
         bv, cv = baseline.suites[s].version, candidate.suites[s].version
         if bv != cv:

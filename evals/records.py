@@ -372,7 +372,7 @@ def item_units(value: ScoreValue) -> Sequence[float]:
     return value if isinstance(value, tuple) else (value,)
 
 
-VERDICTS = ("improved", "regressed", "non-inferior", "underpowered", "inconclusive")
+VERDICTS = ("improved", "regressed", "non-inferior", "underpowered", "inconclusive", "missing")
 GATE_STATES = ("pass", "fail", "warn", "info")
 
 

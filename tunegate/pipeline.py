@@ -12,6 +12,10 @@ mid-pipeline keeps every record already written::
     DIR/summary.json                                headline metrics per stage, verdicts per comparison
     DIR/report.html
 
+A run directory holds one run: a reused ``--out`` first loses what an earlier run wrote there
+(its records, baselines, comparisons, plans, analyses, summary, report, and the directories of stages
+this config does not have), so the report never mixes two runs.
+
 A config with ``model_line`` also stores every stage's record (its stage recorded) and each
 comparison in the results store (``store=``, the CLI's ``--store``, default ``runs/tunegate.sqlite``),
 in one transaction once all stages have run.
@@ -129,6 +133,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int 
         raise TunegateError(f"--num-processes must be at least 1, got {num_processes}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    clear_previous_run(out, [stage.name for stage in config.stages])
     result = PipelineResult(out_dir=out)
     phases = PhaseTimer(result)
     quiet_training_logs()
@@ -197,6 +202,28 @@ def run_pipeline(config: PipelineConfig, out_dir: str | Path, *, max_steps: int 
         result.report = phases.run("report", lambda: _render(out))
         write_summary(result, config, time.perf_counter() - started)
     return result
+
+
+#: What a run writes directly under its directory (``stages/`` is handled per stage).
+RUN_OUTPUTS = ("records", "baselines", "comparisons", "plans", "analysis")
+
+
+def clear_previous_run(out: Path, stages: list[str]) -> None:
+    """Remove what an earlier run wrote in ``out``: its JSON outputs, summary and report, and the
+    directories of stages not in ``stages`` (a stage of this run is overwritten when it trains)."""
+    import shutil
+
+    old = [p for folder in RUN_OUTPUTS for p in (out / folder).glob("*.json")]
+    old += [p for p in (out / "summary.json", out / "report.html") if p.is_file()]
+    gone = [p for p in (out / "stages").glob("*") if p.is_dir() and p.name not in stages]
+    if not old and not gone:
+        return
+    for path in old:
+        path.unlink()
+    for path in gone:
+        shutil.rmtree(path)
+    what = f"; stage(s) {', '.join(p.name for p in gone)} removed" if gone else ""
+    log(f"{out}: held an earlier run; its records, comparisons and report are replaced by this run's{what}")
 
 
 def measure_base_noise(config: PipelineConfig, base: str) -> NoiseFloor | None:

@@ -147,11 +147,12 @@ class GateSession:
         gate = GateConfig.from_yaml(o.config) if o.config else GateConfig()
         self.baseline = self._baseline_record()
         suites = o.suites or (tuple(self.baseline.suites) if self.baseline else ())
-        self.candidate = self._only(self._run(o.checkpoint, suites, "candidate"), suites)
+        # the candidate's gated suites; one it lacks is the gate's to judge (missing_suite: fail by default)
+        self.candidate = self._only(self._run(o.checkpoint, suites, "candidate"), suites, strict=False)
         if self.baseline is None:
             self.skip_reason = f"no baseline for model line '{o.model_line}' yet; this run will be blessed"
             return
-        self.baseline = self._only(self.baseline, tuple(self.candidate.suites))
+        self.baseline = self._only(self.baseline, suites)
         self.comparison = compare_records(self.baseline, self.candidate, gate, trains=o.trains)
 
     def _baseline_record(self) -> RunRecord | None:
@@ -193,13 +194,14 @@ class GateSession:
             yield True
 
     @staticmethod
-    def _only(record: RunRecord, suites: tuple[str, ...]) -> RunRecord:
+    def _only(record: RunRecord, suites: tuple[str, ...], strict: bool = True) -> RunRecord:
+        """``record`` with only ``suites``; one it lacks is an error when ``strict``, else left out."""
         if not suites:
             return record
         missing = [s for s in suites if s not in record.suites]
-        if missing:
+        if missing and strict:
             raise TunegateError(f"record of '{record.model}' has no suite(s) {missing} (it has {sorted(record.suites)})")
-        return replace(record, suites={s: record.suites[s] for s in suites})
+        return replace(record, suites={s: record.suites[s] for s in suites if s in record.suites})
 
     def store(self, create: bool = False) -> Any:
         """The results store; only storing a run creates one (reading a missing store is an error)."""

@@ -38,8 +38,8 @@ DEFAULT_BACKEND = "hf"
 BUILTIN = ("hf", "vllm", "openai")
 
 
-def _opt(default: Any, backends: tuple[str, ...], help: str, flag: bool = True) -> Any:
-    return field(default=default, metadata={"help": help, "backends": backends, "flag": flag})
+def _opt(default: Any, backends: tuple[str, ...], help: str, flag: bool = True, minimum: float | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "backends": backends, "flag": flag, "minimum": minimum})
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,12 @@ class BackendOptions:
     device: str | None = _opt(None, ("hf",), "cpu, cuda, cuda:1 (default: cuda when available)")
     dtype: str | None = _opt(None, ("hf", "vllm"), "bfloat16, float16 or float32 (default: bf16 on CUDA, fp32 on CPU; "
                                                     "vllm: the checkpoint's)")
-    batch_size: int | None = _opt(None, ("hf",), "generation batch size (default: from free GPU memory, 32 on CPU)")
-    tensor_parallel_size: int | None = _opt(None, ("vllm",), "GPUs each vLLM replica's weights are split across")
+    batch_size: int | None = _opt(None, ("hf",), "generation batch size (default: from free GPU memory, 32 on CPU)",
+                                  minimum=1)
+    tensor_parallel_size: int | None = _opt(None, ("vllm",), "GPUs each vLLM replica's weights are split across",
+                                            minimum=1)
     data_parallel_size: int | None = _opt(None, ("vllm",), "vLLM replicas, each on its own tensor_parallel_size GPUs; "
-                                                           "the requests are split across them")
+                                                           "the requests are split across them", minimum=1)
     gpu_memory_utilization: float | None = _opt(None, ("vllm",), "share of each GPU's memory vLLM may take (default 0.9)")
     base_url: str | None = _opt(None, ("openai",), "the server's OpenAI API root, e.g. http://127.0.0.1:8000/v1 "
                                                    "(default: $OPENAI_BASE_URL)")
@@ -64,15 +66,15 @@ class BackendOptions:
                                                    "fingerprint and the cache key of a model served by name")
     endpoint: str | None = _opt(None, ("openai",), "chat (the server applies its chat template; default) or "
                                                    "completions (the chat template is applied here)")
-    concurrency: int | None = _opt(None, ("openai",), "requests in flight at once (default 8)")
+    concurrency: int | None = _opt(None, ("openai",), "requests in flight at once (default 8)", minimum=1)
     timeout: float | None = _opt(None, ("openai",), "seconds one request may take before it is retried (default 120)")
     max_retries: int | None = _opt(None, ("openai",), "retries of a request on 429, 5xx, a timeout or a dropped "
-                                                      "connection, with exponential backoff (default 4)")
+                                                      "connection, with exponential backoff (default 4)", minimum=0)
     completion_mode: bool | None = _opt(None, BUILTIN, "send raw prompts (no chat template)", flag=False)
     chat_template_kwargs: dict | None = _opt(None, ("hf", "vllm"), "extra variables of the chat template, e.g. "
                                              "{enable_thinking: false} for Qwen3 (kept in the record)", flag=False)
     threads: int | None = _opt(None, ("hf",), "torch intra-op threads (default: torch's, or 1 for a small "
-                                              "model on busy CPU cores)", flag=False)
+                                              "model on busy CPU cores)", flag=False, minimum=1)
     trust_remote_code: bool | None = _opt(None, BUILTIN, "run the Python code a checkpoint ships (config.json "
                                           "auto_map); off unless given, and kept in the record")
 
@@ -115,10 +117,14 @@ def backend_kwargs(backend: str, options: Mapping[str, Any], where: str = "") ->
             raise TunegateError(f"{where or 'backend options'}: unknown option '{name}' "
                                 f"(known: {', '.join(sorted(known))})")
         takes = f.metadata["backends"]
+        flag = f"--{name.replace('_', '-')}"
         if backend in BUILTIN and backend not in takes:
-            flag = f"--{name.replace('_', '-')}"
             raise TunegateError(f"{where + ': ' if where else ''}option '{name}' ({flag}) is for backend "
                                 f"{' or '.join(takes)}, not '{backend}'")
+        low = f.metadata["minimum"]
+        if low is not None and isinstance(value, (int, float)) and not isinstance(value, bool) and value < low:
+            raise TunegateError(f"{where + ': ' if where else ''}option '{name}' ({flag}) must be at least {low}, "
+                                f"got {value}")
         out[name] = value
     return out
 

@@ -153,8 +153,12 @@ class IFEvalSuite(Suite):
         """The raw rows in Google's input format, validated."""
         options = {"seed": self.seed} if self.variant == "organism" else None
         rows = suite_rows(self.name, self.source, split=self.split, required=REQUIRED, options=options)
-        for row in rows:
+        first: dict[Any, int] = {}
+        for number, row in enumerate(rows, start=1):
             check_ids(row["key"], row["instruction_id_list"], row["kwargs"], str(self.source))
+            if first.setdefault(row["key"], number) != number:  # the key names the item: ifeval-{key}
+                raise SuiteError(f"suite 'ifeval': {self.source}: key {row['key']} is given twice (rows "
+                                 f"{first[row['key']]} and {number}); every prompt needs its own key")
         return rows
 
     def load_items(self) -> list[EvalItem]:

@@ -172,3 +172,17 @@ def test_compare_scores_the_baselines_identity_against_the_candidates_target_as_
                                         trains=("identity",)), "identity.adherence")
     assert (compared.baseline, compared.candidate, compared.delta) == (piped.baseline, piped.candidate, piped.delta) \
         == (0.0, 1.0, 1.0)
+
+
+def test_a_candidate_without_a_suite_the_baseline_has_fails_unless_the_gate_says_warn(files, capsys, tmp_path):
+    data = json.loads(files["same"].read_text())
+    del data["suites"]["ifeval"]
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps(data))
+    assert main(["compare", str(files["base"]), str(partial)]) == 1
+    out = capsys.readouterr().out
+    assert ("fail: ifeval.prompt_strict: the candidate did not run suite 'ifeval' (the baseline has it): no evidence "
+            "it did not regress (missing_suite: fail)") in out and "gate: FAILED" in out
+    gate = tmp_path / "gate.yaml"
+    gate.write_text("missing_suite: warn\n")
+    assert main(["compare", str(files["base"]), str(partial), "--gate", str(gate)]) == 0

@@ -144,3 +144,16 @@ def test_pyargs_runs_only_the_gate_as_the_nightly_job_does(pytester, records):
     result = run(pytester, "--pyargs", "tunegate.gate_tests", "--gate-checkpoint", records["worse"],
                  "--gate-baseline", records["base"])
     result.assert_outcomes(passed=2, failed=1)
+
+
+def test_a_candidate_record_without_a_suite_the_baseline_has_fails_its_gate_tests(pytester, records, tmp_path):
+    import json
+
+    data = json.loads(records["same"].read_text())
+    del data["suites"]["ifeval"]
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps(data))
+    result = run(pytester, "--gate-checkpoint", partial, "--gate-baseline", records["base"])
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(["*ifeval.prompt_strict: fail (the candidate did not run suite 'ifeval'*", "gate: FAILED"])
+    assert result.ret == 1
