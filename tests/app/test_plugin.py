@@ -157,3 +157,30 @@ def test_a_candidate_record_without_a_suite_the_baseline_has_fails_its_gate_test
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(["*ifeval.prompt_strict: fail (the candidate did not run suite 'ifeval'*", "gate: FAILED"])
     assert result.ret == 1
+
+
+def test_an_unexpected_exception_in_tunegate_is_one_line_and_exit_3(pytester, records):
+    # a backend registered from outside tunegate whose generate has a bug (a KeyError)
+    pytester.makeconftest("""
+        from tunegate.evals.backends import BACKENDS
+
+        @BACKENDS.register("broken")
+        class Broken:
+            name, fingerprint = "broken", "0" * 16
+
+            def __init__(self, model, **options):
+                pass
+
+            def render(self, messages):
+                return messages[-1]["content"]
+
+            def generate(self, requests):
+                return {}["no such key"]
+    """)
+    result = pytester.runpytest_subprocess(*PLUGIN, "-p", "no:cacheprovider", "--gate-checkpoint", "any-model",
+                                           "--gate-baseline", records["base"], "--gate-suites", "math",
+                                           "--gate-suite-option", "math.variant=organism", "--gate-backend", "broken")
+    assert result.ret == 3
+    result.stdout.fnmatch_lines(["*tunegate: internal error: KeyError: 'no such key' (set TUNEGATE_DEBUG=1 for the "
+                                 "traceback)*"])
+    assert "Traceback" not in result.stdout.str()
