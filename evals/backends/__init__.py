@@ -74,7 +74,7 @@ class BackendOptions:
     chat_template_kwargs: dict | None = _opt(None, ("hf", "vllm"), "extra variables of the chat template, e.g. "
                                              "{enable_thinking: false} for Qwen3 (kept in the record)", flag=False)
     threads: int | None = _opt(None, ("hf",), "torch intra-op threads (default: torch's, or 1 for a small "
-                                              "model on busy CPU cores)", flag=False, minimum=1)
+                                              "model on the CPU)", flag=False, minimum=1)
     trust_remote_code: bool | None = _opt(None, BUILTIN, "run the Python code a checkpoint ships (config.json "
                                           "auto_map); off unless given, and kept in the record")
 
