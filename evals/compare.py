@@ -202,9 +202,10 @@ def same_questions(suite: str, pairs: Sequence[tuple[ItemScore, ItemScore]]) -> 
     sides = [side for side, n in unhashed.items() if n]
     if not sides:
         return None
-    return (f"suite '{suite}': the {' and the '.join(sides)} record{'s carry' if len(sides) > 1 else ' carries'} no question "
-            f"hashes (written before tunegate kept them): items were paired by id, prompt text and target only, "
-            f"their chat turns and choices unchecked; re-evaluate to check them")
+    carry = "records carry" if len(sides) > 1 else "record carries"
+    return (f"suite '{suite}': the {' and the '.join(sides)} {carry} no question hashes (written before tunegate "
+            f"kept them): items were paired by id, prompt text and target only, their chat turns and choices "
+            f"unchecked; re-evaluate to check them")
 
 
 def paired_units(

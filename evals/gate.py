@@ -137,7 +137,8 @@ class GateConfig:
     noise_floor: bool = field(default=False, metadata={
         "help": "a drop must also exceed the metric's A/A noise floor (tunegate noise) to fail the gate"})
     missing_suite: str = field(default="fail", metadata={
-        "help": "fail | warn: a suite the baseline has and the candidate did not run (fail: no evidence is not a pass)"})
+        "help": "fail | warn: a suite the baseline has and the candidate did not run "
+                "(fail: no evidence is not a pass)"})
 
     def __post_init__(self) -> None:
         for name, kinds in (("confidence", (int, float)), ("power", (int, float)), ("n_resamples", (int,)),

@@ -117,7 +117,8 @@ def _load_problem(exc: BaseException) -> str:
     if "trust_remote_code" in text:
         return REMOTE_CODE_REFUSED
     if isinstance(exc, pickle.UnpicklingError):
-        blocked = next((line.strip() for line in text.splitlines() if "GLOBAL" in line), text.splitlines()[0] if text else "")
+        lines = text.splitlines()
+        blocked = next((line.strip() for line in lines if "GLOBAL" in line), lines[0] if lines else "")
         return (f"refused its pickled weights (*.bin): they hold code, not only tensors, and torch's weights_only "
                 f"load blocked it ({blocked}); use a safetensors copy from a source you trust")
     return f"cannot load checkpoint ({(text.splitlines() or [type(exc).__name__])[0]})"

@@ -52,7 +52,8 @@ def check_device(device: str) -> str:
             raise TunegateError(f"--device {device}: CUDA is not available on this machine (torch "
                                 f"{torch.__version__}); use --device cpu")
         if kind.index is not None and kind.index >= count:
-            raise TunegateError(f"--device {device}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+            raise TunegateError(f"--device {device}: this machine has {count} CUDA device(s), "
+                                f"cuda:0 to cuda:{count - 1}")
     if kind.type == "mps" and not torch.backends.mps.is_available():
         raise TunegateError(f"--device {device}: MPS is not available on this machine; use --device cpu")
     return device
