@@ -112,7 +112,11 @@ def _error(line: str, message: str, exit_code: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except Exception as exc:  # noqa: BLE001 - a command module that cannot load: one line, exit 3 (never 1)
+        print(f"tunegate: {error_line(exc)}", file=sys.stderr)
+        return exit_code(exc)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
