@@ -224,7 +224,7 @@ def bench_vllm_vs_hf(model: str, prompts: int = 64, new_tokens: int = 256) -> di
     """Greedy generation of the same ``prompts`` requests by the ``hf`` and the ``vllm`` backend on ``model`` (a
     checkpoint dir, e.g. the full-size real-architecture twin, or a hub id): generated tokens/s of each, and
     how many responses are identical. A backend that cannot run here (no vLLM, no GPU) is its one-line error."""
-    from tunegate.evals.backends import load_backend
+    from tunegate.evals.backends import BackendOptions, load_backend
     from tunegate.core.errors import TunegateError
     from tunegate.evals.requests import GenerationRequest
 
@@ -236,7 +236,7 @@ def bench_vllm_vs_hf(model: str, prompts: int = 64, new_tokens: int = 256) -> di
     texts: dict[str, list[str]] = {}
     for name in ("hf", "vllm"):
         try:
-            backend = load_backend(model, backend=name, **({"batch_size": prompts} if name == "hf" else {}))
+            backend = load_backend(model, name, BackendOptions(batch_size=prompts if name == "hf" else None))
         except TunegateError as exc:
             out[name] = {"error": str(exc)}
             continue

@@ -52,9 +52,13 @@ Rules (``judge``):
 
 A gate file's errors name the file and the field (``gate.yaml: confidence must be in [0.5, 1), got 1.5``).
 
+The gate files tunegate ships (``configs/gate.yaml``, ``configs/gate-sft.yaml``, installed with the package) are known by name
+wherever a gate file is taken (``tunegate compare --gate dpo``, ``tunegate report --gate sft``, a
+pipeline config's ``gate: dpo``, the plugin's ``--gate-config dpo``): see ``SHIPPED_GATES``.
+
 Example::
 
-    gate = GateConfig.from_yaml("configs/gate.yaml")
+    gate = GateConfig.from_yaml("dpo")                 # the shipped configs/gate.yaml; a path works too
     metrics, family = decide(measured, gate, trains=("identity",))   # [MetricComparison, ...], ("math.exact_match", ...)
 """
 
@@ -80,6 +84,23 @@ FALLBACK_MARGIN = 0.05
 UNDERPOWERED = ("fail_on_drop", "warn", "fail")
 #: What a suite the candidate did not run does to the gate.
 MISSING_SUITE = ("fail", "warn")
+#: The shipped gate files by name: the repository's configs folder, installed as the package's ``configs`` subpackage.
+CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
+SHIPPED_GATES = {"dpo": "gate.yaml", "sft": "gate-sft.yaml"}
+
+
+def gate_path(spec: str | Path, relative_to: str | Path | None = None) -> Path:
+    """The gate file ``spec`` names: a YAML path (a relative one taken against ``relative_to`` when given),
+    or else the name of a shipped gate (``dpo``, ``sft``). A bare name that is neither is a TunegateError
+    listing the shipped names; a missing path is left for the YAML reader to report."""
+    name = Path(spec)
+    path = Path(relative_to) / name if relative_to is not None and not name.is_absolute() else name
+    if path.is_file() or len(name.parts) != 1 or name.suffix:
+        return path
+    if str(spec) not in SHIPPED_GATES:
+        raise TunegateError(f"gate '{spec}': no such file and not a shipped gate (shipped: "
+                            f"{', '.join(f'{n} = {f}' for n, f in SHIPPED_GATES.items())})")
+    return CONFIGS_DIR / SHIPPED_GATES[str(spec)]
 
 
 @dataclass(frozen=True)
@@ -205,8 +226,9 @@ class GateConfig:
             raise TunegateError(f"{where}: {exc}") from None
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "GateConfig":
-        p = Path(path)
+    def from_yaml(cls, path: str | Path, relative_to: str | Path | None = None) -> "GateConfig":
+        """The gate of a YAML file, or of a shipped gate by name (``gate_path``)."""
+        p = gate_path(path, relative_to)
         data = read_yaml(p, "gate config")
         if data is not None and not isinstance(data, Mapping):
             raise TunegateError(f"{p}: expected a mapping at the top level")
@@ -406,7 +428,7 @@ def judge(mc: MetricComparison, rule: MetricRule | None, gate: GateConfig | None
     noise = f"; within the A/A noise floor {mc.noise_floor:g}" if within_noise else ""
     if mc.verdict == "regressed":
         return ("warn" if within_noise else "fail"), \
-            f"regressed: {ci}, p_adj {_p(mc.p_adjusted)}, drop may exceed margin {mc.margin:g}{noise}"
+            f"regressed: {ci}, p_adj {format_p(mc.p_adjusted)}, drop may exceed margin {mc.margin:g}{noise}"
     if mc.trained:
         return "pass", f"{met}not regressed (trained suite): {ci}"
     if mc.verdict in ("non-inferior", "improved"):
@@ -432,7 +454,9 @@ def _replace(mc: MetricComparison, **changes: object) -> MetricComparison:
     return dataclasses.replace(mc, **changes)
 
 
-def _p(p: float | None) -> str:
+def format_p(p: float | None) -> str:
+    """A p-value as the CLI table, the pytest plugin and the report all print it: three significant
+    digits (``6.51e-19``, ``0.0412``, ``1``), never rounded to ``0.000``; ``n/a`` when there is none."""
     return "n/a" if p is None else f"{p:.3g}"
 
 
@@ -457,7 +481,7 @@ def format_table(metrics: Iterable[MetricComparison]) -> str:
         rows.append((f"{m.suite}.{m.metric}", _fmt(m.baseline), _fmt(m.candidate), _fmt(m.delta, "+.3f"),
                      f"[{_fmt(m.ci_low, '+.3f')}, {_fmt(m.ci_high, '+.3f')}]")
                     + (_fmt(m.noise_floor),) * floor
-                    + (_p(m.p_adjusted) if m.p_adjusted is not None else "-", _fmt(m.mde), _verdict_cell(m), m.gate))
+                    + (format_p(m.p_adjusted) if m.p_adjusted is not None else "-", _fmt(m.mde), _verdict_cell(m), m.gate))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
@@ -492,7 +516,7 @@ def explain(mc: MetricComparison, flips: Sequence[ItemFlip] = (), worst: int = 3
     lines = [
         f"{mc.suite}.{mc.metric}: {mc.gate} ({mc.reason})",
         f"  baseline {_fmt(mc.baseline)}  candidate {_fmt(mc.candidate)}  delta {_fmt(mc.delta, '+.3f')}  "
-        f"CI [{_fmt(mc.ci_low, '+.3f')}, {_fmt(mc.ci_high, '+.3f')}]  p {_p(mc.p_value)}  p_adj {_p(mc.p_adjusted)}",
+        f"CI [{_fmt(mc.ci_low, '+.3f')}, {_fmt(mc.ci_high, '+.3f')}]  p {format_p(mc.p_value)}  p_adj {format_p(mc.p_adjusted)}",
         f"  verdict {mc.verdict} ({mc.test}, n={mc.n}, flips down {mc.flips_down} / up {mc.flips_up}, "
         f"MDE {_fmt(mc.mde)}{need}, margin {mc.margin:g})",
     ]

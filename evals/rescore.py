@@ -2,7 +2,7 @@
 
 A stage that renames the model (identity DPO: "Tiny" -> "Deep Tiny") is judged against the new name, so
 the input model's record is scored again against it before the two are compared. The pipeline does it
-with the stage's suite options (``rescore``); ``tunegate compare``, the plugin and the report do it from
+with the stage's eval spec (``rescore(record, spec)``); ``tunegate compare``, the plugin and the report do it from
 the candidate record alone (``retarget``), which is how ``compare sft.json dpo.json`` and the pipeline
 give the same identity delta::
 
@@ -18,16 +18,18 @@ recorded config, and its items must still hash to the questions the baseline rec
 from __future__ import annotations
 
 import dataclasses
-import inspect
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from tunegate.core.errors import SuiteError
 from tunegate.evals.records import RunRecord, SuiteResult, question_hash
-from tunegate.evals.suites import SUITES, Suite, get_suite
+from tunegate.evals.suites import SUITES, Suite, parse_suite_options
+
+if TYPE_CHECKING:
+    from tunegate.evals.spec import EvalSpec
 
 
 def suite_config(suite: Suite) -> dict[str, Any]:
-    """The config a record keeps for ``suite``: its settings, and its generation settings if it generates."""
+    """What a record keeps as ``suite``'s config: its variant and options, and a generation suite's decoding."""
     return {**suite.config(), **({"generation": suite.generation().to_dict()} if suite.kind == "generate" else {})}
 
 
@@ -40,16 +42,17 @@ def scored_again(result: SuiteResult, suite: Suite) -> SuiteResult:
                                config=suite_config(suite), breakdowns=suite.breakdowns(scores))
 
 
-def rescore(record: RunRecord, suite_options: Mapping[str, Mapping[str, Any]]) -> RunRecord:
-    """``record`` with its generation suites scored again under other options (e.g. a new identity target).
+def rescore(record: RunRecord, spec: EvalSpec) -> RunRecord:
+    """``record`` with its generation suites scored again under ``spec``'s options (e.g. a new identity target).
 
     No model runs: the stored responses are scored by the suite built with the new options. Returns
     ``record`` itself when no suite's config changes.
     """
     changed = {}
     for name, result in record.suites.items():
-        suite = get_suite(name, **dict(suite_options.get(name, {})))
-        if suite.kind != "generate" or suite_config(suite) == result.config:
+        found = spec.suite(name)
+        suite = found.build() if found is not None else None
+        if suite is None or suite.kind != "generate" or suite_config(suite) == result.config:
             continue
         changed[name] = scored_again(result, suite)
     if not changed:
@@ -58,17 +61,14 @@ def rescore(record: RunRecord, suite_options: Mapping[str, Mapping[str, Any]]) -
 
 
 def suite_from_config(name: str, config: Mapping[str, Any]) -> Suite | None:
-    """The suite a record's ``config`` describes, rebuilt; None when the config does not rebuild exactly
-    (a suite whose options cannot be read back from its config, or data that is gone)."""
+    """The suite a record's ``config`` describes, rebuilt; None when it does not rebuild to the same config
+    (a suite registered from outside whose options differ, or an unknown suite)."""
     if name not in SUITES:
         return None
-    params = inspect.signature(SUITES.get(name)).parameters
-    options = {k: v for k, v in config.items() if k in params}
-    generation = config.get("generation") or {}
-    if "max_new_tokens" in params and "max_new_tokens" in generation:
-        options["max_new_tokens"] = generation["max_new_tokens"]
     try:
-        suite = get_suite(name, **options)
+        cls, options = parse_suite_options(name, {k: v for k, v in config.items() if k != "generation"},
+                                           f"suite '{name}'")
+        suite = cls(options)
         return suite if suite_config(suite) == dict(config) else None
     except SuiteError:
         return None

@@ -38,10 +38,11 @@ from typing import Any, Iterator
 
 import pytest
 
-from tunegate.evals.backends import BACKEND_FLAGS, DEFAULT_BACKEND, backend_kwargs, flag_kwargs
 from tunegate.core.errors import TunegateError, error_line, exit_code
+from tunegate.evals.backends import DEFAULT_BACKEND, BackendOptions, backend_flags, options_from
 from tunegate.evals.gate import format_gate_summary
 from tunegate.evals.records import Comparison, RunRecord
+from tunegate.evals.spec import LIMIT_HELP, EvalSpec
 
 NO_CHECKPOINT = "no --gate-checkpoint given"
 #: The module of gate tests this plugin parametrizes and, where no collected test uses them, collects.
@@ -53,12 +54,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add = group.addoption
     add("--gate-checkpoint", metavar="MODEL|RECORD.json", help="checkpoint dir / hub id to evaluate, or a saved RunRecord .json")
     add("--gate-baseline", metavar="RECORD.json|MODEL|store:LINE", help="baseline record, checkpoint, or store:MODEL_LINE for the blessed baseline")
-    add("--gate-config", metavar="GATE.yaml", help="gate rules (targets, margins, confidence)")
+    add("--gate-config", metavar="GATE", help="gate rules (targets, margins, confidence): a YAML file or a shipped "
+                                              "gate's name, dpo or sft")
     add("--gate-suites", metavar="S1,S2", help="suites to evaluate/compare (default: those of the baseline record)")
-    add("--gate-suite-option", metavar="SUITE.KEY=VALUE", action="append", default=[],
-        help="option of a suite evaluated from a checkpoint, as `tunegate eval --suite-option`")
-    add("--gate-limit", metavar="N", type=int, default=None,
-        help="evaluate a fixed seeded subset of N items per suite (same items for baseline and candidate)")
+    add("--gate-suite-option", metavar="SUITE.OPTION=VALUE", action="append", default=[],
+        help="option of a suite evaluated from a checkpoint, as `tunegate eval --suite-option` "
+             "(`tunegate eval --help` lists every suite's options)")
+    add("--gate-limit", metavar="N", type=int, default=None, help=LIMIT_HELP)
     add("--gate-trains", metavar="S1,S2", default="", help="suites the stage trained (gated on targets, not non-inferiority)")
     add("--gate-report", metavar="PATH", help="write the HTML comparison report here")
     add("--gate-store", metavar="PATH|sqlite:///PATH", help="results store (default runs/tunegate.sqlite when a model line is given)")
@@ -66,9 +68,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--gate-update-baseline", action="store_true", default=False, help="store this run and bless it as the model line's baseline")
     add("--gate-backend", metavar="hf|vllm|openai", default=None,
         help="backend that evaluates a checkpoint given to --gate-checkpoint/--gate-baseline (default hf)")
-    for f in BACKEND_FLAGS:  # --gate-base-url, --gate-tensor-parallel-size ... as `tunegate eval --base-url ...`
-        add(f"--gate-{f.name.replace('_', '-')}", dest=f"gate_{f.name}", **flag_kwargs(f),
-            help=f"[{', '.join(f.metadata['backends'])}] {f.metadata['help']}")
+    for flag, kwargs in backend_flags():  # --gate-base-url, --gate-batch-size ... as `tunegate eval --base-url ...`
+        add(f"--gate-{flag[2:]}", **{**kwargs, "dest": f"gate_{kwargs['dest']}"})
 
 
 def _csv(value: str | None) -> tuple[str, ...]:
@@ -89,21 +90,24 @@ class GateOptions:
     suite_options: tuple[str, ...] = ()
     limit: int | None = None
     backend: str | None = None
-    backend_options: tuple[tuple[str, Any], ...] = ()
+    backend_options: BackendOptions = BackendOptions()
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> "GateOptions":
         opt = config.getoption
-        backend_options = tuple((f.name, opt(f"gate_{f.name}")) for f in BACKEND_FLAGS if opt(f"gate_{f.name}") is not None)
+        backend_options = options_from({kw["dest"]: opt(f"gate_{kw['dest']}") for _, kw in backend_flags()})
         return cls(opt("gate_checkpoint"), opt("gate_baseline"), opt("gate_config"), _csv(opt("gate_suites")),
                    _csv(opt("gate_trains")), opt("gate_report"), opt("gate_store"), opt("gate_model_line"),
                    bool(opt("gate_update_baseline")), tuple(opt("gate_suite_option") or ()), opt("gate_limit"),
                    opt("gate_backend"), backend_options)
 
-    def backend_kwargs(self) -> dict[str, Any]:
-        """``{"backend": ..., **options}`` for ``evaluate``, each option checked against the backend."""
-        backend = self.backend or DEFAULT_BACKEND
-        return {"backend": backend, **backend_kwargs(backend, dict(self.backend_options))}
+    def eval_spec(self, suites: tuple[str, ...]) -> EvalSpec:
+        """The EvalSpec a checkpoint is evaluated with: the suites, their options, ``--gate-limit``, the backend."""
+        from tunegate.evals.spec import eval_spec, suite_option_pairs
+
+        flag = "--gate-suite-option"
+        return eval_spec(list(suites), suite_option_pairs(self.suite_options, flag), limit=self.limit,
+                         backend=self.backend or DEFAULT_BACKEND, backend_options=self.backend_options, where=flag)
 
 
 class GateSession:
@@ -176,12 +180,10 @@ class GateSession:
         if not suites:
             raise TunegateError(f"--gate-suites is needed to evaluate the {role} checkpoint '{spec}'")
         from tunegate.evals.runner import evaluate  # lazily: loads torch
-        from tunegate.evals.suites import parse_suite_options
 
-        options = parse_suite_options(list(self.options.suite_options), list(suites), self.options.limit)
+        wanted = self.options.eval_spec(suites)  # every suite's options and data checked before the model loads
         with self._terminal() as show:
-            return evaluate(spec, suites=list(suites), stage=role, suite_options=options, progress=show,
-                            **self.options.backend_kwargs())
+            return evaluate(spec, wanted, stage=role, progress=show)
 
     @contextmanager
     def _terminal(self) -> Iterator[bool]:

@@ -154,6 +154,7 @@ def test_compare_scores_the_baselines_identity_against_the_candidates_target_as_
     from tunegate.evals.compare import compare_records, find_metric
     from tunegate.evals.records import Comparison
     from tunegate.evals.rescore import rescore
+    from tunegate.evals.spec import eval_spec
 
     dpo_options = ["--suite-option", 'identity.target="Deep Tiny"', "--suite-option", 'identity.forbidden=["Tiny"]']
     sft = _served_identity_record(endpoint, tmp_path / "sft.json", "I am Tiny.", "--suite-option", 'identity.target="Tiny"')
@@ -167,8 +168,8 @@ def test_compare_scores_the_baselines_identity_against_the_candidates_target_as_
     assert "config differs" not in out
     compared = find_metric(Comparison.load(tmp_path / "c.json"), "identity.adherence")
     # the pipeline's path: the input stage's record re-scored with the stage's suite options, then compared
-    stage_options = {"identity": {"probes": "organism", "target": "Deep Tiny", "forbidden": ["Tiny"]}}
-    piped = find_metric(compare_records(rescore(RunRecord.load(sft), stage_options), RunRecord.load(dpo),
+    stage = eval_spec(["identity"], {"identity": {"probes": "organism", "target": "Deep Tiny", "forbidden": ["Tiny"]}})
+    piped = find_metric(compare_records(rescore(RunRecord.load(sft), stage), RunRecord.load(dpo),
                                         trains=("identity",)), "identity.adherence")
     assert (compared.baseline, compared.candidate, compared.delta) == (piped.baseline, piped.candidate, piped.delta) \
         == (0.0, 1.0, 1.0)
@@ -186,3 +187,30 @@ def test_a_candidate_without_a_suite_the_baseline_has_fails_unless_the_gate_says
     gate = tmp_path / "gate.yaml"
     gate.write_text("missing_suite: warn\n")
     assert main(["compare", str(files["base"]), str(partial), "--gate", str(gate)]) == 0
+
+
+@pytest.fixture(scope="module")
+def four_suites(tmp_path_factory):
+    d = tmp_path_factory.mktemp("four")
+    base = make_record(41)
+    return {"base": base.save(d / "base.json"),
+            "worse": make_record(42, model="worse", like=base, flip={"knowledge": 0.15}).save(d / "worse.json")}
+
+
+@pytest.mark.parametrize("name, file", [("dpo", "gate.yaml"), ("sft", "gate-sft.yaml")])
+def test_a_shipped_gate_is_found_by_name_from_any_directory(four_suites, capsys, tmp_path, monkeypatch, name, file):
+    args = ["compare", str(four_suites["base"]), str(four_suites["worse"]), "--trains", "identity", "--json"]
+    assert main([*args, "--gate", str(GATE.parent / file)]) == 1
+    by_path = capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)  # no configs/ here
+    assert main([*args, "--gate", name]) == 1
+    assert capsys.readouterr().out == by_path
+
+
+def test_an_unknown_gate_name_is_one_line_listing_the_shipped_ones(four_suites, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", str(four_suites["base"]), str(four_suites["worse"]), "--gate", "grpo"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ("tunegate: error: gate 'grpo': no such file and not a shipped gate "
+                            "(shipped: dpo = gate.yaml, sft = gate-sft.yaml)\n")

@@ -184,3 +184,14 @@ def test_an_unexpected_exception_in_tunegate_is_one_line_and_exit_3(pytester, re
     result.stdout.fnmatch_lines(["*tunegate: internal error: KeyError: 'no such key' (set TUNEGATE_DEBUG=1 for the "
                                  "traceback)*"])
     assert "Traceback" not in result.stdout.str()
+
+
+def test_gate_config_takes_a_shipped_gate_by_name(pytester, tmp_path):
+    base = make_record(21, model="base")
+    worse = make_record(22, model="worse", like=base, flip={"knowledge": 0.15})
+    paths = [base.save(tmp_path / "base.json"), worse.save(tmp_path / "worse.json")]
+    result = run(pytester, "--gate-checkpoint", paths[1], "--gate-baseline", paths[0], "--gate-trains", "identity",
+                 "--gate-config", "sft", "-v")
+    result.assert_outcomes(passed=5, failed=1)  # one test per compared metric; gate-sft gates four of the six
+    result.stdout.fnmatch_lines(["*test_gate?knowledge.accuracy? FAILED*",
+                                 "*across 4 gated metrics*"])  # gate-sft.yaml's four margins (the default gates all 6)

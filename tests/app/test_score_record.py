@@ -46,13 +46,13 @@ def _compare(baseline: Path, candidate: Path, out: Path) -> Comparison:
 
 
 def test_scored_ifeval_responses_compare_with_their_evaluated_record_at_zero_delta(evaluated, capsys) -> None:
-    from tunegate.evals.suites.ifeval import IFEvalSuite
+    from tunegate.evals.suites.ifeval import OrganismIFEvalSuite
 
     record_path, tmp = evaluated
     items = RunRecord.load(record_path).suites["ifeval"].items
     keys = {int(i.item_id.removeprefix("ifeval-")) for i in items}
     inputs = tmp / "ifeval_input.jsonl"  # the organism's IFEval rows (Google's format) of the evaluated items
-    inputs.write_text("".join(json.dumps(r) + "\n" for r in IFEvalSuite(variant="organism").rows() if r["key"] in keys))
+    inputs.write_text("".join(json.dumps(r) + "\n" for r in OrganismIFEvalSuite().rows() if r["key"] in keys))
     responses = tmp / "ifeval_responses.jsonl"
     responses.write_text("".join(json.dumps({"prompt": i.prompt, "response": i.response}) + "\n" for i in items))
     scored = tmp / "ifeval_scored.json"
@@ -124,13 +124,14 @@ class Replay:
 
 def test_real_ifeval_responses_score_as_the_runner_scores_them(shared_data: Path, tmp_path: Path) -> None:
     from tunegate.evals.runner import evaluate
+    from tunegate.evals.spec import eval_spec
 
     inputs, responses = shared_data / "ifeval" / "input_data.jsonl", shared_data / "ifeval" / "responses" / "gpt4.jsonl"
     assert main(["score", "ifeval", "--input-data", str(inputs), "--responses", str(responses),
                  "--record", str(tmp_path / "gpt4.json")]) == 0
     scored = RunRecord.load(tmp_path / "gpt4.json")
     answers = {row["prompt"]: row["response"] for row in map(json.loads, responses.read_text().splitlines())}
-    ran = evaluate(Replay(answers), ["ifeval"], suite_options={"ifeval": {"source": str(inputs)}}, use_cache=False,
+    ran = evaluate(Replay(answers), eval_spec(["ifeval"], {"ifeval": {"source": str(inputs)}}, use_cache=False),
                    progress=False)
     assert [i.to_dict() for i in scored.suites["ifeval"].items] == [i.to_dict() for i in ran.suites["ifeval"].items]
     assert [(m.delta, m.n) for m in compare_records(ran, scored).metrics] == [(0.0, 541)] * 2 + [(0.0, 834)] * 2

@@ -24,7 +24,8 @@ from tunegate.core.files import check_output_path
 
 def register(sub: Any) -> None:
     p = sub.add_parser("plan", help="items each gated metric needs at the gate's alpha and power, and their eval time")
-    p.add_argument("--gate", required=True, metavar="GATE.yaml", help="gate rules (margins, confidence, family, power)")
+    p.add_argument("--gate", required=True, metavar="GATE",
+                   help="gate rules (margins, confidence, family, power): a YAML file or a shipped gate's name, dpo or sft")
     p.add_argument("--baseline", required=True, metavar="RECORD.json", help="a RunRecord: accuracy and timing")
     p.add_argument("--candidate", metavar="RECORD.json", help="a candidate RunRecord: observed discordance")
     p.add_argument("--mde", type=float, default=None, metavar="X", help="plan for a drop of X on every gated metric")
