@@ -29,6 +29,7 @@ from tunegate.evals.backends.hf import auto_threads, torch_threads
 from tunegate.core.env import environment
 from tunegate.core.errors import TunegateError
 from tunegate.core.files import write_json_atomic
+from tunegate.evals.models import loading
 from tunegate.training.methods import Method, get_method
 from tunegate.training.methods.base import options_dict
 
@@ -77,10 +78,12 @@ def _lora_config(lora: Mapping[str, Any] | None) -> Any:
 def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: str | Path, name: str | None = None,
                 args: Mapping[str, Any] | None = None, lora: Mapping[str, Any] | None = None, seed: int = 0,
                 data_source: Any = None, trains: tuple[str, ...] = (), extra_manifest: Mapping[str, Any] | None = None,
-                options: Mapping[str, Any] | None = None) -> StageResult:
+                options: Mapping[str, Any] | None = None, trust_remote_code: bool = False) -> StageResult:
     """Train one stage with TRL and save the checkpoint, manifest and training log.
 
-    ``options`` are the method's own (its ``Options`` fields, as the stage's ``options:`` gives them)."""
+    ``options`` are the method's own (its ``Options`` fields, as the stage's ``options:`` gives them);
+    ``trust_remote_code`` runs the Python code the input checkpoint ships (config.json auto_map): off
+    unless the pipeline config says ``trust_remote_code: true``, and kept in the manifest."""
     from transformers import set_seed
 
     from tunegate.training.callbacks import StageProgress
@@ -91,7 +94,8 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
     config = build_trl_config(method, args or {}, out, seed)
     chosen = get_method(method)
     typed = chosen.parse_options(options or {}, f"stage '{name or method}': options")
-    trainer, tokenizer, model = _trainer(chosen, typed, model_path, dataset, config, lora, name or method)
+    trainer, tokenizer, model = _trainer(chosen, typed, model_path, dataset, config, lora, name or method,
+                                         trust_remote_code)
     StageProgress.install(trainer, name or method)  # one bar (steps, loss, eta) instead of printed log dicts
     model_dir = out / "model"
     if trainer.is_world_process_zero():  # a rerun into the same directory: no file of an earlier run stays
@@ -112,13 +116,14 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
                    or k in chosen.recorded},
         "lora": dict(lora) if lora else None, "adapter": ADAPTER if lora else None,
         "options": options_dict(typed), "seed": seed, "trains": list(trains),
+        "trust_remote_code": trust_remote_code,
         "examples": len(dataset), "seconds": round(seconds, 2), "git_sha": environment()["git_sha"],
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **dict(extra_manifest or {}),
     }
     if main_process:  # under `accelerate launch` only rank 0 writes the stage's files
         if lora:
-            merge_adapter(model_path, out / ADAPTER, model_dir, model.dtype)
+            merge_adapter(model_path, out / ADAPTER, model_dir, model.dtype, trust_remote_code)
         tokenizer.save_pretrained(str(model_dir))
         if getattr(trainer.model, "generation_config", None) is not None:
             trainer.model.generation_config.save_pretrained(str(model_dir))
@@ -129,7 +134,7 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
                        seconds=seconds, manifest=manifest)
 
 
-def load_causal_lm(model_path: str | Path, dtype: torch.dtype) -> Any:
+def load_causal_lm(model_path: str | Path, dtype: torch.dtype, trust_remote_code: bool = False) -> Any:
     """The model at ``model_path`` as one full causal LM: a PEFT adapter directory comes merged into its base
     (peft's ``AutoPeftModelForCausalLM``), so a stage always trains every weight it is given."""
     from transformers import AutoModelForCausalLM
@@ -137,32 +142,37 @@ def load_causal_lm(model_path: str | Path, dtype: torch.dtype) -> Any:
     if (Path(model_path) / "adapter_config.json").is_file():
         from peft import AutoPeftModelForCausalLM
 
-        return AutoPeftModelForCausalLM.from_pretrained(str(model_path), dtype=dtype).merge_and_unload()
-    return AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+        return AutoPeftModelForCausalLM.from_pretrained(str(model_path), dtype=dtype,
+                                                        trust_remote_code=trust_remote_code).merge_and_unload()
+    return AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, trust_remote_code=trust_remote_code)
 
 
-def merge_adapter(input_model: str | Path, adapter_dir: Path, model_dir: Path, dtype: torch.dtype) -> Path:
+def merge_adapter(input_model: str | Path, adapter_dir: Path, model_dir: Path, dtype: torch.dtype,
+                  trust_remote_code: bool = False) -> Path:
     """The stage's input model with the adapter saved in ``adapter_dir`` merged in, written to ``model_dir``.
 
     Read back from disk, so what is merged is what was saved whatever wrapped the model in training (DDP,
     FSDP): W = W_input + (lora_alpha / r) * B @ A on every adapted module, every other weight the input's."""
     from peft import PeftModel
 
-    merged = PeftModel.from_pretrained(load_causal_lm(input_model, dtype), str(adapter_dir)).merge_and_unload()
+    with loading(str(input_model)):
+        model = load_causal_lm(input_model, dtype, trust_remote_code)
+    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     merged.save_pretrained(str(model_dir))
     return model_dir
 
 
 def _trainer(method: Method, options: Any, model_path: str | Path, dataset: Any, config: Any,
-             lora: Mapping[str, Any] | None, name: str) -> tuple[Any, Any, Any]:
+             lora: Mapping[str, Any] | None, name: str, trust_remote_code: bool = False) -> tuple[Any, Any, Any]:
     """The method's TRL trainer over the loaded model and tokenizer, built from ``method.trainer_kwargs``."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    dtype = torch.bfloat16 if getattr(config, "bf16", False) else torch.float32
+    with loading(str(model_path)):  # trust_remote_code explicit: never transformers' interactive prompt
+        tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+        model = load_causal_lm(model_path, dtype, trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    dtype = torch.bfloat16 if getattr(config, "bf16", False) else torch.float32
-    model = load_causal_lm(model_path, dtype)
     trainer_cls = method.trainer_class()
     kwargs = method.trainer_kwargs(options, model=model, args=config, train_dataset=dataset,
                                    processing_class=tokenizer, peft_config=_lora_config(lora))

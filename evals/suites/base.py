@@ -86,6 +86,9 @@ class Suite(ABC):
     kind: ClassVar[Literal["generate", "loglikelihood"]] = "generate"
     variant: ClassVar[str | None] = None
     Options: ClassVar[type[SuiteOptions]] = SuiteOptions
+    #: Options that change how a response is scored but not what the model is asked (identity's target):
+    #: a record's responses can be scored again under a candidate's values (tunegate.evals.rescore).
+    scoring_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: SuiteOptions | None = None, /, **fields: Any) -> None:
         """``Suite(options)``, or ``Suite(field=value, ...)`` for the options' fields (Python callers)."""
