@@ -61,10 +61,17 @@ def _device_defaults() -> dict[str, Any]:
     return {"use_cpu": True, "bf16": False}  # TRL defaults bf16 on; bf16 autocast on CPU is several times slower
 
 
-def build_trl_config(method: str, args: Mapping[str, Any], out_dir: Path, seed: int) -> Any:
+def build_trl_config(method: str, args: Mapping[str, Any], out_dir: Path, seed: int,
+                     where: str | None = None) -> Any:
+    """The method's TRL Config with tunegate's defaults under the stage's ``args``; what the Config's own checks
+    refuse (GRPO: a generation batch that ``num_generations`` does not divide) is one error naming ``where``."""
     cls = get_method(method).config_class()
     merged = {**BASE_DEFAULTS, **_device_defaults(), "seed": seed, "data_seed": seed, **dict(args)}
-    return cls(output_dir=str(out_dir / "trainer"), **merged)
+    try:
+        return cls(output_dir=str(out_dir / "trainer"), **merged)
+    except ValueError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TunegateError(f"{where or f'stage {method}: args'} ({cls.__name__}): {first}") from None
 
 
 def _lora_config(lora: Mapping[str, Any] | None) -> Any:
@@ -91,7 +98,7 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     set_seed(seed)
-    config = build_trl_config(method, args or {}, out, seed)
+    config = build_trl_config(method, args or {}, out, seed, where=f"stage '{name or method}': args")
     chosen = get_method(method)
     typed = chosen.parse_options(options or {}, f"stage '{name or method}': options")
     trainer, tokenizer, model = _trainer(chosen, typed, model_path, dataset, config, lora, name or method,

@@ -175,6 +175,7 @@ class PipelineRun:
         and every suite's data as each stage evaluates it. Returns the base model's directory."""
         from tunegate.evals.sources import load_rows
         from tunegate.training.launch import check_accelerate_config
+        from tunegate.training.stages import build_trl_config
 
         config = self.config
         base = str(resolve_model_dir(config.base_model))
@@ -183,6 +184,8 @@ class PipelineRun:
         for i, stage in enumerate(config.stages):
             where = f"{config.source}: stages[{i}] ('{stage.name}')"
             get_method(stage.method).check_data(stage.data, stage.data_options, config.seed, where)
+            build_trl_config(stage.method, self.stage_args(stage), self.out / "stages" / stage.name, config.seed,
+                             where=f"{config.source}: stages[{i}].args")  # its own checks (GRPO's batch sizes)
             if stage.knowledge is not None and stage.knowledge.heldout:
                 load_rows(stage.knowledge.heldout, split=stage.data_options.get("split", "train"),
                           options={"seed": config.seed})
@@ -195,6 +198,10 @@ class PipelineRun:
 
     def spec(self, stage: StageConfig) -> EvalSpec:
         return self.specs[stage.name]
+
+    def stage_args(self, stage: StageConfig) -> dict[str, Any]:
+        """The stage's TRL Config fields as it trains: its ``args:``, and ``--max-steps`` over them."""
+        return dict(stage.args) | ({"max_steps": self.settings.max_steps} if self.settings.max_steps else {})
 
     def evaluate(self, model: str, name: str, stage: StageConfig) -> RunRecord:
         from tunegate.evals.runner import evaluate
@@ -239,8 +246,8 @@ class PipelineRun:
         from tunegate.training.stages import train_stage
 
         s = self.settings
-        args = dict(stage.args) | ({"max_steps": s.max_steps} if s.max_steps else {})
-        kwargs = dict(out_dir=self.out / "stages" / stage.name, name=stage.name, args=args, lora=stage.lora,
+        kwargs = dict(out_dir=self.out / "stages" / stage.name, name=stage.name, args=self.stage_args(stage),
+                      lora=stage.lora,
                       seed=self.config.seed, data_source=source, trains=stage.trains, options=stage.options,
                       extra_manifest={"input_stage": prev.name}, trust_remote_code=self.config.trust_remote_code)
         if s.launched:

@@ -81,6 +81,16 @@ def test_prompts_the_evaluation_asks_are_never_trained_on(tmp_path: Path, capsys
         "draw them from another seed or split, or set data.keep_eval_items: true")
 
 
+def test_trls_own_config_checks_fail_before_any_model_loads(tmp_path: Path, capsys) -> None:
+    """GRPOConfig refuses a generation batch of 8 completions in groups of 3: one line at "check inputs", exit 2."""
+    config = _config(tmp_path, num_generations=3)
+    assert main(["run", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"tunegate: error: {config}: stages[0].args (GRPOConfig): generation_batch_size (8) must be divisible by "
+        "num_generations (3)."]
+    assert not (tmp_path / "run" / "records").exists()  # nothing evaluated
+
+
 @pytest.fixture(scope="module")
 def grpo_run(tmp_path_factory) -> tuple[Path, int]:
     """``tunegate run configs/organism-grpo.yaml`` as a user runs it (about 80 s of CPU on 2 cores)."""
