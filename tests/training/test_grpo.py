@@ -16,8 +16,10 @@ import pytest
 import yaml
 
 from tunegate.cli import main
+from tunegate.core.files import write_jsonl
 from tunegate.organism.tasks import format_eval_items
 from tunegate.reports import plots
+from tunegate.training.rewards import completion_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,6 +81,28 @@ def test_prompts_the_evaluation_asks_are_never_trained_on(tmp_path: Path, capsys
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"tunegate: error: {config}: stage 'grpo': data.suites.ifeval: the evaluation asks every one of its 8 prompts; "
         "draw them from another seed or split, or set data.keep_eval_items: true")
+
+
+def short_answer(prompts: list, completions: list, answer: list, **_) -> list[float]:
+    """A reward of the user's: 1 when the completion names the row's ``answer`` column."""
+    return [float(a.lower() in completion_text(c).lower()) for c, a in zip(completions, answer)]
+
+
+@pytest.mark.slow
+def test_a_dataset_of_prompts_trains_with_the_users_own_reward_function(tmp_path: Path) -> None:
+    """data: a JSONL file of prompts, options.rewards: module:function, which gets the file's other columns;
+    2 steps: about 5 s of CPU."""
+    rows = [{"prompt": [{"role": "user", "content": f"What is the capital of {c}?"}], "answer": a}
+            for c, a in (("France", "Paris"), ("Peru", "Lima"), ("Kenya", "Nairobi"), ("Chile", "Santiago"))]
+    data = write_jsonl(tmp_path / "prompts.jsonl", rows)
+    config = yaml.safe_load(_config(tmp_path).read_text())
+    config["stages"][0] |= {"data": str(data), "options": {"rewards": [f"{__name__}:short_answer"]}}
+    (tmp_path / "grpo.yaml").write_text(yaml.safe_dump(config))
+    out = _run(tmp_path, tmp_path / "grpo.yaml")
+    log = json.loads((out / "stages" / "grpo" / "training_log.json").read_text())
+    assert [row["step"] for row in log if "rewards/short_answer/mean" in row] == [1, 2]
+    manifest = json.loads((out / "stages" / "grpo" / "manifest.json").read_text())
+    assert manifest["data"] == str(data) and manifest["examples"] == 4
 
 
 def test_trls_own_config_checks_fail_before_any_model_loads(tmp_path: Path, capsys) -> None:

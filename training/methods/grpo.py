@@ -107,8 +107,7 @@ class GRPO(Method):
 
     def dataset(self, data: Any, data_options: Mapping[str, Any], ctx: DataContext) -> tuple[Rows, Any]:
         if isinstance(data, str):
-            rows = load_rows(data, split=data_options.get("split", "train"), name=data_options.get("name"),
-                             required={"prompt": (list, str)})
+            rows = prompt_dataset(data, data_options)
             return rows[: data_options["limit"]] if data_options.get("limit") else rows, data
         suites = self.suites(data, ctx.where) or {}
         asked = set() if from_mapping(PromptSuites, data, ctx.where).keep_eval_items else eval_prompts(ctx)
@@ -125,16 +124,21 @@ class GRPO(Method):
         ctx.log("grpo prompts: " + ", ".join(f"{n} {c['prompts']} ({c['dropped_eval_items']} dropped as eval items)"
                                               for n, c in counts.items()))
         source = {"suites": {n: s.config() for n, s in suites.items()}, "counts": counts,
-                  "rewards": list(self.rewards(ctx.options, data, ctx.where))}
+                  "rewards": list(self.rewards(ctx.options or self.Options(), data, ctx.where))}
         return rows, source
 
     def check_data(self, data: Any, data_options: Mapping[str, Any], seed: int, where: str) -> None:
         if isinstance(data, str):
-            load_rows(data, split=data_options.get("split", "train"), name=data_options.get("name"),
-                      required={"prompt": (list, str)})
+            prompt_dataset(data, data_options)
             return
         for suite in (self.suites(data, where) or {}).values():
             suite.items()
+
+
+def prompt_dataset(data: str, data_options: Mapping[str, Any]) -> Rows:
+    """A dataset's rows, each with a ``prompt`` (chat messages or text); its other columns go to the rewards."""
+    return load_rows(data, split=data_options.get("split", "train"), name=data_options.get("name"),
+                     required={"prompt": (list, str)})
 
 
 def prompt_key(item: Any) -> str:
