@@ -137,7 +137,7 @@ def variant_names(dirs: Sequence[Path]) -> dict[Path, str]:
 
 def relabel(inputs: ReportInputs, label: Callable[[str], str]) -> ReportInputs:
     """``inputs`` with every stage label mapped by ``label`` (records, comparisons' ends, training logs,
-    manifests, plans, analyses); where two then share a label, the first is kept."""
+    manifests, plans, analyses); where two then share a label, the first is kept (what has no stage stays)."""
     def one(stage: str | None) -> str | None:
         return None if stage is None else label(stage)
 
@@ -150,11 +150,11 @@ def relabel(inputs: ReportInputs, label: Callable[[str], str]) -> ReportInputs:
     def plan_key(key: str) -> str:
         return " vs ".join(label(part) for part in key.split(" vs ", 1))
 
-    records = first((r.stage, r) for r in (replace(r, stage=one(r.stage)) for r in inputs.records))
-    comparisons = first(((c.baseline_stage, c.candidate_stage), c) for c in (
+    records = first((r.stage or id(r), r) for r in (replace(r, stage=one(r.stage)) for r in inputs.records))
+    comparisons = first(((c.baseline_stage, c.candidate_stage) if c.candidate_stage else id(c), c) for c in (
         replace(c, baseline_stage=one(c.baseline_stage), candidate_stage=one(c.candidate_stage))
         for c in inputs.comparisons))
-    analyses = first(((a.kind, a.stage), a) for a in (
+    analyses = first(((a.kind, a.stage) if a.stage else id(a), a) for a in (
         replace(a, stage=one(a.stage), **({"input_stage": one(a.input_stage)} if hasattr(a, "input_stage") else {}))
         for a in inputs.analyses))
     return ReportInputs(
