@@ -122,7 +122,7 @@ def cache_identity(backend: Backend) -> dict[str, Any]:
 
 #: Backend ``info()`` fields a RunRecord keeps under ``generation`` (besides ``completion_mode``).
 RECORD_INFO = ("backend", "device", "dtype", "batch_size", "base_url", "served_model", "revision", "endpoint",
-               "tensor_parallel_size", "data_parallel_size", "chat_template_kwargs")
+               "tensor_parallel_size", "data_parallel_size", "chat_template_kwargs", "chat_template")
 
 
 def resolve_suites(suites: Sequence[str | Suite], options: Mapping[str, Mapping[str, Any]] | None = None) -> list[Suite]:

@@ -53,6 +53,7 @@ class PipelineResult:
     records: dict[str, RunRecord] = field(default_factory=dict)
     comparisons: dict[str, Comparison] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
+    phases_cpu: dict[str, float] = field(default_factory=dict)
     report: Path | None = None
 
     @property
@@ -70,13 +71,14 @@ class PhaseTimer:
         with _progress.phase(name) as phase:
             value = fn()
         self.result.phases[name] = phase.seconds
+        self.result.phases_cpu[name] = phase.cpu_seconds
         return value
 
 
 def _precheck(config: PipelineConfig) -> str:
     """Fail fast on inputs that can be checked before any training: model, stage data, gate."""
     base = str(resolve_model_dir(config.base_model))
-    if not config.eval.completion_mode:
+    if not config.eval.completion_mode and not config.eval.backend_options.get("chat_template"):
         check_chat_template(base)
     for i, stage in enumerate(config.stages):
         get_method(stage.method).check_data(stage.data, stage.data_options, config.seed,
@@ -264,7 +266,7 @@ def write_summary(result: PipelineResult, config: PipelineConfig, seconds: float
         "name": config.name, "base_model": config.base_model, "overrides": list(config.overrides),
         "stages": list(result.records),
         "passed": result.passed and error is None, "error": error, "seconds": round(seconds, 2),
-        "phases": result.phases,
+        "phases": result.phases, "phases_cpu": result.phases_cpu,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "metrics": {stage: {f"{s}.{m}": mv.value for s, sr in rec.suites.items() for m, mv in sr.metrics.items()}
                     for stage, rec in result.records.items()},

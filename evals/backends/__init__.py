@@ -71,6 +71,9 @@ class BackendOptions:
     completion_mode: bool | None = _opt(None, BUILTIN, "send raw prompts (no chat template)", flag=False)
     chat_template_kwargs: dict | None = _opt(None, ("hf", "vllm"), "extra variables of the chat template, e.g. "
                                              "{enable_thinking: false} for Qwen3 (kept in the record)", flag=False)
+    chat_template: str | None = _opt(None, ("hf",), "a Jinja chat template file for a checkpoint that has none (a base "
+                                     "model asked the way its SFT will teach it); its hash joins the cache identity",
+                                     flag=False)
     threads: int | None = _opt(None, ("hf",), "torch intra-op threads (default: torch's, or 1 for a small "
                                               "model on busy CPU cores)", flag=False)
 
