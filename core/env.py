@@ -1,7 +1,6 @@
-"""Provenance of a run (library versions, git sha, hardware) and how busy this machine's cores are.
+"""Provenance of a run: library versions, git sha, hardware.
 
     environment()["versions"]["trl"]   # "1.16.0"
-    other_cpu_load()                   # 0.02: cores kept busy by other processes (Linux), else None
 """
 
 from __future__ import annotations
@@ -55,36 +54,3 @@ def hardware() -> dict[str, Any]:
 
 def environment() -> dict[str, Any]:
     return {"versions": library_versions(), "git_sha": git_sha(), "hardware": hardware()}
-
-
-#: /proc/stat columns that count a CPU as busy: user, nice, system, irq, softirq, steal (guest time is
-#: already inside user/nice; steal is time the hypervisor gave our CPU to someone else).
-_BUSY_COLUMNS = (0, 1, 2, 5, 6, 7)
-
-
-def busy_jiffies(proc_stat: str, cpus: set[int]) -> int:
-    """Busy clock ticks of ``cpus`` in the text of ``/proc/stat`` (its per-CPU ``cpuN`` lines)."""
-    total = 0
-    for line in proc_stat.splitlines():
-        name, *values = line.split()
-        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
-            total += sum(int(values[i]) for i in _BUSY_COLUMNS if i < len(values))
-    return total
-
-
-def other_cpu_load(window: float = 0.1) -> float | None:
-    """Cores of this process's CPU set kept busy by other processes over ``window`` seconds.
-
-    Busy ticks of those CPUs (``/proc/stat``) minus this process's own CPU time, per second. None where
-    there is no ``/proc/stat`` (not Linux).
-    """
-    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
-    stat = Path("/proc/stat")
-    try:
-        busy0, own0, wall0 = busy_jiffies(stat.read_text(), cpus), time.process_time(), time.perf_counter()
-        time.sleep(window)
-        busy1, own1, wall1 = busy_jiffies(stat.read_text(), cpus), time.process_time(), time.perf_counter()
-    except OSError:
-        return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    return max(0.0, ((busy1 - busy0) / ticks - (own1 - own0)) / (wall1 - wall0))

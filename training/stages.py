@@ -96,7 +96,7 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
         raise TunegateError(f"stage '{name or method}': {trainer_cls.__name__} cannot train {model_path}: {first}") from None
     StageProgress.install(trainer, name or method)  # one bar (steps, loss, eta) instead of printed log dicts
     started = time.perf_counter()
-    # stdout is for results; a small CPU model on busy cores trains on one thread (see evals.backends.hf)
+    # stdout is for results; a small CPU model trains on one thread, busy cores or not (see evals.backends.hf)
     with contextlib.redirect_stdout(sys.stderr), torch_threads(auto_threads(model, str(trainer.args.device))):
         trainer.train()
     seconds = time.perf_counter() - started

@@ -75,7 +75,7 @@ class BackendOptions:
                                      "model asked the way its SFT will teach it); its hash joins the cache identity",
                                      flag=False)
     threads: int | None = _opt(None, ("hf",), "torch intra-op threads (default: torch's, or 1 for a small "
-                                              "model on busy CPU cores)", flag=False)
+                                              "model on the CPU)", flag=False)
 
 
 BACKEND_OPTION_FIELDS = tuple(dataclasses.fields(BackendOptions))

@@ -23,7 +23,6 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
-from tunegate.core.env import other_cpu_load
 from tunegate.core.errors import TunegateError
 from tunegate.core.files import sha256_file
 from tunegate.evals.models import fingerprint_dir, resolve_model_dir
@@ -117,8 +116,7 @@ class HFBackend(TokenizedPrompts):
     def threads(self) -> int | None:
         """torch intra-op threads while this backend computes (None: torch's own setting).
 
-        Unless given, chosen by ``auto_threads`` at the first computation, not at load, so a fully cached
-        run never pays for sampling the machine's load.
+        Unless given, chosen by ``auto_threads`` (one thread for a small CPU model).
         """
         return auto_threads(self.model, self.device)
 
@@ -355,23 +353,20 @@ def _settings_key(r: GenerationRequest) -> str:
     return json.dumps([r.max_new_tokens, list(r.stop), r.do_sample, r.temperature])
 
 
-#: Below this many parameters a CPU model runs on one intra-op thread when other processes keep the
-#: cores busy: its matrices (e.g. 128 x 512 for the organism) are small, and on busy cores the threads'
-#: barriers make every step wait for a descheduled peer (measured 5-20x slower with 2 threads on 2 busy
-#: cores). On idle cores torch's own count is faster (bench/eval_speed.py's organism workload, ``--subjects
-#: astronomy,high_school_european_history,abstract_algebra --per-subject 20 --gsm8k-n 40``, on 2 idle cores:
-#: 1.4-1.8 s on two threads, 2.5-2.9 s on one).
+#: Below this many parameters a CPU model runs on one intra-op thread, whatever the machine's load: its matrices
+#: (e.g. 128 x 512 for the organism) are small, so on busy cores the threads' barriers make every step wait for a
+#: descheduled peer (measured 5-20x slower with 2 threads on 2 busy cores), and the thread count changes how
+#: reductions are split, so a count that followed the load made the demo's trained model (and its verdicts)
+#: depend on what else ran on the machine (DPO identity adherence 0.8 on one thread, 0.9 on two, same seed).
+#: On idle cores two threads are faster (bench/eval_speed.py's organism workload: 1.4-1.8 s vs 2.5-2.9 s).
 SMALL_MODEL_PARAMS = 10_000_000
-#: Cores kept busy by other processes (evals.env.other_cpu_load) from which the cores count as busy.
-BUSY_CORES = 0.5
 
 
 def auto_threads(model: torch.nn.Module, device: str) -> int | None:
-    """1 for a small model on CPU cores that other processes keep busy, else None (torch's own setting)."""
+    """1 for a small model on the CPU (the same results on an idle or a busy machine), else None (torch's own)."""
     if not str(device).startswith("cpu") or sum(p.numel() for p in model.parameters()) >= SMALL_MODEL_PARAMS:
         return None
-    load = other_cpu_load()
-    return 1 if load is not None and load >= BUSY_CORES else None
+    return 1
 
 
 @contextlib.contextmanager
