@@ -45,12 +45,14 @@ def sizes(items: int, knowledge: int, tokens: int) -> list[str]:
 
 def commands(out: Path) -> dict[str, list[str]]:
     dpo = ["run", "configs/smollm2-135m-identity-dpo.yaml", "--out", str(out / "dpo"), "--quiet", *offline(),
-           *sizes(30, 100, 128), "--set", "eval.suites.identity.max_new_tokens=64",
-           "--set", f"stages.0.data.prompts={IDENTITY_PROMPTS}", "--set", "stages.0.args.num_train_epochs=3"]
+           *sizes(20, 100, 96), "--set", "eval.suites.identity.max_new_tokens=32",
+           "--set", f"stages.0.data.prompts={IDENTITY_PROMPTS}", "--set", "stages.0.data.max_new_tokens=32",
+           "--set", "stages.0.data.limit=16", "--set", "stages.0.args.num_train_epochs=2",
+           "--set", "stages.0.args.learning_rate=1.0e-4"]
     sft = ["run", "configs/gemma-3-270m-sft.yaml", "--out", str(out / "sft"), "--quiet", *offline(),
-           *sizes(30, 100, 128), "--set", "eval.suites.identity.max_new_tokens=48",
-           "--set", "stages.0.knowledge.per_group=24",
-           "--set", f"stages.0.data={SHARED_DATA / 'gsm8k'}", "--set", "stages.0.data_options={split: train, limit: 96}",
+           *sizes(20, 100, 96), "--set", "eval.suites.identity.max_new_tokens=32",
+           "--set", "stages.0.knowledge.per_group=16", "--set", "analysis.shift.max_items=20",
+           "--set", f"stages.0.data={SHARED_DATA / 'gsm8k'}", "--set", "stages.0.data_options={split: train, limit: 64}",
            "--set", f"stages.0.args.chat_template_path={TEMPLATE}",
            "--set", f"eval.backend_options={{chat_template: {TEMPLATE}}}"]
     noise = ["noise", "smollm2-135m-instruct", "--suites", "identity,ifeval,math,knowledge", "--batch-size", "16",

