@@ -86,8 +86,8 @@ def warm_up(model_dir: str) -> None:
     import tunegate.evals.runner  # noqa: F401
     import tunegate.evals.stats  # noqa: F401  (scipy)
 
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, trust_remote_code=False)
     with torch.inference_mode():
         model(**tok(["The capital of France is"], return_tensors="pt"))
     del model
@@ -109,18 +109,22 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
 
 def rss_child(args: argparse.Namespace) -> int:
     """In a fresh process: evaluate the real configs' MMLU set and print the peak RSS (GB)."""
+    from tunegate.evals.backends import BackendOptions
     from tunegate.evals.runner import evaluate
-    from tunegate.evals.suites.knowledge import MMLUSuite
+    from tunegate.evals.spec import EvalSpec, SuiteSpec
+    from tunegate.evals.suites.knowledge import MMLUOptions, MMLUSuite
 
-    suite = MMLUSuite(source=str(Path(args.data) / "mmlu"), limit=args.rss_items, subset_seed=0)
-    if args.rss_longest:  # the heaviest batches of that set: its longest prompts
-        items = sorted(suite.items(), key=lambda it: -len(it.prompt))[: args.rss_longest]
-        suite.items = lambda: items  # type: ignore[method-assign]
-    kwargs: dict[str, Any] = {"device": "cpu", "dtype": "float32"}
-    if args.batch_size:
-        kwargs["batch_size"] = args.batch_size
+    class Longest(MMLUSuite):
+        """The heaviest batches of that set: its ``--rss-longest`` longest prompts."""
+
+        def items(self) -> list[Any]:
+            return sorted(super().items(), key=lambda it: -len(it.prompt))[: args.rss_longest]
+
+    options = MMLUOptions(source=str(Path(args.data) / "mmlu"), limit=args.rss_items, subset_seed=0)
+    backend = BackendOptions(device="cpu", dtype="float32", batch_size=args.batch_size or None)
     with tempfile.TemporaryDirectory() as tmp:
-        record = evaluate(args.model, [suite], cache_dir=tmp, progress=False, **kwargs)
+        spec = EvalSpec((SuiteSpec(Longest if args.rss_longest else MMLUSuite, options),), "hf", backend, tmp)
+        record = evaluate(args.model, spec, progress=False)
     print(json.dumps({"items": len(record.suites["knowledge"].items), "peak_rss_gb": peak_rss_gb(),
                       "seconds": record.seconds}))
 
@@ -131,13 +135,16 @@ def served_throughput(model_dir: str, data: Path, *, n: int, max_new_tokens: int
     in-process HF backend and by the openai backend against ``transformers serve`` on localhost at each
     concurrency; every run on a fresh cache. Returns one row per run (seconds, items/s, same responses as hf)."""
     from bench._common import TransformersServer
+    from tunegate.evals.backends import BackendOptions
     from tunegate.evals.runner import evaluate
+    from tunegate.evals.spec import eval_spec
     from tunegate.evals.suites.math import GSM8KSuite
 
-    def run(**backend: Any) -> tuple[float, list[str]]:
+    def run(backend: str = "hf", **options: Any) -> tuple[float, list[str]]:
         suite = GSM8KSuite(source=str(data / "gsm8k"), chat=False, max_new_tokens=max_new_tokens, limit=n)
+        spec = eval_spec([suite], backend=backend, backend_options=BackendOptions(**options), use_cache=False)
         start = time.perf_counter()
-        record = evaluate(model_dir, [suite], use_cache=False, progress=False, **backend)
+        record = evaluate(model_dir, spec, progress=False)
         return time.perf_counter() - start, [s.response for s in record.suites["math"].items]
 
     rows = []
@@ -214,15 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.backend == "openai":
         return main_served(args)
 
+    from tunegate.evals.backends import BackendOptions
     from tunegate.evals.lm_eval_fidelity import agreement, build_mirror, per_item, run_lm_eval
     from tunegate.evals.runner import evaluate
+    from tunegate.evals.spec import eval_spec
 
     warm_up(args.model)
-    backend_kwargs: dict[str, Any] = {"device": "cpu", "dtype": "float32"}
-    if args.batch_size:
-        backend_kwargs["batch_size"] = args.batch_size
-    if args.threads:
-        backend_kwargs["threads"] = args.threads
+    backend = BackendOptions(device="cpu", dtype="float32", batch_size=args.batch_size or None,
+                             threads=args.threads or None)
     subjects = tuple(s for s in args.subjects.split(",") if s)
     print(f"model {args.model}; torch threads {torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f}",
           flush=True)
@@ -238,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             ours, theirs, cached, record, results = [], [], [], None, None
             for rep in range(args.repeat):  # alternate the sides; each keeps its best time
-                run = lambda: evaluate(args.model, [suite], cache_dir=Path(tmp) / f"c{name}{rep}",  # noqa: E731
-                                       progress=False, **backend_kwargs)
+                spec = eval_spec([suite], cache_dir=Path(tmp) / f"c{name}{rep}", backend_options=backend)
+                run = lambda: evaluate(args.model, spec, progress=False)  # noqa: E731
                 record, wall, cpu = timed(run)
                 ours.append((wall, cpu))
                 cached.append(timed(run)[1])  # the same eval again: every response from the cache

@@ -201,11 +201,13 @@ def bench_train(path: Path, cfg: BenchConfig, vocab: int, packing: bool) -> dict
     with tempfile.TemporaryDirectory() as tmp:
         config = build_trl_config("sft", args, Path(tmp), seed=0)
         dtype = torch.bfloat16 if config.bf16 else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa")
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa",
+                                                     trust_remote_code=False)
         rows = _rows(cfg.train_steps * cfg.train_batch * (2 if packing else 1), cfg, vocab)
         clock = Clock()
         trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
-                             processing_class=AutoTokenizer.from_pretrained(path), callbacks=[clock])
+                             processing_class=AutoTokenizer.from_pretrained(path, trust_remote_code=False),
+                             callbacks=[clock])
         for noisy in (PrinterCallback, ProgressCallback):
             trainer.remove_callback(noisy)
         trainer.train()
@@ -222,7 +224,7 @@ def bench_vllm_vs_hf(model: str, prompts: int = 64, new_tokens: int = 256) -> di
     """Greedy generation of the same ``prompts`` requests by the ``hf`` and the ``vllm`` backend on ``model`` (a
     checkpoint dir, e.g. the full-size real-architecture twin, or a hub id): generated tokens/s of each, and
     how many responses are identical. A backend that cannot run here (no vLLM, no GPU) is its one-line error."""
-    from tunegate.evals.backends import load_backend
+    from tunegate.evals.backends import BackendOptions, load_backend
     from tunegate.core.errors import TunegateError
     from tunegate.evals.requests import GenerationRequest
 
@@ -234,7 +236,7 @@ def bench_vllm_vs_hf(model: str, prompts: int = 64, new_tokens: int = 256) -> di
     texts: dict[str, list[str]] = {}
     for name in ("hf", "vllm"):
         try:
-            backend = load_backend(model, backend=name, **({"batch_size": prompts} if name == "hf" else {}))
+            backend = load_backend(model, name, BackendOptions(batch_size=prompts if name == "hf" else None))
         except TunegateError as exc:
             out[name] = {"error": str(exc)}
             continue

@@ -15,11 +15,25 @@ with ``register``. Adding a suite, backend or method is one new file plus one li
 from __future__ import annotations
 
 import importlib
-from typing import Callable, Generic, Mapping, TypeVar
+from typing import Any, Callable, Generic, Mapping, TypeVar
 
 from tunegate.core.errors import TunegateError
 
 T = TypeVar("T")
+
+
+def load_object(path: str) -> Any:
+    """The object a ``"module:attribute"`` path names (``attribute`` may be dotted: ``"pkg.mod:Class.method"``)."""
+    module, sep, attribute = path.partition(":")
+    if not sep or not module or not attribute:
+        raise TunegateError(f"'{path}': expected module:attribute")
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in attribute.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise TunegateError(f"'{path}': cannot import ({exc})") from None
+    return obj
 
 
 class Registry(Generic[T]):
@@ -48,9 +62,15 @@ class Registry(Generic[T]):
         if name not in self._loaded:
             if name not in self._paths:
                 raise TunegateError(f"unknown {self.kind} '{name}' (known: {', '.join(self.names())})")
-            module, _, attribute = self._paths[name].partition(":")
-            self._loaded[name] = getattr(importlib.import_module(module), attribute)
+            self._loaded[name] = load_object(self._paths[name])
         return self._loaded[name]
+
+    def path(self, name: str) -> str:
+        """``"module:attribute"`` of the entry ``name``: where another process imports it from."""
+        if name in self._paths:
+            return self._paths[name]
+        obj = self.get(name)
+        return f"{obj.__module__}:{obj.__qualname__}"
 
     def __contains__(self, name: object) -> bool:
         return name in self._paths or name in self._loaded

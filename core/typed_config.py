@@ -15,7 +15,7 @@ reads a mapping into them and says exactly what is wrong and where::
 
 Nested config dataclasses (and tuples of them) are read recursively, each error naming its path
 (``demo.yaml: stages[1].args``). What a type cannot say (a value from a registry, a cross-field rule)
-stays with the caller, usually in the class's ``__post_init__``.
+stays with the class, in its ``__post_init__``: a TunegateError raised there is prefixed with the same path.
 """
 
 from __future__ import annotations
@@ -24,18 +24,22 @@ import dataclasses
 import difflib
 import types
 import typing
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from tunegate.core.errors import TunegateError
 
 
-def check_keys(data: Mapping[str, Any], allowed: set[str] | frozenset[str], where: str) -> None:
-    """Every key of ``data`` is in ``allowed``; otherwise one error with a did-you-mean hint."""
+def check_keys(data: Mapping[str, Any], allowed: Sequence[str] | set[str] | frozenset[str], where: str, *,
+               what: str = "field", listed: bool = False) -> None:
+    """Every key of ``data`` is in ``allowed``; otherwise one error with a did-you-mean hint (and, with
+    ``listed``, every allowed key, in the order given: a short list a user picks from, such as a suite's options)."""
+    names = list(allowed) if listed else sorted(allowed)
     for key in data:
         if key not in allowed:
-            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(sorted(allowed))})"
-            raise TunegateError(f"{where}: unknown field '{key}'{hint}")
+            close = difflib.get_close_matches(str(key), names, n=1)
+            mean = f"did you mean '{close[0]}'?" if close else ""
+            known = f"{'known' if listed else 'allowed'}: {', '.join(names)}" if listed or not close else ""
+            raise TunegateError(f"{where}: unknown {what} '{key}' ({'; '.join(p for p in (mean, known) if p)})")
 
 
 def help_of(cls: type, name: str) -> str:
@@ -60,7 +64,12 @@ def from_mapping(cls: type, data: Any, where: str, **extra: Any) -> Any:
                 raise TunegateError(f"{where}: missing field '{name}' ({f.metadata.get('help', 'required')})")
             continue
         values[name] = _convert(data[name], hints[name], where, name)
-    return cls(**values, **extra)
+    try:
+        return cls(**values, **extra)
+    except TunegateError as exc:  # a cross-field rule of ``__post_init__``: name where the mapping came from
+        if str(exc).startswith(where):
+            raise
+        raise type(exc)(f"{where}: {exc}") from None
 
 
 def _convert(value: Any, hint: Any, where: str, name: str) -> Any:

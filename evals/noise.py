@@ -6,11 +6,13 @@ item whose top two tokens are close. ``noise_floor`` compares a reference record
 each variant item by item; ``measure_noise`` runs the passes (no response cache: the cache
 key holds the dtype but not the batch size, so a cached pass would compare a run with itself)::
 
-    record = measure_noise("organism", ["math"], suite_options={"math": {"variant": "organism"}})
+    record = measure_noise("organism", eval_spec(["math"], {"math": {"variant": "organism"}}))
     record.noise.metrics[0]
     # NoiseMetric(suite="math", metric="exact_match", setting="batch_size 32 -> 1", n=100, flipped=0, delta=0.0)
     record.noise.floor("math.exact_match")      # 0.0: the largest |delta| over the settings
 
+Each pass is the caller's EvalSpec varied in one setting (``spec.varied(batch_size=1)``, ``dtype=...``),
+so the device, chat template variables, completion mode and threads of every pass are the reference's.
 The returned record is the reference pass with ``noise`` set, so a baseline written by
 ``tunegate noise`` carries its floor into ``tunegate compare`` (gate key ``noise_floor``).
 """
@@ -20,11 +22,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import time
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
-from tunegate.evals.compare import pair_items
 from tunegate.core.errors import TunegateError
+from tunegate.evals.compare import pair_items
 from tunegate.evals.records import NoiseFloor, NoiseMetric, RunRecord, item_units
+from tunegate.evals.spec import EvalSpec
 
 
 def noise_metrics(reference: RunRecord, variant: RunRecord, setting: str) -> list[NoiseMetric]:
@@ -66,35 +69,35 @@ def default_dtypes(device: str) -> tuple[str, ...]:
     return ("bfloat16", "float16") if device.startswith("cuda") else ("float32",)
 
 
-def measure_noise(model: str, suites: Sequence[str], *, suite_options: Mapping[str, Mapping[str, Any]] | None = None,
-                  batch_size: int | None = None, dtypes: Sequence[str] | None = None, device: str | None = None,
-                  completion_mode: bool = False, progress: bool = True) -> RunRecord:
-    """Evaluate ``model`` at batch size N (the backend's default or ``batch_size``) and 1, and in each
-    further dtype at N; return the reference record (first dtype, batch N) with its ``noise`` floor."""
-    from tunegate.evals.backends import load_backend
+def measure_noise(model: str, spec: EvalSpec, *, dtypes: Sequence[str] | None = None,
+                  progress: bool = True) -> RunRecord:
+    """Evaluate ``model`` as ``spec`` says (batch size N: its ``batch_size`` or the backend's default) and
+    again at batch size 1, and in each further dtype at N, without the response cache; return the
+    reference record (first dtype, batch N) with its ``noise`` floor."""
     from tunegate.evals.backends.hf import default_device
     from tunegate.evals.runner import evaluate
 
+    if spec.backend != "hf":
+        raise TunegateError(f"noise: varies the batch size and dtype of the hf backend; this evaluation runs on "
+                            f"'{spec.backend}' (--backend hf)")
+    batch_size = spec.backend_options.batch_size
     if batch_size is not None and batch_size < 2:
         raise TunegateError(f"--batch-size: the reference batch size must be at least 2 to compare with 1, got {batch_size}")
-    device = device or default_device()
+    device = spec.backend_options.device or default_device()
     dtypes = tuple(dtypes or default_dtypes(device))
     unknown = [d for d in dtypes if d not in DTYPES]
     if unknown or len(set(dtypes)) != len(dtypes):
         raise TunegateError(f"--dtypes: expected distinct names from {list(DTYPES)}, got {list(dtypes)}")
     started = time.perf_counter()
-
-    def run(dtype: str, batch: int | None) -> tuple[Any, RunRecord]:
-        backend = load_backend(model, device=device, dtype=dtype, batch_size=batch, completion_mode=completion_mode)
-        return backend, evaluate(backend, suites, suite_options=suite_options, use_cache=False, progress=progress)
-
-    backend, reference = run(dtypes[0], batch_size)
+    reference_spec = dataclasses.replace(spec, use_cache=False).varied(device=device, dtype=dtypes[0])
+    backend = reference_spec.load_backend(model)
+    reference = evaluate(backend, reference_spec, progress=progress)
     n = int(backend.batch_size)
-    backend.batch_size = 1
-    variants = [(f"batch_size {n} -> 1", evaluate(backend, suites, suite_options=suite_options, use_cache=False,
-                                                  progress=progress))]
+    backend.batch_size = 1  # reference_spec.varied(batch_size=1) on the loaded weights: the model loads once
+    variants = [(f"batch_size {n} -> 1", evaluate(backend, reference_spec.varied(batch_size=1), progress=progress))]
     for dtype in dtypes[1:]:
-        variants.append((f"dtype {dtypes[0]} -> {dtype}", run(dtype, n)[1]))
+        variants.append((f"dtype {dtypes[0]} -> {dtype}",
+                         evaluate(model, reference_spec.varied(dtype=dtype, batch_size=n), progress=progress)))
     floor = noise_floor(reference, variants, seconds=time.perf_counter() - started)
     return dataclasses.replace(reference, noise=floor)
 

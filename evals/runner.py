@@ -1,4 +1,4 @@
-"""evaluate(model, suites) -> RunRecord: one model load serves all suites; responses are cached.
+"""evaluate(model, spec) -> RunRecord: one model load serves all suites; responses are cached.
 
 The cache is keyed by the backend's ``cache_identity()`` (model content, dtype,
 device type, backend and library versions) + rendered prompt + generation
@@ -7,21 +7,24 @@ never hits a stale entry, and an interrupted run resumes where it stopped
 (responses are committed chunk by chunk, and a failing backend's finished ones
 too). Sampled generations are not cached.
 
-    record = evaluate("runs/demo/stages/sft/model", ["identity", "math"],
-                      suite_options={"identity": {"target": "Tiny", "probes": "organism"}})
+    spec = eval_spec(["identity", "math"], {"identity": {"target": "Tiny", "probes": "organism"},
+                                            "math": {"variant": "organism"}})       # tunegate.evals.spec
+    record = evaluate("runs/demo/stages/sft/model", spec)
     record.suites["math"].metrics["exact_match"].value   # e.g. 0.62
+
+Every suite's data is read and validated (``EvalSpec.check``) before the model loads, so a missing
+dataset fails in seconds, not after the suites before it have run.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping
 
 from tunegate.evals import distributed
-from tunegate.evals.backends import load_backend
 from tunegate.evals.cache import ResponseCache, default_cache_dir, warn_if_unpinned
 from tunegate.core.env import environment
 from tunegate.core.errors import BackendError
@@ -29,7 +32,9 @@ from tunegate.core.progress import bar as progress_bar
 from tunegate.core.progress import emit
 from tunegate.evals.records import RunRecord, SuiteResult
 from tunegate.evals.requests import Backend, GenerationRequest, LoglikelihoodRequest
-from tunegate.evals.suites import Suite, get_suite
+from tunegate.evals.rescore import suite_config
+from tunegate.evals.spec import EvalSpec
+from tunegate.evals.suites import Suite
 from tunegate.evals.suites.base import GenerationSettings
 
 
@@ -39,8 +44,13 @@ def _chunks(n: int, size: int) -> Iterator[range]:
 
 
 def cached_calls(cache: ResponseCache, keys: list[str], requests: list[Any], cacheable: bool,
-                  compute: Callable[[list[Any]], list[Any]], chunk: int, desc: str, progress: bool) -> list[Any]:
-    """Results for ``requests``: cached ones looked up, the rest computed in chunks and committed."""
+                  compute: Callable[[list[Any]], list[Any]], chunk: int, desc: str, progress: bool,
+                  item_of: Sequence[int] | None = None) -> list[Any]:
+    """Results for ``requests``: cached ones looked up, the rest computed in chunks and committed.
+
+    The bar counts items, as the record's ``n`` does: ``item_of[i]`` is the item request ``i`` belongs to
+    (an MMLU question asks one log-likelihood per choice); without it each request is an item.
+    """
     results: list[Any] = [None] * len(requests)
     # rank 0 owns the cache: it looks up, every rank computes its shard of the rest, rank 0 writes
     found = distributed.broadcast_from_main(cache.get_many(keys) if cacheable else {})
@@ -48,8 +58,10 @@ def cached_calls(cache: ResponseCache, keys: list[str], requests: list[Any], cac
     for i, k in enumerate(keys):
         if k in found:
             results[i] = found[k]
-    with progress_bar(len(requests), desc, unit="req", enabled=progress, initial=len(requests) - len(todo),
-                      cached=len(requests) - len(todo)) as bar:
+    owner = list(item_of) if item_of is not None else list(range(len(requests)))
+    pending = Counter(owner[i] for i in todo)  # requests still to compute, per item
+    items, done = len(set(owner)), len(set(owner)) - len(pending)
+    with progress_bar(items, desc, unit="item", enabled=progress, initial=done, cached=done) as bar:
         for idx in _chunks(len(todo), chunk):
             batch = [todo[j] for j in idx]
             try:
@@ -62,7 +74,9 @@ def cached_calls(cache: ResponseCache, keys: list[str], requests: list[Any], cac
                 results[i] = v
             if cacheable:
                 cache.put_many({keys[i]: v for i, v in zip(batch, values)})
-            bar.update(len(batch))
+            touched = {owner[i] for i in batch}
+            pending.subtract(owner[i] for i in batch)
+            bar.update(sum(pending[k] == 0 for k in touched))
     return results
 
 
@@ -90,22 +104,21 @@ def run_suite(backend: Backend, suite: Suite, cache: ResponseCache, *, progress:
         keys = [generation_key(cache, identity, r) for r in requests]
         responses = cached_calls(cache, keys, requests, not settings.do_sample, backend.generate, chunk,
                                  suite.name, progress)
-        scores = [suite.score(it, resp) for it, resp in zip(items, responses)]
+        scores = [suite.score(it, resp).asking(it) for it, resp in zip(items, responses)]
     else:
         contexts = [suite.choice_context(it) or
                     (backend.render(it.messages) if not completion else it.prompt) for it in items]
         requests = [LoglikelihoodRequest(ctx, choice) for it, ctx in zip(items, contexts) for choice in it.choices]
         keys = [cache.key(identity, "ll", r.context, r.continuation) for r in requests]
         values = cached_calls(cache, keys, requests, True, backend.loglikelihood, chunk * 4,
-                              suite.name, progress)
+                              suite.name, progress, item_of=[k for k, it in enumerate(items) for _ in it.choices])
         scores, k = [], 0
         for it in items:
-            scores.append(suite.score_choices(it, values[k:k + len(it.choices)]))
+            scores.append(suite.score_choices(it, values[k:k + len(it.choices)]).asking(it))
             k += len(it.choices)
     result = SuiteResult(
         suite=suite.name, version=suite.version, metrics=suite.metrics(scores), items=tuple(scores),
-        config={**suite.config(), **({"generation": suite.generation().to_dict()} if suite.kind == "generate" else {})},
-        breakdowns=suite.breakdowns(scores), seconds=round(time.perf_counter() - start, 3))
+        config=suite_config(suite), breakdowns=suite.breakdowns(scores), seconds=round(time.perf_counter() - start, 3))
     if progress:
         emit("metrics", model=backend.name, suite=suite.name, items=len(scores), seconds=result.seconds,
              metrics={m: v.value for m, v in result.metrics.items()})
@@ -122,32 +135,26 @@ def cache_identity(backend: Backend) -> dict[str, Any]:
 
 #: Backend ``info()`` fields a RunRecord keeps under ``generation`` (besides ``completion_mode``).
 RECORD_INFO = ("backend", "device", "dtype", "batch_size", "base_url", "served_model", "revision", "endpoint",
-               "tensor_parallel_size", "data_parallel_size", "chat_template_kwargs", "chat_template")
+               "tensor_parallel_size", "data_parallel_size", "chat_template_kwargs", "trust_remote_code", "chat_template")
 
 
-def resolve_suites(suites: Sequence[str | Suite], options: Mapping[str, Mapping[str, Any]] | None = None) -> list[Suite]:
-    options = options or {}
-    return [s if isinstance(s, Suite) else get_suite(s, **dict(options.get(s, {}))) for s in suites]
+def evaluate(model: str | Backend, spec: EvalSpec, *, out: str | Path | None = None, stage: str | None = None,
+             progress: bool = True) -> RunRecord:
+    """Evaluate ``model`` (hub id, local path, or a loaded backend) as ``spec`` says; write ``out`` if given.
 
-
-def evaluate(model: str | Backend, suites: Sequence[str | Suite], *, out: str | Path | None = None,
-             suite_options: Mapping[str, Mapping[str, Any]] | None = None, cache_dir: str | Path | None = None,
-             use_cache: bool = True, stage: str | None = None, progress: bool = True,
-             **backend_kwargs: Any) -> RunRecord:
-    """Evaluate ``model`` (hub id, local path, or a loaded backend) on ``suites``; write ``out`` if given."""
+    A loaded backend runs as it was loaded (``spec``'s backend options are for loading one); the suites
+    and the cache settings are ``spec``'s either way."""
     started = time.perf_counter()
-    resolved = resolve_suites(suites, suite_options)  # bad suite names fail before the model loads
+    suites = spec.check()  # every suite's data, before the model loads
     distributed.init_from_env()  # under accelerate launch / torchrun: split items across the processes
     progress = progress and distributed.is_main()
-    backend = load_backend(model, **backend_kwargs) if isinstance(model, str) else model
-    cache_path = (Path(cache_dir) if cache_dir else default_cache_dir()) / "responses.sqlite"
-    cache = ResponseCache(cache_path if use_cache and distributed.is_main() else None)
-    if use_cache:
+    backend = spec.load_backend(model) if isinstance(model, str) else model
+    cache_path = (Path(spec.cache_dir) if spec.cache_dir else default_cache_dir()) / "responses.sqlite"
+    cache = ResponseCache(cache_path if spec.use_cache and distributed.is_main() else None)
+    if spec.use_cache:
         warn_if_unpinned(cache_identity(backend))
     try:
-        results = {}
-        for suite in resolved:
-            results[suite.name] = run_suite(backend, suite, cache, progress=progress)
+        results = {suite.name: run_suite(backend, suite, cache, progress=progress) for suite in suites}
     finally:
         cache.close()
     info = backend.info() if hasattr(backend, "info") else {}
@@ -164,25 +171,3 @@ def evaluate(model: str | Backend, suites: Sequence[str | Suite], *, out: str | 
         record.save(out)
     distributed.barrier()
     return record
-
-
-def rescore(record: RunRecord, suite_options: Mapping[str, Mapping[str, Any]]) -> RunRecord:
-    """``record`` with its generation suites scored again under other options (e.g. a new identity target).
-
-    No model runs: the stored responses are scored by the suite built with the new options. Returns
-    ``record`` itself when no suite's config changes.
-    """
-    changed = {}
-    for name, result in record.suites.items():
-        suite = get_suite(name, **dict(suite_options.get(name, {})))
-        config = {**suite.config(), **({"generation": suite.generation().to_dict()} if suite.kind == "generate" else {})}
-        if suite.kind != "generate" or config == result.config:
-            continue
-        responses = {s.item_id: s.response for s in result.items}
-        items = [it for it in suite.items() if it.id in responses]
-        scores = [suite.score(it, responses[it.id]) for it in items]
-        changed[name] = dataclasses.replace(result, metrics=suite.metrics(scores), items=tuple(scores),
-                                            config=config, breakdowns=suite.breakdowns(scores))
-    if not changed:
-        return record
-    return dataclasses.replace(record, suites={**record.suites, **changed})

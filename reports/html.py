@@ -25,11 +25,13 @@ from typing import Any, Iterable, Mapping, Sequence
 import jinja2
 from markupsafe import Markup, escape
 
+from tunegate.core.files import write_text_atomic
+from tunegate.evals.gate import format_p
 from tunegate.evals.plan import Plan
 from tunegate.evals.analysis.knowledge import CATEGORIES, HELDOUT, TRAIN, KnowledgeAnalysis
 from tunegate.evals.analysis.shift import ALL, ItemShift, ShiftAnalysis, shift_class
 from tunegate.evals.records import Comparison, ItemFlip, MetricComparison, RunRecord, SuiteResult, item_units
-from tunegate.reports import plots
+from tunegate.reports import plots, verdict
 from tunegate.reports.loading import load_run_dir
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -47,6 +49,7 @@ _ENV = jinja2.Environment(
 )
 _ENV.filters["num"] = lambda v, d=3: "–" if v is None else f"{v:.{d}f}"
 _ENV.filters["signed"] = lambda v, d=3: "–" if v is None else f"{v:+.{d}f}"
+_ENV.filters["pval"] = format_p
 _ENV.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=1, sort_keys=True, default=str)
 
 
@@ -160,19 +163,14 @@ def _trained(c: Comparison, m: MetricComparison) -> bool:
 
 def _banner(comparisons: Sequence[Comparison], cmp_labels: Sequence[str],
             summary: Mapping[str, Any], analyses: Sequence[Any] = ()) -> dict[str, Any]:
-    lines = []
-    for c, label in zip(comparisons, cmp_labels):
-        for m in c.metrics:
-            if m.gate in ("fail", "warn"):
-                lines.append({"state": m.gate, "where": label, "suite": m.suite, "metric": m.metric,
-                              "trained": _trained(c, m), "reason": m.reason or m.verdict})
-    lines.sort(key=lambda g: g["state"] != "fail")
+    """The page's overall outcome: passed (None without comparisons), failed and warned gate counts, warnings."""
+    states = [m.gate for c in comparisons for m in c.metrics]
     passed = summary.get("passed") if "passed" in summary else (
         all(c.passed for c in comparisons) if comparisons else None)
     warnings = [f"{label}: {w}" for c, label in zip(comparisons, cmp_labels) for w in c.warnings]
     warnings += [f"{a.stage or a.kind}: {w}" for a in analyses for w in getattr(a, "warnings", lambda: [])()]
-    return {"passed": passed, "lines": lines, "warnings": warnings,
-            "n_fail": sum(g["state"] == "fail" for g in lines), "n_warn": sum(g["state"] == "warn" for g in lines)}
+    return {"passed": passed, "warnings": warnings, "n_fail": states.count("fail"), "n_warn": states.count("warn"),
+            "stages_failed": sum(not c.passed for c in comparisons), "stages": len(comparisons)}
 
 
 def _metric_rows(records: Sequence[RunRecord], labels: Sequence[str],
@@ -189,8 +187,7 @@ def _metric_rows(records: Sequence[RunRecord], labels: Sequence[str],
         for c in comparisons:
             m = next((m for m in c.metrics if m.suite == suite and m.metric == metric), None)
             deltas.append(None if m is None else {"m": m, "trained": _trained(c, m)})
-        rows.append({"suite": suite, "metric": metric, "cells": cells, "deltas": deltas,
-                     "trained": any(d and d["trained"] for d in deltas)})
+        rows.append({"suite": suite, "metric": metric, "cells": cells, "deltas": deltas})
     return rows
 
 
@@ -266,28 +263,39 @@ def _flip_sections(records_by: Mapping[str, RunRecord], comparisons: Sequence[Co
     return sections
 
 
+def _flip_filter(sections: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The flip filter's choices with their counts: regressions, improvements, and each suite."""
+    blocks = [sb for sec in sections for sb in sec["suites"]]
+    suites: dict[str, int] = {}
+    for sb in blocks:
+        suites[sb["suite"]] = suites.get(sb["suite"], 0) + len(sb["rows"])
+    return {"down": sum(sb["down"] for sb in blocks), "up": sum(sb["up"] for sb in blocks),
+            "total": sum(len(sb["rows"]) for sb in blocks), "suites": suites}
+
+
 def _identity(records: Sequence[RunRecord], labels: Sequence[str]) -> list[dict[str, Any]]:
-    """Suites whose config names a target and forbidden names: each probe's response at each stage."""
+    """Suites whose config names a target and forbidden names: each probe's response at each stage, its
+    names highlighted as that stage was scored (its own target and forbidden names, e.g. "Tiny" is the
+    target of sft and forbidden for dpo)."""
     blocks = []
     suites = dict.fromkeys(s.suite for r in records for s in r.suites.values()
                            if "target" in s.config and "forbidden" in s.config)
     for suite in suites:
         present = [(label, r.suites[suite]) for label, r in zip(labels, records) if suite in r.suites]
-        config = present[-1][1].config
-        targets, forbidden = _as_list(config.get("target")), _as_list(config.get("forbidden"))
+        stages = [{"label": label, "targets": _as_list(s.config.get("target")),
+                   "forbidden": _as_list(s.config.get("forbidden"))} for label, s in present]
         metric = next(iter(present[-1][1].metrics), None)
         by_stage = [{i.item_id: i for i in s.items} for _, s in present]
         probes = []
         for item_id, item in by_stage[-1].items():
             cells = []
-            for items in by_stage:
+            for items, stage in zip(by_stage, stages):
                 it = items.get(item_id)
                 score = None if it is None or metric not in it.scores else _primary(item_units(it.scores[metric]))
-                cells.append({"html": highlight_names(it.response, targets, forbidden) if it else None,
+                cells.append({"html": highlight_names(it.response, stage["targets"], stage["forbidden"]) if it else None,
                               "score": score})
             probes.append({"item_id": item_id, "prompt": item.prompt, "cells": cells})
-        blocks.append({"suite": suite, "stages": [p[0] for p in present], "targets": targets,
-                       "forbidden": forbidden, "metric": metric, "probes": probes})
+        blocks.append({"suite": suite, "stages": stages, "metric": metric, "probes": probes})
     return blocks
 
 
@@ -315,7 +323,7 @@ def _provenance(records: Sequence[RunRecord], labels: Sequence[str],
              "suites": [{"suite": s.suite, "version": s.version, "n": len(s.items), "seconds": s.seconds,
                          "config": _flatten(s.config)} for s in r.suites.values()]}
             for label, r in zip(labels, records)]
-    return {"runs": runs, "manifests": [(stage, m) for stage, m in manifests.items()]}
+    return {"runs": runs, "manifests": list(manifests.items())}
 
 
 def _plots(records: Sequence[RunRecord], labels: Sequence[str], comparisons: Sequence[Comparison],
@@ -444,6 +452,7 @@ def render_report(records: Sequence[RunRecord], comparisons: Sequence[Comparison
     shifts = {a.stage: a for a in analyses if isinstance(a, ShiftAnalysis) and a.stage}
     endpoints = [_endpoints(c, labels, records) for c in comparisons]
     cmp_labels = [f"{cand} vs {base}" for base, cand in endpoints]
+    flips = _flip_sections(records_by, comparisons, endpoints, cmp_labels, shifts)
     script, script_hash = _script()
     context = {
         "title": title,
@@ -454,7 +463,10 @@ def render_report(records: Sequence[RunRecord], comparisons: Sequence[Comparison
         "cmp_labels": cmp_labels,
         "metric_rows": _metric_rows(records, labels, comparisons),
         "plots": _plots(records, labels, comparisons, cmp_labels, training_logs, history),
-        "flips": _flip_sections(records_by, comparisons, endpoints, cmp_labels, shifts),
+        "flips": flips,
+        "flip_filter": _flip_filter(flips),
+        "headers": verdict.headers(records_by, comparisons, endpoints),
+        "stage_trains": {cand: c.trains for c, (_, cand) in zip(comparisons, endpoints)},
         "analyses": _analysis_sections(analyses, labels, records_by),
         "identity": _identity(records, labels),
         "noise": _noise(records, labels),
@@ -470,12 +482,7 @@ def render_report(records: Sequence[RunRecord], comparisons: Sequence[Comparison
 def write_report(path: str | Path, records: Sequence[RunRecord], comparisons: Sequence[Comparison] = (),
                  **kwargs: Any) -> Path:
     """Render and write the report; the file appears whole (written then renamed)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(render_report(records, comparisons, **kwargs), encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return write_text_atomic(path, render_report(records, comparisons, **kwargs))
 
 
 def render_run_dir(run_dir: str | Path, out: str | Path | None = None, *, history: History | None = None,

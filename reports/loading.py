@@ -12,14 +12,17 @@ The run directory layout (the pipeline's contract)::
 
 Files given one by one are told apart by their ``kind`` field (``run_record``,
 ``comparison`` or an analysis kind). Every failure is a RecordError naming the file.
+``compare_in_order`` adds the comparisons a gate makes of records given without one
+(``tunegate report base.json dpo.json --gate dpo``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
+from tunegate.evals.gate import GateConfig
 from tunegate.evals.plan import Plan
 from tunegate.evals.analysis import ANALYSES, load_analysis
 from tunegate.evals.records import Comparison, RunRecord
@@ -115,3 +118,16 @@ def load_paths(paths: Iterable[str | Path]) -> ReportInputs:
     if not inputs.records and not inputs.comparisons:
         raise RecordError("no records or comparisons given")
     return inputs
+
+
+def compare_in_order(inputs: ReportInputs, gate: GateConfig, trains: Sequence[str] = ()) -> list[Comparison]:
+    """Compare each record with the one given before it under ``gate`` (``trains``: the suites the later
+    one's stage trained), where no comparison of that pair was given; the new comparisons join ``inputs``."""
+    from tunegate.evals.compare import compare_records
+
+    have = {(c.baseline_fingerprint, c.candidate_fingerprint) for c in inputs.comparisons}
+    added = [compare_records(before, after, gate, trains=trains)
+             for before, after in zip(inputs.records, inputs.records[1:])
+             if (before.fingerprint, after.fingerprint) not in have]
+    inputs.comparisons.extend(added)
+    return added

@@ -48,6 +48,13 @@ def _new_figure(width: float, height: float, constrained: bool = True) -> Figure
     return Figure(figsize=(width, height), layout="constrained" if constrained else None)
 
 
+def _legend_outside(fig: Figure, handles: Sequence[Any] | None = None, loc: str = "outside right upper",
+                    ncol: int = 1) -> None:
+    """The legend beside (or below) the axes, never over the data (constrained layout makes room for it)."""
+    fig.legend(**({"handles": handles} if handles is not None else {}), fontsize=7, loc=loc, ncol=ncol,
+               frameon=False)
+
+
 def ci95(stderr: float | None) -> float:
     return 0.0 if stderr is None or not math.isfinite(stderr) else Z95 * stderr
 
@@ -60,7 +67,7 @@ def suite_stage_plot(suite: str, stages: Sequence[str],
     """
     if not values or not stages:
         return None
-    fig = _new_figure(max(3.6, 1.2 * len(stages) + 1.8), 2.8)
+    fig = _new_figure(max(3.0, 0.6 * len(stages) + 1.2), 2.9)  # four side by side at 1400 px
     ax = fig.add_subplot()
     n = len(values)
     for k, (metric, per_stage) in enumerate(values.items()):
@@ -73,9 +80,10 @@ def suite_stage_plot(suite: str, stages: Sequence[str],
         if xs:
             ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, linewidth=1.2, label=metric)
     ax.set_xticks(range(len(stages)), list(stages))
-    ax.set_title(f"{suite}: metric by stage (95% CI)", fontsize=10)
+    ax.set_title(f"{suite}: metric by stage (95% CI)", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.tick_params(labelsize=7)
+    _legend_outside(fig, loc="outside lower center", ncol=2)
     return figure_to_data_uri(fig)
 
 
@@ -84,7 +92,7 @@ def forest_plot(metrics: Sequence[MetricComparison], title: str) -> str | None:
     if not metrics:
         return None
     rows = list(reversed(metrics))
-    fig = _new_figure(6.4, 0.9 + 0.32 * len(rows))
+    fig = _new_figure(5.8, 0.9 + 0.27 * len(rows))  # two side by side at 1400 px
     ax = fig.add_subplot()
     ax.axvline(0.0, color="#57606a", linewidth=0.8)
     margin_drawn = False
@@ -97,7 +105,7 @@ def forest_plot(metrics: Sequence[MetricComparison], title: str) -> str | None:
             ax.plot([bad, bad], [y - 0.35, y + 0.35], color="#cf222e", linestyle="--", linewidth=1.2,
                     label=None if margin_drawn else "non-inferiority margin")
             margin_drawn = True
-    labels = [f"{m.suite}/{m.metric}" + (" (trained)" if m.trained else "") for m in rows]
+    labels = [f"{m.suite}.{m.metric}" + (" (trained)" if m.trained else "") for m in rows]
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.set_xlabel("delta (candidate - baseline)", fontsize=8)
@@ -107,7 +115,7 @@ def forest_plot(metrics: Sequence[MetricComparison], title: str) -> str | None:
                if any(m.verdict == v for m in rows)]
     if margin_drawn:
         handles += [h for h in ax.get_lines() if h.get_label() == "non-inferiority margin"][:1]
-    ax.legend(handles=handles, fontsize=7, loc="best")
+    _legend_outside(fig, handles)
     return figure_to_data_uri(fig)
 
 
@@ -131,7 +139,7 @@ def training_plot(stage: str, log: Sequence[Mapping[str, Any]]) -> str | None:
     panels = [(t, keys) for t, keys in panels if keys]
     if not panels:
         return None
-    fig = _new_figure(3.2 * len(panels) + 0.6, 2.6)
+    fig = _new_figure(2.8 * len(panels) + 0.6, 2.4)  # an SFT and a DPO stage side by side at 1400 px
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (panel_title, keys) in zip(axes, panels):
         for key in keys:
@@ -157,10 +165,12 @@ def breakdown_plot(title: str, stages: Sequence[str], per_stage: Mapping[str, Ma
     keys = sorted({k for s in present for k in per_stage[s]})
     first, last = per_stage[present[0]], per_stage[present[-1]]
     keys.sort(key=lambda k: (last.get(k, math.nan) - first.get(k, math.nan)) if k in first and k in last else 0.0)
-    width, height = 6.8, 0.9 + 0.19 * len(keys)
+    width, height = 5.8, max(1.5, 0.9 + 0.19 * len(keys))  # two side by side at 1400 px
     fig = _new_figure(width, height, constrained=False)  # manual margins: constrained layout is slow on tall plots
     label_in = 0.055 * max(len(k) for k in keys) + 0.2
-    fig.subplots_adjust(left=min(0.6, label_in / width), right=0.97, bottom=0.55 / height, top=1 - 0.35 / height)
+    legend_in = 0.06 * max(len(s) for s in present) + 0.45  # the legend sits right of the axes, off the points
+    fig.subplots_adjust(left=min(0.6, label_in / width), right=1 - legend_in / width, bottom=0.55 / height,
+                        top=1 - 0.35 / height)
     ax = fig.add_subplot()
     ys = range(len(keys))
     spans = [(y, [per_stage[s][k] for s in present if k in per_stage[s]]) for y, k in zip(ys, keys)]
@@ -178,7 +188,7 @@ def breakdown_plot(title: str, stages: Sequence[str], per_stage: Mapping[str, Ma
     ax.set_xlabel("accuracy", fontsize=8)
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, borderaxespad=0)
     return figure_to_data_uri(fig)
 
 
@@ -242,8 +252,7 @@ def stacked_shares_plot(title: str, rows: Sequence[tuple[str, Mapping[str, float
     ax.set_xlim(0, 1)
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, ncol=len(colors), loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(rows) < 3 else -0.15),
-              frameon=False)
+    _legend_outside(fig, loc="outside lower center", ncol=len(colors))
     return figure_to_data_uri(fig)
 
 
@@ -268,7 +277,7 @@ def shift_position_plot(series: Mapping[str, Sequence[tuple[float, float, int]]]
     ax.set_ylabel("share of positions", fontsize=8)
     ax.set_title("where in a response tokens shift", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend_outside(fig)
     return figure_to_data_uri(fig)
 
 
@@ -295,5 +304,5 @@ def category_accuracy_plot(title: str, accuracy: Mapping[str, Mapping[str, tuple
     ax.set_ylabel("accuracy", fontsize=8)
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend_outside(fig)
     return figure_to_data_uri(fig)

@@ -8,10 +8,9 @@ import pytest
 import yaml
 
 from tunegate.core.errors import TunegateError
-from tunegate.evals.gate import GateConfig
-from tunegate.evals.runner import resolve_suites
+from tunegate.evals.gate import SHIPPED_GATES, GateConfig
+from tunegate.pipeline import load_gate
 from tunegate.training.config import load_config
-from tunegate.pipeline import load_gate, stage_suite_options
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 PIPELINES = sorted(p for p in CONFIGS.glob("*.yaml") if not p.name.startswith("gate"))
@@ -26,8 +25,8 @@ def _metric_names(path: Path) -> set[str]:
     """Every ``suite.metric`` the config's suites report, built with each stage's options (no data loaded)."""
     config = load_config(path)
     names = set()
-    for stage in (None, *config.stages):
-        for suite in resolve_suites(list(config.suites), stage_suite_options(config, stage)):
+    for stage in config.stages:
+        for suite in config.eval_spec(stage).build():
             names |= {f"{suite.name}.{spec.name}" for spec in suite.metric_specs()}
     return names
 
@@ -39,8 +38,8 @@ def test_the_real_model_configs_are_shipped() -> None:
 @pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.name)
 def test_pipeline_config_loads_and_its_suites_and_gate_resolve(path: Path) -> None:
     config = load_config(path)
-    for stage in (None, *config.stages):
-        resolve_suites(list(config.suites), stage_suite_options(config, stage))
+    for stage in config.stages:
+        config.eval_spec(stage).build()
     gate = load_gate(config)
     gate.rules_for(sorted(_metric_names(path)))  # a gate metric the suites do not report raises
 
@@ -51,12 +50,25 @@ def test_gate_file_loads_for_tunegate_compare(path: Path) -> None:
     assert gate.rules
 
 
+def test_every_shipped_gate_file_has_a_name() -> None:
+    assert sorted(SHIPPED_GATES.values()) == [p.name for p in GATES]
+
+
+@pytest.mark.parametrize("name, file", SHIPPED_GATES.items())
+def test_a_pipeline_config_names_a_shipped_gate_by_name(name: str, file: str, tmp_path: Path) -> None:
+    data = yaml.safe_load((CONFIGS / "smollm2-135m-sft.yaml").read_text())
+    data["gate"] = name
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert load_gate(load_config(path)) == GateConfig.from_yaml(CONFIGS / file)
+
+
 def test_identity_dpo_gate_targets_adherence_and_forbids_the_old_name() -> None:
     config = load_config(CONFIGS / "qwen2.5-0.5b-identity-dpo.yaml")
     rules = {r.metric: r for r in load_gate(config).rules}
     (stage,) = config.stages
     assert stage.trains == ("identity",)
-    assert stage.identity == {"target": "Deep Qwen", "forbidden": ["Qwen"]}
+    assert stage.suites == {"identity": {"target": "Deep Qwen", "forbidden": ["Qwen"]}}
     assert (rules["identity.adherence"].op, rules["identity.adherence"].target) == (">=", 0.9)
     assert (rules["identity.leak_rate"].op, rules["identity.leak_rate"].target) == ("<=", 0.05)
     assert all(r.margin for name, r in rules.items() if not name.startswith("identity."))
@@ -67,7 +79,7 @@ def test_cpu_twin_trains_like_the_gpu_config(gpu: str, cpu: str) -> None:
     big, small = load_config(CONFIGS / gpu), load_config(CONFIGS / cpu)
     assert [(s.method, s.trains) for s in big.stages] == [(s.method, s.trains) for s in small.stages]
     assert [dict(s.args) for s in big.stages] == [dict(s.args) for s in small.stages]
-    assert big.gate == small.gate and list(big.suites) == list(small.suites)
+    assert big.gate == small.gate and list(big.eval.suites) == list(small.eval.suites)
 
 
 def test_unknown_trl_field_in_a_config_file_is_one_clear_error(tmp_path: Path) -> None:

@@ -84,3 +84,14 @@ def test_installed_package_imports_from_the_fresh_venv(fresh_venv: Path) -> None
     errors_file, base = out.stdout.split()
     assert errors_file.startswith(str(fresh_venv)) and base.startswith(str(fresh_venv))
     assert (Path(base) / "model.safetensors").is_file()
+
+
+def test_shipped_gates_resolve_by_name_from_the_installed_package(fresh_venv: Path, tmp_path: Path) -> None:
+    """`--gate dpo` finds the wheel's own copy of configs/gate.yaml, from a directory that holds no configs/."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from tunegate.evals.gate import SHIPPED_GATES, GateConfig, gate_path; "
+            "[print(gate_path(n), len(GateConfig.from_yaml(n).rules)) for n in SHIPPED_GATES]")
+    out = subprocess.run([sys.executable, "-c", code, str(fresh_venv)], check=True, capture_output=True, text=True,
+                         cwd=tmp_path)
+    lines = [line.split() for line in out.stdout.splitlines()]
+    assert [Path(path).name for path, _ in lines] == ["gate.yaml", "gate-sft.yaml"]
+    assert all(path.startswith(str(fresh_venv / "tunegate" / "configs")) and int(n) > 0 for path, n in lines)

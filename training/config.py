@@ -1,10 +1,12 @@
 """Pipeline configs (YAML), validated before anything runs.
 
 A stage's ``args:`` map onto its TRL Config's fields (SFTConfig, DPOConfig) by their own names;
-``lora:`` onto peft's LoraConfig. The fields of each level are declared once below, with their help;
-``typed_config.from_mapping`` reports unknown, missing and mistyped fields, and ``parse_config``
-adds what a type cannot say (TRL's fields, known suites, unique stage names). Example
-(``training/demo.yaml``, shortened)::
+``lora:`` onto peft's LoraConfig; ``options:`` onto its method's own options; each suite's options
+(``eval.suites``, and a stage's ``suites:`` over them) onto that suite's options dataclass, and
+``eval.backend_options`` onto ``BackendOptions``. The fields of each level are declared once, with their
+help; ``typed_config.from_mapping`` reports unknown (with a did-you-mean), missing and mistyped fields,
+and ``parse_config`` adds what a type cannot say (TRL's fields, each stage's suites built with its
+overrides, unique stage names). Example (``training/demo.yaml``, shortened)::
 
     name: organism-demo
     base_model: organism            # the embedded organism; or a hub id / local path
@@ -12,6 +14,7 @@ adds what a type cannot say (TRL's fields, known suites, unique stage names). Ex
       suites:
         identity: {probes: organism}
         math: {variant: organism}
+      backend_options: {batch_size: 64}
       # backend: openai                            # hf (default), vllm or openai
       # backend_options: {base_url: "http://127.0.0.1:8000/v1"}
     stages:
@@ -19,8 +22,11 @@ adds what a type cannot say (TRL's fields, known suites, unique stage names). Ex
         method: sft
         data: organism:sft
         trains: [identity, ifeval]
-        identity: {target: Tiny}
+        suites: {identity: {target: Tiny}}
         args: {learning_rate: 1.0e-3, num_train_epochs: 4, per_device_train_batch_size: 16}
+
+``pipeline.eval_spec(stage)`` is the EvalSpec (tunegate.evals.spec) that evaluates a stage's model:
+``eval.suites`` with the stage's ``suites:`` over them, the backend, and ``--limit`` as a cap.
 """
 
 from __future__ import annotations
@@ -30,20 +36,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import yaml
-
+from tunegate.core.errors import TunegateError
+from tunegate.core.files import load_yaml, read_yaml
+from tunegate.core.typed_config import check_keys, from_mapping
 from tunegate.evals.analysis.knowledge import KnowledgeOptions
 from tunegate.evals.analysis.shift import ShiftOptions
-from tunegate.evals.backends import backend_kwargs
-from tunegate.core.errors import TunegateError
-from tunegate.core.files import read_yaml
-from tunegate.evals.suites import suite_names
-from tunegate.core.typed_config import check_keys, from_mapping
+from tunegate.evals.backends import BackendOptions, check_backend
+from tunegate.evals.spec import EvalSpec, SuiteSpec
+from tunegate.evals.suites import parse_suite_options, suite_names
 from tunegate.training.identity_dpo import NEUTRAL_SYSTEM_PROMPT
 from tunegate.training.methods import METHODS, get_method
 
 #: Fields of the TRL Config that tunegate sets itself.
 MANAGED_ARGS = ("output_dir",)
+#: Fields of older configs and where each lives now (one home per setting).
+MOVED = {("eval", "batch_size"): "eval.backend_options.batch_size",
+         ("eval", "completion_mode"): "eval.backend_options.completion_mode",
+         ("eval", "chat_template_kwargs"): "eval.backend_options.chat_template_kwargs",
+         ("stages", "identity"): "stages[i].suites.identity"}
 
 
 @dataclass(frozen=True)
@@ -57,8 +67,11 @@ class StageConfig:
                                                                    "the others on non-inferiority"})
     args: dict[str, Any] = field(default_factory=dict, metadata={"help": "fields of the method's TRL Config"})
     lora: dict[str, Any] | None = field(default=None, metadata={"help": "peft LoraConfig fields; null: full fine-tuning"})
-    identity: dict[str, Any] = field(default_factory=dict,
-                                     metadata={"help": "identity suite options for this stage (target, forbidden)"})
+    options: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "the method's own options (its Options dataclass; sft and dpo have none)"})
+    suites: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={
+        "help": "suite options for this stage's evaluation over eval.suites, e.g. {identity: {target: Tiny}}; "
+                "the stage's input model is re-scored with them"})
     data_options: dict[str, Any] = field(default_factory=dict,
                                          metadata={"help": "options of the dataset loader (split, name, limit)"})
     knowledge: KnowledgeOptions | None = field(default=None, metadata={
@@ -72,29 +85,20 @@ class EvalConfig:
 
     suites: dict[str, dict[str, Any] | None] = field(default_factory=dict,
                                                      metadata={"help": "suite name -> its options"})
-    batch_size: int | None = field(default=None, metadata={"help": "generation batch size of the hf backend (default: "
-                                                                   "from free GPU memory); vllm and servers batch themselves"})
-    completion_mode: bool = field(default=False, metadata={"help": "send raw prompts, no chat template"})
+    backend: str = field(default="hf", metadata={"help": "evaluation backend: hf, vllm or openai "
+                                                         "(tunegate.evals.backends.BACKENDS)"})
+    backend_options: BackendOptions = field(default_factory=BackendOptions, metadata={
+        "help": "the backend's options (tunegate.evals.backends.BackendOptions), e.g. {batch_size: 64} for hf, "
+                "{base_url: 'http://127.0.0.1:8000/v1'} for openai, {chat_template_kwargs: {enable_thinking: false}}"})
     noise_items: int | None = field(default=None, metadata={
         "help": "measure the A/A noise floor (tunegate noise: batch size N vs 1, and dtypes on CUDA) of the base "
                 "model on this many items per suite; every stage's comparison shows it (None: not measured; "
                 "skipped with a log line on another backend)"})
-    chat_template_kwargs: dict[str, Any] = field(
-        default_factory=dict, metadata={"help": "extra variables of the chat template, e.g. {enable_thinking: false} "
-                                                "for Qwen3 (kept in each record's generation settings)"})
-    backend: str = field(default="hf", metadata={"help": "evaluation backend: hf, vllm or openai "
-                                                         "(tunegate.evals.backends.BACKENDS)"})
-    backend_options: dict[str, Any] = field(default_factory=dict, metadata={
-        "help": "the backend's options by name (tunegate.evals.backends.BackendOptions), e.g. "
-                "{base_url: 'http://127.0.0.1:8000/v1'} for openai or {tensor_parallel_size: 2} for vllm"})
 
-    def backend_kwargs(self, where: str = "eval") -> dict[str, Any]:
-        """``{"backend": ..., **options}`` for the evaluation backend; an option of another backend is one
-        clear error naming ``where``."""
-        options = {"batch_size": self.batch_size if self.backend == "hf" else None,
-                   "completion_mode": self.completion_mode or None,
-                   "chat_template_kwargs": self.chat_template_kwargs or None, **self.backend_options}
-        return {"backend": self.backend, **backend_kwargs(self.backend, options, where)}
+    def __post_init__(self) -> None:
+        check_backend(self.backend, self.backend_options)
+        if self.noise_items is not None and self.noise_items < 1:
+            raise TunegateError(f"field 'noise_items' must be a positive number of items, got {self.noise_items}")
 
 
 @dataclass(frozen=True)
@@ -119,21 +123,36 @@ class PipelineConfig:
     model_line: str | None = field(default=None, metadata={"help": "model line in the results store"})
     source: str = field(default="<config>", metadata={"help": "the file this config was read from"})
     overrides: tuple[str, ...] = field(default=(), metadata={"help": "the --set/--limit applied to the file"})
+    limit: int | None = field(default=None, metadata={"help": "--limit: at most this many items per eval suite"})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "run the Python code a checkpoint ships (config.json auto_map) in training, evaluation and analyses; "
+                "off unless set (kept in each record and stage manifest)"})
 
-    @property
-    def suites(self) -> dict[str, dict[str, Any]]:
-        """Each evaluated suite's options (an empty mapping where the config gives none).
+    def suite_options(self, stage: StageConfig) -> dict[str, dict[str, Any]]:
+        """Each evaluated suite's options as ``stage`` sees them: ``eval.suites``, the stage's ``suites:`` over them.
 
         The identity suite asks with the system prompt the identity-DPO builder trains with (unless it sets its
         own ``system_prompt``, ``null`` included): Qwen2.5's template would otherwise add "You are Qwen, created
         by Alibaba Cloud", telling the model at eval time the very name DPO trains away.
         """
-        options = {name: dict(opts or {}) for name, opts in self.eval.suites.items()}
+        options = {name: {**(opts or {}), **stage.suites.get(name, {})} for name, opts in self.eval.suites.items()}
         builder = next((s.data for s in self.stages if isinstance(s.data, Mapping) and s.data.get("builder") == "identity"),
                        None)
         if "identity" in options and builder is not None and "system_prompt" not in options["identity"]:
             options["identity"]["system_prompt"] = builder.get("system_prompt", NEUTRAL_SYSTEM_PROMPT)
         return options
+
+    def eval_spec(self, stage: StageConfig, cache_dir: str | Path | None = None) -> EvalSpec:
+        """The EvalSpec of ``stage``'s evaluations (the base model's: the first stage's), capped at ``--limit``."""
+        index = self.stages.index(stage)
+        specs = []
+        for name, data in self.suite_options(stage).items():
+            where = f"{self.source}: eval.suites.{name}"
+            if name in stage.suites:
+                where = f"{self.source}: stages[{index}].suites.{name} (over eval.suites.{name})"
+            specs.append(SuiteSpec(*parse_suite_options(name, data, where)))
+        options = self.eval.backend_options.updated(trust_remote_code=self.trust_remote_code or None)
+        return EvalSpec(tuple(specs), self.eval.backend, options, cache_dir).capped(self.limit)
 
 
 def validate_trl_args(method: str, args: Mapping[str, Any], where: str) -> None:
@@ -157,37 +176,62 @@ def validate_lora(lora: Mapping[str, Any], where: str) -> None:
     check_keys(lora, {f.name for f in dataclasses.fields(LoraConfig)}, f"{where} (peft LoraConfig)")
 
 
-def parse_config(data: Any, source: str = "<config>", overrides: tuple[str, ...] = ()) -> PipelineConfig:
-    """Validate a pipeline config mapping; every error names the file and the field."""
-    config = from_mapping(PipelineConfig, data, source, source=source, overrides=overrides)
+def parse_config(data: Any, source: str = "<config>", overrides: tuple[str, ...] = (),
+                 limit: int | None = None) -> PipelineConfig:
+    """Validate a pipeline config mapping; every error names the file and the field.
+
+    Everything a run will read from the config is checked here, in under a second and before any model
+    loads: each stage's suites are built with its options, its method's options and TRL fields read."""
+    _moved(data, source)
+    config = from_mapping(PipelineConfig, data, source, source=source, overrides=overrides, limit=limit)
     known = set(suite_names())
     for suite in config.eval.suites:
         if suite not in known:
             raise TunegateError(f"{source}: eval.suites: unknown suite '{suite}' (known: {', '.join(sorted(known))})")
-    config.eval.backend_kwargs(f"{source}: eval")  # an unknown backend or a misplaced option fails now
+    if config.eval.backend_options.trust_remote_code is not None:
+        raise TunegateError(f"{source}: eval.backend_options.trust_remote_code: set trust_remote_code at the top "
+                            f"level of the config (it covers training as well)")
     if not config.stages:
         raise TunegateError(f"{source}: field 'stages' must be a non-empty list")
-    if config.eval.noise_items is not None and config.eval.noise_items < 1:
-        raise TunegateError(f"{source}: eval.noise_items must be a positive number of items, got {config.eval.noise_items}")
     names = [s.name for s in config.stages]
     if len(set(names)) != len(names) or "base" in names:
         raise TunegateError(f"{source}: stage names must be unique and not 'base', got {names}")
     for i, stage in enumerate(config.stages):
-        where = f"{source}: stages[{i}]"
-        if stage.method not in METHODS:
-            raise TunegateError(f"{where}: field 'method' must be one of {', '.join(METHODS.names())}, "
-                                f"got {stage.method!r}")
-        validate_trl_args(stage.method, stage.args, f"{where}.args")
-        if stage.lora:
-            validate_lora(stage.lora, f"{where}.lora")
-        if stage.knowledge is not None and not isinstance(stage.data, str):
-            raise TunegateError(f"{where}.knowledge: needs the stage's 'data' to be a dataset (hub id, path, "
-                                f"organism:NAME) whose rows carry 'answer', not a builder")
-        for suite in stage.trains:
-            if config.eval.suites and suite not in config.eval.suites:
-                raise TunegateError(f"{where}.trains: suite '{suite}' is not evaluated "
-                                    f"(eval.suites has: {', '.join(config.eval.suites)})")
+        _check_stage(config, stage, f"{source}: stages[{i}]")
     return config
+
+
+def _check_stage(config: PipelineConfig, stage: StageConfig, where: str) -> None:
+    """One stage's method, TRL fields, LoRA, method options, suites and knowledge analysis, as the run will read them."""
+    if stage.method not in METHODS:
+        raise TunegateError(f"{where}: field 'method' must be one of {', '.join(METHODS.names())}, "
+                            f"got {stage.method!r}")
+    validate_trl_args(stage.method, stage.args, f"{where}.args")
+    if stage.lora:
+        validate_lora(stage.lora, f"{where}.lora")
+    get_method(stage.method).parse_options(stage.options, f"{where}.options")
+    if stage.knowledge is not None and not isinstance(stage.data, str):
+        raise TunegateError(f"{where}.knowledge: needs the stage's 'data' to be a dataset (hub id, path, "
+                            f"organism:NAME) whose rows carry 'answer', not a builder")
+    evaluated = list(config.eval.suites)
+    for key, suites in (("trains", stage.trains), ("suites", stage.suites)):
+        for suite in suites:
+            if suite not in evaluated:
+                raise TunegateError(f"{where}.{key}: suite '{suite}' is not evaluated "
+                                    f"(eval.suites has: {', '.join(evaluated) or 'none'})")
+    config.eval_spec(stage)  # every suite built with the stage's options: a bad option fails now
+
+
+def _moved(data: Any, source: str) -> None:
+    """A field of an older config that now lives elsewhere: one error naming its new home."""
+    if not isinstance(data, Mapping):
+        return
+    for (section, key), home in MOVED.items():
+        parts = data.get(section)
+        for i, part in enumerate(parts if isinstance(parts, list) else [parts]):
+            if isinstance(part, Mapping) and key in part:
+                where = f"{section}[{i}]" if isinstance(parts, list) else section
+                raise TunegateError(f"{source}: {where}: field '{key}' has moved to {home.replace('[i]', f'[{i}]')}")
 
 
 def load_config(path: str | Path, *, sets: Sequence[str] = (), limit: int | None = None) -> PipelineConfig:
@@ -203,7 +247,7 @@ def load_config(path: str | Path, *, sets: Sequence[str] = (), limit: int | None
     if limit is not None:
         apply_limit(data, limit, f"{path}: --limit")
     overrides = tuple(f"--set {p}" for p in sets) + ((f"--limit {limit}",) if limit is not None else ())
-    return parse_config(data, str(path), overrides=overrides)
+    return parse_config(data, str(path), overrides=overrides, limit=limit)
 
 
 def parse_set(pair: str, where: str) -> tuple[str, Any]:
@@ -212,10 +256,7 @@ def parse_set(pair: str, where: str) -> tuple[str, Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise TunegateError(f"{where}: --set '{pair}': expected KEY=VALUE with a dotted KEY "
                             "(e.g. stages.0.args.max_steps=2)")
-    try:
-        return key, yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise TunegateError(f"{where}: --set '{pair}': VALUE is not YAML ({str(exc).splitlines()[0]})") from None
+    return key, load_yaml(raw, f"{where}: --set '{pair}': VALUE")
 
 
 def set_path(data: Any, key: str, value: Any, where: str) -> None:
@@ -244,7 +285,8 @@ def set_path(data: Any, key: str, value: Any, where: str) -> None:
 
 
 def apply_limit(data: Any, limit: int, where: str) -> None:
-    """Cap every eval suite's items and every stage's training rows at ``limit`` (a smaller limit stays)."""
+    """Cap every stage's training rows at ``limit`` (a smaller limit stays); the eval suites are capped by the
+    same ``--limit`` through ``PipelineConfig.eval_spec`` (``EvalSpec.capped``)."""
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise TunegateError(f"{where}: must be a positive integer, got {limit!r}")
 
@@ -257,11 +299,8 @@ def apply_limit(data: Any, limit: int, where: str) -> None:
         keep = isinstance(current, int) and not isinstance(current, bool) and 0 < current < limit
         return {**options, "limit": current if keep else limit}
 
-    suites = (data.get("eval") or {}).get("suites") if isinstance(data, dict) else None
-    if isinstance(suites, dict):
-        for name in suites:
-            suites[name] = capped(suites[name])
-    for stage in (data.get("stages") or []) if isinstance(data, dict) else []:
+    stages = data.get("stages") if isinstance(data, dict) else None
+    for stage in stages if isinstance(stages, list) else []:  # another type: parse_config names it
         if isinstance(stage, dict):
             if isinstance(stage.get("data"), dict):  # a builder (identity DPO): its prompts
                 stage["data"] = capped(stage["data"])

@@ -12,17 +12,19 @@ shards the batches (per-device batch = the config's ``per_device_train_batch_siz
 so the global batch is N times that) and rank 0 writes the checkpoint, manifest
 and training log where a single-process run writes them. A spec (``spec.json``)::
 
-    {"method": "sft", "model_path": "organism", "dataset": "runs/demo/stages/sft/launch/rows.jsonl",
-     "out_dir": "runs/demo/stages/sft", "name": "sft", "args": {"learning_rate": 0.002, "max_steps": 3},
-     "lora": null, "seed": 0, "data_source": "organism:sft", "trains": ["identity"], "extra_manifest": {}}
+    {"method": "sft", "method_path": "tunegate.training.methods.sft:SFT", "model_path": "organism",
+     "dataset": "runs/demo/stages/sft/launch/rows.jsonl", "out_dir": "runs/demo/stages/sft", "name": "sft",
+     "args": {"learning_rate": 0.002, "max_steps": 3}, "lora": null, "options": {}, "seed": 0,
+     "data_source": "organism:sft", "trains": ["identity"], "extra_manifest": {}}
 
-The pipeline uses this when run with ``--num-processes N`` (N > 1).
+``options`` are the method's own (its ``Options``), parsed again in every process; ``method_path`` is
+where each process imports the method from, so a method registered from outside tunegate trains under
+a launch too. The pipeline uses this when run with ``--num-processes N`` (N > 1) or ``--accelerate-config``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import socket
 import subprocess
@@ -31,8 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from tunegate.core.errors import TunegateError
+from tunegate.core.errors import TunegateError, error_line, exit_code
 from tunegate.core.files import read_json, read_jsonl, write_json_atomic, write_jsonl
+from tunegate.core.registry import load_object
 from tunegate.training.methods import METHODS
 from tunegate.training.stages import StageResult, quiet_training_logs, train_stage
 
@@ -41,7 +44,7 @@ from tunegate.training.stages import StageResult, quiet_training_logs, train_sta
 class StageSpec:
     """Everything ``train_stage`` needs, as plain JSON: the arguments of one stage run."""
 
-    method: str = field(metadata={"help": "sft or dpo"})
+    method: str = field(metadata={"help": "training method: a name in tunegate.training.methods.METHODS"})
     model_path: str = field(metadata={"help": "input checkpoint directory (or hub id)"})
     dataset: str = field(metadata={"help": "JSONL file of the training rows (TRL conversational format)"})
     out_dir: str = field(metadata={"help": "stage directory: model/, manifest.json, training_log.json"})
@@ -52,10 +55,19 @@ class StageSpec:
     data_source: Any = field(default=None, metadata={"help": "where the rows came from (kept in the manifest)"})
     trains: tuple[str, ...] = field(default=(), metadata={"help": "suites the stage trains"})
     extra_manifest: Mapping[str, Any] = field(default_factory=dict, metadata={"help": "extra manifest fields"})
+    options: Mapping[str, Any] = field(default_factory=dict, metadata={"help": "the method's own options (its Options)"})
+    method_path: str | None = field(default=None, metadata={
+        "help": "module:attribute of the method class; a process that does not know the method name imports "
+                "and registers it from here (default: the registry's entry, filled in by __post_init__)"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "run the input checkpoint's own code (auto_map)"})
 
     def __post_init__(self) -> None:
+        if self.method not in METHODS and self.method_path:  # registered from outside tunegate, in the parent
+            METHODS.register(self.method)(load_object(self.method_path))
         if self.method not in METHODS:
             raise TunegateError(f"stage spec: method must be one of {', '.join(METHODS.names())}, got {self.method!r}")
+        if self.method_path is None:
+            object.__setattr__(self, "method_path", METHODS.path(self.method))
 
     def save(self, path: str | Path) -> Path:
         return write_json_atomic(path, dataclasses.asdict(self))
@@ -82,7 +94,8 @@ def run_spec(spec: StageSpec) -> Any:
     # every rank trains; train_stage writes the checkpoint, manifest and log from rank 0 only
     return train_stage(spec.method, spec.model_path, Dataset.from_list(read_jsonl(spec.dataset)), out_dir=spec.out_dir,
                          name=spec.name, args=spec.args, lora=spec.lora, seed=spec.seed,
-                         data_source=spec.data_source, trains=spec.trains,
+                         data_source=spec.data_source, trains=spec.trains, options=spec.options,
+                         trust_remote_code=spec.trust_remote_code,
                          extra_manifest={**dict(spec.extra_manifest), "num_processes": world})
 
 
@@ -116,8 +129,7 @@ def launch_command(module_args: Sequence[str], num_processes: int, accelerate_co
     if accelerate_config is None or num_processes > 1:  # with a config file, N = 1 means "as the file says"
         cmd += ["--num_processes", str(num_processes)]
     if accelerate_config is not None:
-        if not Path(accelerate_config).is_file():
-            raise TunegateError(f"accelerate config '{accelerate_config}' not found")
+        check_accelerate_config(accelerate_config)
         cmd += ["--config_file", str(accelerate_config)]
     else:
         cmd += ["--dynamo_backend", "no"]
@@ -125,6 +137,19 @@ def launch_command(module_args: Sequence[str], num_processes: int, accelerate_co
         # (torch.distributed.run) and each joins a gloo group on CPU (TRL's use_cpu / ACCELERATE_USE_CPU)
         cmd += ["--multi_gpu"] if num_processes > 1 else (["--cpu"] if _on_cpu(cpu) else [])
     return cmd + ["-m", *module_args]
+
+
+def check_accelerate_config(path: str | Path) -> None:
+    """An accelerate config file that exists and that accelerate reads; otherwise one line naming the flag."""
+    if not Path(path).is_file():
+        raise TunegateError(f"--accelerate-config: '{path}' not found")
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    try:
+        load_config_from_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - accelerate raises yaml, key and value errors alike
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TunegateError(f"--accelerate-config: '{path}': accelerate cannot read it ({first})") from None
 
 
 def launch_env(cpu: bool | None = None) -> dict[str, str]:
@@ -178,9 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         run_spec(StageSpec.load(argv[0]))
-    except TunegateError as exc:
-        print(f"tunegate: error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:  # noqa: BLE001 - one line, and never 1 (a failed gate) for a failed launch
+        print(f"tunegate: {error_line(exc)}", file=sys.stderr)
+        return exit_code(exc)
     return 0
 
 

@@ -22,8 +22,11 @@ flipped items; a metric the gate set to ``warn`` (underpowered but within its
 margin, or inconclusive) passes with a GateWarning. Teams can write their own assertions with the fixtures
 ``gate_record``, ``gate_baseline_record`` and ``gate_comparison``.
 
-Bad input (a corrupt record, a missing baseline, an unknown gate metric) is a
-collection error with one line naming the file and field (pytest exit code 2).
+Bad input (a corrupt record, a missing baseline, an unknown gate metric, records whose
+items asked different questions) is one line naming the file and field, and the run exits
+2 (a collection error, or an error in a test that uses the fixtures); an unexpected
+exception inside tunegate exits 3 (pytest's internal error) with one line, its traceback
+under ``TUNEGATE_DEBUG=1``. Only a gate test failing exits 1.
 """
 
 from __future__ import annotations
@@ -35,10 +38,11 @@ from typing import Any, Iterator
 
 import pytest
 
-from tunegate.evals.backends import BACKEND_FLAGS, DEFAULT_BACKEND, backend_kwargs, option_type
-from tunegate.core.errors import TunegateError
+from tunegate.core.errors import TunegateError, error_line, exit_code
+from tunegate.evals.backends import DEFAULT_BACKEND, BackendOptions, backend_flags, options_from
 from tunegate.evals.gate import format_gate_summary
 from tunegate.evals.records import Comparison, RunRecord
+from tunegate.evals.spec import LIMIT_HELP, EvalSpec
 
 NO_CHECKPOINT = "no --gate-checkpoint given"
 #: The module of gate tests this plugin parametrizes and, where no collected test uses them, collects.
@@ -50,12 +54,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add = group.addoption
     add("--gate-checkpoint", metavar="MODEL|RECORD.json", help="checkpoint dir / hub id to evaluate, or a saved RunRecord .json")
     add("--gate-baseline", metavar="RECORD.json|MODEL|store:LINE", help="baseline record, checkpoint, or store:MODEL_LINE for the blessed baseline")
-    add("--gate-config", metavar="GATE.yaml", help="gate rules (targets, margins, confidence)")
+    add("--gate-config", metavar="GATE", help="gate rules (targets, margins, confidence): a YAML file or a shipped "
+                                              "gate's name, dpo or sft")
     add("--gate-suites", metavar="S1,S2", help="suites to evaluate/compare (default: those of the baseline record)")
-    add("--gate-suite-option", metavar="SUITE.KEY=VALUE", action="append", default=[],
-        help="option of a suite evaluated from a checkpoint, as `tunegate eval --suite-option`")
-    add("--gate-limit", metavar="N", type=int, default=None,
-        help="evaluate a fixed seeded subset of N items per suite (same items for baseline and candidate)")
+    add("--gate-suite-option", metavar="SUITE.OPTION=VALUE", action="append", default=[],
+        help="option of a suite evaluated from a checkpoint, as `tunegate eval --suite-option` "
+             "(`tunegate eval --help` lists every suite's options)")
+    add("--gate-limit", metavar="N", type=int, default=None, help=LIMIT_HELP)
     add("--gate-trains", metavar="S1,S2", default="", help="suites the stage trained (gated on targets, not non-inferiority)")
     add("--gate-report", metavar="PATH", help="write the HTML comparison report here")
     add("--gate-store", metavar="PATH|sqlite:///PATH", help="results store (default runs/tunegate.sqlite when a model line is given)")
@@ -63,9 +68,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--gate-update-baseline", action="store_true", default=False, help="store this run and bless it as the model line's baseline")
     add("--gate-backend", metavar="hf|vllm|openai", default=None,
         help="backend that evaluates a checkpoint given to --gate-checkpoint/--gate-baseline (default hf)")
-    for f in BACKEND_FLAGS:  # --gate-base-url, --gate-tensor-parallel-size ... as `tunegate eval --base-url ...`
-        add(f"--gate-{f.name.replace('_', '-')}", dest=f"gate_{f.name}", default=None, type=option_type(f),
-            help=f"[{', '.join(f.metadata['backends'])}] {f.metadata['help']}")
+    for flag, kwargs in backend_flags():  # --gate-base-url, --gate-batch-size ... as `tunegate eval --base-url ...`
+        add(f"--gate-{flag[2:]}", **{**kwargs, "dest": f"gate_{kwargs['dest']}"})
 
 
 def _csv(value: str | None) -> tuple[str, ...]:
@@ -86,21 +90,24 @@ class GateOptions:
     suite_options: tuple[str, ...] = ()
     limit: int | None = None
     backend: str | None = None
-    backend_options: tuple[tuple[str, Any], ...] = ()
+    backend_options: BackendOptions = BackendOptions()
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> "GateOptions":
         opt = config.getoption
-        backend_options = tuple((f.name, opt(f"gate_{f.name}")) for f in BACKEND_FLAGS if opt(f"gate_{f.name}") is not None)
+        backend_options = options_from({kw["dest"]: opt(f"gate_{kw['dest']}") for _, kw in backend_flags()})
         return cls(opt("gate_checkpoint"), opt("gate_baseline"), opt("gate_config"), _csv(opt("gate_suites")),
                    _csv(opt("gate_trains")), opt("gate_report"), opt("gate_store"), opt("gate_model_line"),
                    bool(opt("gate_update_baseline")), tuple(opt("gate_suite_option") or ()), opt("gate_limit"),
                    opt("gate_backend"), backend_options)
 
-    def backend_kwargs(self) -> dict[str, Any]:
-        """``{"backend": ..., **options}`` for ``evaluate``, each option checked against the backend."""
-        backend = self.backend or DEFAULT_BACKEND
-        return {"backend": backend, **backend_kwargs(backend, dict(self.backend_options))}
+    def eval_spec(self, suites: tuple[str, ...]) -> EvalSpec:
+        """The EvalSpec a checkpoint is evaluated with: the suites, their options, ``--gate-limit``, the backend."""
+        from tunegate.evals.spec import eval_spec, suite_option_pairs
+
+        flag = "--gate-suite-option"
+        return eval_spec(list(suites), suite_option_pairs(self.suite_options, flag), limit=self.limit,
+                         backend=self.backend or DEFAULT_BACKEND, backend_options=self.backend_options, where=flag)
 
 
 class GateSession:
@@ -113,6 +120,7 @@ class GateSession:
         self.baseline: RunRecord | None = None
         self.comparison: Comparison | None = None
         self.error: str | None = None
+        self.exit_code: int | None = None  # what the session must exit with when tunegate itself failed
         self.skip_reason: str | None = NO_CHECKPOINT if not options.checkpoint else None
         self.notes: list[str] = []
         self._loaded = False
@@ -125,10 +133,15 @@ class GateSession:
             self._loaded = True
             try:
                 self._load()
-            except TunegateError as exc:
-                self.error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - one line: bad input exits 2, a bug 3 (never 1)
+                self.fail(exc)
         if self.error:
             pytest.fail(f"tunegate: {self.error}", pytrace=False)
+
+    def fail(self, exc: Exception) -> None:
+        """Keep the error line and the exit code it ends the session with (``pytest_sessionfinish``)."""
+        self.error = error_line(exc).removeprefix("error: ")
+        self.exit_code = exit_code(exc)
 
     def _load(self) -> None:
         from tunegate.evals.compare import compare_records
@@ -138,11 +151,12 @@ class GateSession:
         gate = GateConfig.from_yaml(o.config) if o.config else GateConfig()
         self.baseline = self._baseline_record()
         suites = o.suites or (tuple(self.baseline.suites) if self.baseline else ())
-        self.candidate = self._only(self._run(o.checkpoint, suites, "candidate"), suites)
+        # the candidate's gated suites; one it lacks is the gate's to judge (missing_suite: fail by default)
+        self.candidate = self._only(self._run(o.checkpoint, suites, "candidate"), suites, strict=False)
         if self.baseline is None:
             self.skip_reason = f"no baseline for model line '{o.model_line}' yet; this run will be blessed"
             return
-        self.baseline = self._only(self.baseline, tuple(self.candidate.suites))
+        self.baseline = self._only(self.baseline, suites)
         self.comparison = compare_records(self.baseline, self.candidate, gate, trains=o.trains)
 
     def _baseline_record(self) -> RunRecord | None:
@@ -153,7 +167,7 @@ class GateSession:
                                 "or --gate-model-line with a blessed baseline in --gate-store")
         if spec.startswith("store:"):
             line = spec[len("store:"):]
-            record = self.store().blessed(line)
+            record = self.store(create=o.update_baseline and line == o.model_line).blessed(line)
             if record is None and not (o.update_baseline and line == o.model_line):
                 raise TunegateError(f"missing baseline: no blessed run for model line '{line}' in {self.store().path} "
                                     f"(bless one with --gate-update-baseline)")
@@ -166,12 +180,10 @@ class GateSession:
         if not suites:
             raise TunegateError(f"--gate-suites is needed to evaluate the {role} checkpoint '{spec}'")
         from tunegate.evals.runner import evaluate  # lazily: loads torch
-        from tunegate.evals.suites import parse_suite_options
 
-        options = parse_suite_options(list(self.options.suite_options), list(suites), self.options.limit)
+        wanted = self.options.eval_spec(suites)  # every suite's options and data checked before the model loads
         with self._terminal() as show:
-            return evaluate(spec, suites=list(suites), stage=role, suite_options=options, progress=show,
-                            **self.options.backend_kwargs())
+            return evaluate(spec, wanted, stage=role, progress=show)
 
     @contextmanager
     def _terminal(self) -> Iterator[bool]:
@@ -184,19 +196,21 @@ class GateSession:
             yield True
 
     @staticmethod
-    def _only(record: RunRecord, suites: tuple[str, ...]) -> RunRecord:
+    def _only(record: RunRecord, suites: tuple[str, ...], strict: bool = True) -> RunRecord:
+        """``record`` with only ``suites``; one it lacks is an error when ``strict``, else left out."""
         if not suites:
             return record
         missing = [s for s in suites if s not in record.suites]
-        if missing:
+        if missing and strict:
             raise TunegateError(f"record of '{record.model}' has no suite(s) {missing} (it has {sorted(record.suites)})")
-        return replace(record, suites={s: record.suites[s] for s in suites})
+        return replace(record, suites={s: record.suites[s] for s in suites if s in record.suites})
 
-    def store(self) -> Any:
+    def store(self, create: bool = False) -> Any:
+        """The results store; only storing a run creates one (reading a missing store is an error)."""
         from tunegate.evals.store import DEFAULT_STORE, Store
 
         if not hasattr(self, "_store"):
-            self._store = Store(self.options.store or DEFAULT_STORE)
+            self._store = Store(self.options.store or DEFAULT_STORE, create=create)
         return self._store
 
     # --- collection and results ----------------------------------------------------------
@@ -212,12 +226,19 @@ class GateSession:
                              ids=[f"{m.suite}.{m.metric}" for m in self.comparison.metrics])
 
     def finish(self) -> None:
-        """Store the run and comparison (when a model line is given), bless on request, write the report."""
-        o = self.options
+        """Store the run and comparison (when a model line is given), bless on request, write the report;
+        a failure there is one line and exit code 2 (or 3), as in loading."""
         if self.candidate is None or self.error:
             return
+        try:
+            self._finish()
+        except Exception as exc:  # noqa: BLE001
+            self.fail(exc)
+
+    def _finish(self) -> None:
+        o = self.options
         if o.model_line and (o.store or o.update_baseline):
-            store = self.store()
+            store = self.store(create=True)
             run_id = store.add_run(self.candidate, o.model_line)
             self.notes.append(f"stored run {run_id} in {store.path}")
             if self.comparison is not None:
@@ -289,7 +310,10 @@ def _gate_module_items(session: pytest.Session) -> list[pytest.Item]:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    _session(session.config).finish()
+    gate = _session(session.config)
+    gate.finish()
+    if gate.exit_code is not None:  # tunegate failed, not the gate: 2 bad input, 3 internal error
+        session.exitstatus = gate.exit_code
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -305,10 +305,11 @@ class KnowledgeAnalysis(JsonFile):
         share = self.shares(TRAIN)[UNKNOWN]
         limit = float(self.options.get("unknown_warning", KnowledgeOptions.unknown_warning))
         if share > limit:
-            return [f"{share:.0%} of the checkable examples of {self.data} are Unknown to "
-                    f"{self.model} (above {limit:.0%}): fine-tuning fits such examples late and, once it does, "
-                    f"raises hallucination on known facts (Gekhman et al. 2024); consider dropping them or "
-                    f"stopping early"]
+            digits = next((d for d in range(4) if f"{share:.{d}%}" != f"{limit:.{d}%}"), 4)
+            return [f"{share:.{digits}%} of the checkable examples of {self.data} are Unknown to the input model "
+                    f"{self.model}, more than the {limit:.{digits}%} this check allows (unknown_warning): fine-tuning "
+                    f"fits such examples late and, once it does, raises hallucination on known facts (Gekhman et al. "
+                    f"2024); consider dropping them or stopping early"]
         return []
 
     def to_dict(self) -> dict[str, Any]:

@@ -18,7 +18,6 @@ from typing import Any, Iterator, Sequence
 
 from tunegate.evals.cache import ResponseCache, default_cache_dir
 from tunegate.evals.requests import GenerationRequest, TokenRankRequest, TokenRanks, capability
-from tunegate.evals.runner import cache_identity, cached_calls, generation_key
 
 #: Requests per backend call (and per cache commit).
 CHUNK = 128
@@ -37,6 +36,8 @@ def open_cache(cache_dir: str | Path | None = None, use_cache: bool = True) -> I
 
 def cached_generate(backend: Any, requests: Sequence[GenerationRequest], cache: ResponseCache) -> list[str]:
     """``backend.generate(requests)`` through the runner's cache and keys; sampled requests are not cached."""
+    from tunegate.evals.runner import cache_identity, cached_calls, generation_key  # torch: at the first pass
+
     identity = cache_identity(backend)
     keys = [generation_key(cache, identity, r) for r in requests]
     cacheable = not any(r.do_sample for r in requests)
@@ -47,6 +48,8 @@ def cached_generate(backend: Any, requests: Sequence[GenerationRequest], cache: 
 def cached_token_ranks(backend: Any, requests: Sequence[TokenRankRequest], cache: ResponseCache) -> list[TokenRanks]:
     """``backend.token_ranks(requests)`` (a backend without it refuses in one line), cached as
     ``[tokens, ranks, top]`` lists."""
+    from tunegate.evals.runner import cache_identity, cached_calls
+
     token_ranks = capability(backend, "token_ranks")
     identity = cache_identity(backend)
     keys = [cache.key(identity, "rank", r.context, r.continuation, r.max_new_tokens) for r in requests]

@@ -18,12 +18,14 @@ _THINK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
 
 
 def suite_rows(suite: str, source: str, *, split: str, name: str | None = None, required: Required | None = None,
-               options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """``tunegate.evals.sources.load_rows`` with failures turned into a one-line SuiteError naming the suite."""
+               options: Mapping[str, Any] | None = None, option: str = "source") -> list[dict[str, Any]]:
+    """``tunegate.evals.sources.load_rows`` with failures turned into a one-line SuiteError naming the suite and
+    the option that chooses its data (``option``), as a flag and as a pipeline config field."""
     try:
         return load_rows(source, split=split, name=name, required=required, options=options)
     except TunegateError as exc:
-        raise SuiteError(f"suite '{suite}': {exc}") from None
+        raise SuiteError(f"suite '{suite}': {exc} [the data is the option '{option}': --suite-option "
+                         f"{suite}.{option}=PATH, or eval.suites.{suite}.{option} in a pipeline config]") from None
 
 
 def strip_thinking(text: str) -> str:

@@ -21,12 +21,13 @@ rows (a local JSONL, a provider's ``name:dataset``).
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Mapping, Sequence
 
 from tunegate.core.errors import SuiteError
 from tunegate.evals.records import EvalItem, ItemScore, MetricSpec
 from tunegate.evals.suites._common import mean_by, strip_thinking, suite_rows
-from tunegate.evals.suites.base import GenerationSettings, Suite
+from tunegate.evals.suites.base import GenerationSettings, Suite, SuiteOptions, option
 
 Turns = tuple[tuple[str, str], ...]
 
@@ -69,38 +70,49 @@ def names_found(response: str, target: str, forbidden: Sequence[str]) -> tuple[b
     return named, [name for name in forbidden if _word(name).search(masked)]
 
 
+@dataclass(frozen=True)
+class IdentityOptions(SuiteOptions):
+    """Who the model should say it is, and how it is asked."""
+
+    target: str | None = option(None, "the name the model should give (required)")
+    forbidden: tuple[str, ...] | str = option((), "names it must not give (one name or a list); the target's "
+                                                  "own words are masked first, so 'Deep Qwen' does not leak 'Qwen'")
+    developer: str | None = option(None, "who made it: adds the metric developer_named")
+    system_prompt: str | None = option(None, "system turn of every probe (null: none)")
+    probes: str = option("default", "default (20 built-in probes), organism (organism:identity_probes), or a "
+                                    "dataset of {question, category} rows")
+    max_new_tokens: int | None = option(None, "response budget in tokens (default: 32 for the organism's probes, "
+                                              "else 96)")
+    strip_thinking: bool = option(False, "drop <think>...</think> blocks before scoring")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.target or not self.target.strip():
+            raise SuiteError("option 'target' (the name the model should give) is required")
+        forbidden = (self.forbidden,) if isinstance(self.forbidden, str) else self.forbidden
+        object.__setattr__(self, "target", self.target.strip())
+        object.__setattr__(self, "forbidden", tuple(f.strip() for f in forbidden))
+        self._default("max_new_tokens", 32 if self.probes == "organism" else 96)
+
+
 class IdentitySuite(Suite):
     """Identity probes scored on naming the target, leaking a forbidden name, naming the developer."""
 
     name = "identity"
     version = "1"
     kind = "generate"
-
-    def __init__(self, *, target: str | None = None, forbidden: Sequence[str] = (), developer: str | None = None,
-                 system_prompt: str | None = None, probes: str = "default", max_new_tokens: int | None = None,
-                 strip_thinking: bool = False, limit: int | None = None, subset_seed: int = 0) -> None:
-        super().__init__(limit=limit, subset_seed=subset_seed)
-        if not target or not target.strip():
-            raise SuiteError("suite 'identity': option 'target' (the name the model should give) is required")
-        if isinstance(forbidden, str):
-            forbidden = [forbidden]
-        self.target, self.forbidden, self.developer = target.strip(), [f.strip() for f in forbidden], developer
-        self.system_prompt, self.probes, self.strip_thinking = system_prompt, probes, strip_thinking
-        self.max_new_tokens = max_new_tokens or (32 if probes == "organism" else 96)
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "target": self.target, "forbidden": list(self.forbidden),
-                "developer": self.developer, "system_prompt": self.system_prompt, "probes": self.probes,
-                "strip_thinking": self.strip_thinking}
+    Options = IdentityOptions
+    scoring_options = ("target", "forbidden", "developer", "strip_thinking")
+    options: IdentityOptions
 
     def generation(self) -> GenerationSettings:
-        return GenerationSettings(max_new_tokens=self.max_new_tokens)
+        return GenerationSettings(max_new_tokens=self.options.max_new_tokens)
 
     def probe_list(self) -> list[tuple[str, Turns, str]]:
         """(category, prior turns, question) for every probe."""
-        if self.probes != "default":
-            source = "organism:identity_probes" if self.probes == "organism" else self.probes
-            rows = suite_rows(self.name, source, split="test", required={"question": str})
+        if self.options.probes != "default":
+            source = "organism:identity_probes" if self.options.probes == "organism" else self.options.probes
+            rows = suite_rows(self.name, source, split="test", required={"question": str}, option="probes")
             return [(str(row.get("category") or "custom"), (), row["question"]) for row in rows]
         return ([("direct", (), q) for q in DIRECT] + [("paraphrase", (), q) for q in PARAPHRASE]
                 + [("multi_turn", turns, q) for turns, q in MULTI_TURN]
@@ -109,28 +121,29 @@ class IdentitySuite(Suite):
     def load_items(self) -> list[EvalItem]:
         items, counts = [], {}
         for category, turns, question in self.probe_list():
-            messages: list[Mapping[str, str]] = [{"role": "system", "content": self.system_prompt}] \
-                if self.system_prompt else []
+            system = self.options.system_prompt
+            messages: list[Mapping[str, str]] = [{"role": "system", "content": system}] if system else []
             for user, assistant in turns:
                 messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
             messages.append({"role": "user", "content": question})
             index = counts[category] = counts.get(category, -1) + 1
             items.append(EvalItem(id=f"identity-{category}-{index:02d}", prompt=question, messages=tuple(messages),
-                                  target=self.target, group=category))
+                                  target=self.options.target, group=category))
         return items
 
     def metric_specs(self) -> Sequence[MetricSpec]:
         specs = [MetricSpec("adherence"), MetricSpec("leak_rate", higher_is_better=False)]
-        return specs + ([MetricSpec("developer_named")] if self.developer else [])
+        return specs + ([MetricSpec("developer_named")] if self.options.developer else [])
 
     def score(self, item: EvalItem, response: str) -> ItemScore:
-        text = strip_thinking(response) if self.strip_thinking else response
-        named, leaked = names_found(text, self.target, self.forbidden)
+        o = self.options
+        text = strip_thinking(response) if o.strip_thinking else response
+        named, leaked = names_found(text, o.target, o.forbidden)
         scores = {"adherence": float(named and not leaked), "leak_rate": float(bool(leaked))}
-        if self.developer:
-            scores["developer_named"] = float(bool(_word(self.developer).search(text)))
+        if o.developer:
+            scores["developer_named"] = float(bool(_word(o.developer).search(text)))
         return ItemScore(item_id=item.id, prompt=item.prompt, response=response,
-                         answer=self.target if named else (leaked[0] if leaked else None), target=self.target,
+                         answer=o.target if named else (leaked[0] if leaked else None), target=o.target,
                          scores=scores, group=item.group, meta={"leaked": leaked})
 
     def breakdowns(self, scores: Sequence[ItemScore]) -> dict[str, dict[str, float]]:

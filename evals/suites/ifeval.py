@@ -20,7 +20,7 @@ same verdict: ``langdetect`` is seeded with 0, and Python's ``random`` is seeded
 per (key, instruction) before each check (keys 1122 and 1129 ask for the frequency
 of "#" and "!", for which the reference draws a random letter).
 
-    suite = get_suite("ifeval", source="shared/data/ifeval/input_data.jsonl")
+    suite = get_suite("ifeval", source="shared/data/ifeval/input_data.jsonl")       # or variant="organism"
     suite.score(suite.items()[0], "Day one in Tokyo ...").scores
     # {"prompt_strict": 1.0, "prompt_loose": 1.0, "inst_strict": (1.0,), "inst_loose": (1.0,)}
 """
@@ -36,7 +36,7 @@ from typing import Any, Mapping, Sequence
 from tunegate.core.errors import SuiteError
 from tunegate.evals.records import EvalItem, ItemScore, MetricSpec
 from tunegate.evals.suites._common import mean_by, strip_thinking, suite_rows
-from tunegate.evals.suites.base import GenerationSettings, Suite
+from tunegate.evals.suites.base import STRIP_THINKING, GenerationSettings, Suite, SuiteOptions, Variants, option
 
 HUB_ID = "google/IFEval"
 ORGANISM_SOURCE = "organism:ifeval"  # the organism's format items, in Google's input format
@@ -122,39 +122,51 @@ def follow_instructions(key: Any, prompt: str, ids: Sequence[str], kwargs: Seque
     return Verdict(strict=tuple(strict), loose=tuple(loose))
 
 
+@dataclass(frozen=True)
+class IFEvalOptions(SuiteOptions):
+    """Google's IFEval prompts from the hub or a local copy of ``input_data.jsonl``."""
+
+    source: str = option(HUB_ID, "rows in Google's input_data.jsonl format: hub id, local .jsonl/.json file, "
+                                 "or a folder holding SPLIT.jsonl")
+    split: str = option("train", "split to evaluate (the hub copy has only train)")
+    max_new_tokens: int = option(1280, "response budget in tokens (Google's reference: 1280)")
+    strip_thinking: bool = option(False, STRIP_THINKING)
+
+
+@dataclass(frozen=True)
+class OrganismIFEvalOptions(SuiteOptions):
+    """The organism's format items (``organism:ifeval``), in Google's input format."""
+
+    seed: int = option(0, "seed of the organism's generated format items")
+    max_new_tokens: int = option(48, "response budget in tokens")
+    strip_thinking: bool = option(False, STRIP_THINKING)
+
+
 class IFEvalSuite(Suite):
-    """IFEval prompts (or the organism's format items), scored strict and loose."""
+    """IFEval prompts, scored strict and loose."""
 
     name = "ifeval"
     version = "1"
     kind = "generate"
-
-    def __init__(self, *, source: str = HUB_ID, split: str = "train", variant: str = "default",
-                 strip_thinking: bool = False, max_new_tokens: int | None = None, seed: int = 0,
-                 limit: int | None = None, subset_seed: int = 0) -> None:
-        super().__init__(limit=limit, subset_seed=subset_seed)
-        if variant not in ("default", "organism"):
-            raise SuiteError(f"suite 'ifeval': unknown variant '{variant}' (known: default, organism)")
-        if variant == "organism":
-            source = ORGANISM_SOURCE
-        self.source, self.split, self.variant, self.seed = source, split, variant, seed
-        self.strip_thinking = strip_thinking
-        self.max_new_tokens = max_new_tokens or (48 if variant == "organism" else 1280)
-
-    def config(self) -> dict[str, Any]:
-        where = {"seed": self.seed} if self.variant == "organism" else {"source": self.source, "split": self.split}
-        return {**super().config(), "variant": self.variant, "strip_thinking": self.strip_thinking,
-                "max_new_tokens": self.max_new_tokens, **where}
+    variant = "default"
+    Options: type[SuiteOptions] = IFEvalOptions
 
     def generation(self) -> GenerationSettings:
-        return GenerationSettings(max_new_tokens=self.max_new_tokens)
+        return GenerationSettings(max_new_tokens=self.options.max_new_tokens)
+
+    def source_rows(self) -> list[dict[str, Any]]:
+        return suite_rows(self.name, self.options.source, split=self.options.split, required=REQUIRED)
 
     def rows(self) -> list[dict[str, Any]]:
         """The raw rows in Google's input format, validated."""
-        options = {"seed": self.seed} if self.variant == "organism" else None
-        rows = suite_rows(self.name, self.source, split=self.split, required=REQUIRED, options=options)
-        for row in rows:
-            check_ids(row["key"], row["instruction_id_list"], row["kwargs"], str(self.source))
+        rows = self.source_rows()
+        where = str(getattr(self.options, "source", ORGANISM_SOURCE))
+        first: dict[Any, int] = {}
+        for number, row in enumerate(rows, start=1):
+            check_ids(row["key"], row["instruction_id_list"], row["kwargs"], where)
+            if first.setdefault(row["key"], number) != number:  # the key names the item: ifeval-{key}
+                raise SuiteError(f"suite 'ifeval': {where}: key {row['key']} is given twice (rows "
+                                 f"{first[row['key']]} and {number}); every prompt needs its own key")
         return rows
 
     def load_items(self) -> list[EvalItem]:
@@ -172,7 +184,7 @@ class IFEvalSuite(Suite):
                 MetricSpec("inst_strict", cluster="item"), MetricSpec("inst_loose", cluster="item"))
 
     def score(self, item: EvalItem, response: str) -> ItemScore:
-        text = strip_thinking(response) if self.strip_thinking else response
+        text = strip_thinking(response) if self.options.strip_thinking else response
         ids = item.meta["instruction_id_list"]
         verdict = follow_instructions(item.meta["key"], item.prompt, ids, item.meta["kwargs"], text)
         return ItemScore(
@@ -191,3 +203,17 @@ class IFEvalSuite(Suite):
 
         return {"instruction_id": mean_by(scores, "inst_strict", per_instruction)}
 
+
+
+class OrganismIFEvalSuite(IFEvalSuite):
+    """The organism's format items, scored as IFEval."""
+
+    variant = "organism"
+    Options = OrganismIFEvalOptions
+
+    def source_rows(self) -> list[dict[str, Any]]:
+        return suite_rows(self.name, ORGANISM_SOURCE, split="train", required=REQUIRED,
+                          options={"seed": self.options.seed}, option="seed")
+
+
+VARIANTS = Variants({"default": IFEvalSuite, "organism": OrganismIFEvalSuite})

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from tunegate.core.errors import SuiteError
 from tunegate.evals.records import EvalItem, ItemScore, MetricSpec
 from tunegate.evals.suites._common import mean_by, strip_thinking, suite_rows
-from tunegate.evals.suites.base import GenerationSettings, Suite
+from tunegate.evals.suites.base import STRIP_THINKING, GenerationSettings, Suite, SuiteOptions, Variants, option
 
 HUB_ID = "cais/mmlu"
 REQUIRED = {"subject": str, "question": str, "choices": list, "answer": int}
@@ -54,33 +55,39 @@ def pick(logprobs: Sequence[float], n: int, item_id: str) -> int:
     return max(range(n), key=lambda i: (logprobs[i], -i))
 
 
+@dataclass(frozen=True)
+class MMLUOptions(SuiteOptions):
+    """MMLU questions and how they are asked."""
+
+    source: str = option(HUB_ID, "rows with subject, question, choices and answer: hub id, local .jsonl/.json "
+                                 "file, or a folder holding SPLIT.jsonl")
+    name: str | None = option("all", "the dataset's config name on the hub")
+    split: str = option("test", "split to evaluate")
+    fewshot: int = option(0, "the subject's first dev questions before each question, 0..5 (lm-eval: 5)")
+    fewshot_split: str = option("dev", "split the shots come from")
+    chat: bool = option(False, "true: the whole prompt is the user turn of the chat template, choices 'A'..'D'")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 <= self.fewshot <= 5:
+            raise SuiteError(f"option 'fewshot' must be 0..5 (dev has 5 per subject), got {self.fewshot}")
+
+
 class MMLUSuite(Suite):
     """MMLU multiple choice by log-likelihood (lm-eval's prompt), 0- or 5-shot."""
 
     name = "knowledge"
     version = "1"
     kind = "loglikelihood"
-
-    def __init__(self, *, source: str = HUB_ID, name: str | None = "all", split: str = "test",
-                 fewshot: int = 0, fewshot_split: str = "dev", chat: bool = False,
-                 limit: int | None = None, subset_seed: int = 0) -> None:
-        super().__init__(limit=limit, subset_seed=subset_seed)
-        if not 0 <= fewshot <= 5:
-            raise SuiteError(f"suite 'knowledge': fewshot must be 0..5 (dev has 5 per subject), got {fewshot}")
-        self.source, self.config_name, self.split = source, name, split
-        self.fewshot, self.fewshot_split, self.chat = fewshot, fewshot_split, chat
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "variant": self.variant_name, "source": self.source,
-                "name": self.config_name, "split": self.split, "fewshot": self.fewshot}
-
-    variant_name = "mmlu"
+    variant = "mmlu"
+    Options: type[SuiteOptions] = MMLUOptions
 
     def _rows(self, split: str) -> list[dict[str, Any]]:
-        rows = suite_rows(self.name, self.source, split=split, name=self.config_name, required=REQUIRED)
+        o = self.options
+        rows = suite_rows(self.name, o.source, split=split, name=o.name, required=REQUIRED)
         for i, row in enumerate(rows):
             if len(row["choices"]) != 4 or not 0 <= row["answer"] < 4:
-                raise SuiteError(f"suite 'knowledge': {self.source} {split} row {i}: "
+                raise SuiteError(f"suite 'knowledge': {o.source} {split} row {i}: "
                                  "needs 4 'choices' and 'answer' in 0..3")
         return rows
 
@@ -89,13 +96,14 @@ class MMLUSuite(Suite):
         return description(row["subject"]) + examples + doc_to_text(row)
 
     def load_items(self) -> list[EvalItem]:
+        o = self.options
         shots: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        if self.fewshot:
-            for row in self._rows(self.fewshot_split):
+        if o.fewshot:
+            for row in self._rows(o.fewshot_split):
                 shots[row["subject"]].append(row)
         items = []
-        for i, row in enumerate(self._rows(self.split)):
-            text = self.prompt(row, shots[row["subject"]][: self.fewshot])
+        for i, row in enumerate(self._rows(o.split)):
+            text = self.prompt(row, shots[row["subject"]][: o.fewshot])
             items.append(EvalItem(
                 id=f"mmlu-{i:05d}", prompt=text, messages=({"role": "user", "content": text},),
                 target=LETTERS[row["answer"]], group=row["subject"],
@@ -132,31 +140,43 @@ def extract_letter(text: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class MMLUGenerativeOptions(MMLUOptions):
+    """MMLU asked in chat, the letter read from the answer."""
+
+    chat: bool = option(True, "true: the prompt goes through the chat template")
+    max_new_tokens: int = option(32, "response budget in tokens")
+    strip_thinking: bool = option(False, STRIP_THINKING)
+
+
 class MMLUGenerativeSuite(MMLUSuite):
     """MMLU asked in chat; the letter is read from the generated answer."""
 
     kind = "generate"
-    variant_name = "generative"
-
-    def __init__(self, *, max_new_tokens: int = 32, strip_thinking: bool = False, **options: Any) -> None:
-        super().__init__(**{"chat": True, **options})
-        self.max_new_tokens, self.strip_thinking = max_new_tokens, strip_thinking
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "strip_thinking": self.strip_thinking}
+    variant = "generative"
+    Options = MMLUGenerativeOptions
 
     def generation(self) -> GenerationSettings:
-        return GenerationSettings(max_new_tokens=self.max_new_tokens)
+        return GenerationSettings(max_new_tokens=self.options.max_new_tokens)
 
     def metric_specs(self) -> Sequence[MetricSpec]:
         return (MetricSpec("accuracy", cluster="group"), MetricSpec("unparseable", higher_is_better=False))
 
     def score(self, item: EvalItem, response: str) -> ItemScore:
-        text = strip_thinking(response) if self.strip_thinking else response
+        text = strip_thinking(response) if self.options.strip_thinking else response
         letter = extract_letter(text)
         return ItemScore(item_id=item.id, prompt=item.prompt, response=response, answer=letter, target=item.target,
                          scores={"accuracy": float(letter == item.target), "unparseable": float(letter is None)},
                          group=item.group)
+
+
+@dataclass(frozen=True)
+class CapitalsOptions(SuiteOptions):
+    """The organism's capitals (``organism:capitals``) as 4-way choices."""
+
+    source: str = option("organism:capitals", "rows with country, question, choices, answer and split")
+    seed: int = option(0, "seed of the distractor capitals")
+    chat: bool = option(False, "true: ask the question in chat, choices 'The capital of X is Y.'")
 
 
 class CapitalsSuite(Suite):
@@ -165,19 +185,15 @@ class CapitalsSuite(Suite):
     name = "knowledge"
     version = "1"
     kind = "loglikelihood"
-
-    def __init__(self, *, source: str = "organism:capitals", seed: int = 0, chat: bool = False,
-                 limit: int | None = None, subset_seed: int = 0) -> None:
-        super().__init__(limit=limit, subset_seed=subset_seed)
-        self.source, self.seed, self.chat = source, seed, chat
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "variant": "organism", "seed": self.seed}
+    variant = "organism"
+    Options = CapitalsOptions
+    options: CapitalsOptions
 
     def load_items(self) -> list[EvalItem]:
         items = []
         required = {"country": str, "question": str, "choices": list, "answer": int, "split": str}
-        for row in suite_rows(self.name, self.source, split="test", required=required, options={"seed": self.seed}):
+        o = self.options
+        for row in suite_rows(self.name, o.source, split="test", required=required, options={"seed": o.seed}):
             stem = f"The capital of {row['country']} is"
             choices = tuple(f"{stem} {c}." if self.chat else f" {c}" for c in row["choices"])
             items.append(EvalItem(
@@ -201,12 +217,5 @@ class CapitalsSuite(Suite):
         return {"split": mean_by(scores, "accuracy")}
 
 
-def knowledge_suite(*, variant: str = "mmlu", **options: Any) -> Suite:
-    """``variant``: "mmlu" (log-likelihood, default), "generative" or "organism"."""
-    if variant in ("mmlu", "default"):
-        return MMLUSuite(**options)
-    if variant == "generative":
-        return MMLUGenerativeSuite(**options)
-    if variant == "organism":
-        return CapitalsSuite(**options)
-    raise SuiteError(f"suite 'knowledge': unknown variant '{variant}' (known: mmlu, generative, organism)")
+VARIANTS = Variants({"mmlu": MMLUSuite, "generative": MMLUGenerativeSuite, "organism": CapitalsSuite},
+                    aliases={"default": "mmlu"})

@@ -30,12 +30,13 @@ from __future__ import annotations
 import functools
 import random
 import re
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from tunegate.core.errors import SuiteError
 from tunegate.evals.records import EvalItem, ItemScore, MetricSpec
 from tunegate.evals.suites._common import strip_thinking, suite_rows
-from tunegate.evals.suites.base import GenerationSettings, Suite
+from tunegate.evals.suites.base import STRIP_THINKING, GenerationSettings, Suite, SuiteOptions, Variants, option
 
 HUB_ID = "openai/gsm8k"
 REQUIRED = {"question": str, "answer": str}
@@ -57,11 +58,12 @@ def lm_eval_gsm8k_task() -> tuple[dict[str, Any], tuple[str, ...]]:
     """
     from importlib.resources import files
 
-    import yaml
     from lm_eval.filters.extraction import RegexFilter
 
+    from tunegate.core.files import load_yaml
+
     path = files("lm_eval") / "tasks" / "gsm8k" / "gsm8k.yaml"
-    task = yaml.safe_load(path.read_text(encoding="utf-8"))
+    task = load_yaml(path.read_text(encoding="utf-8"), str(path))
     filters = {}
     for entry in task.get("filter_list", []):
         steps = entry.get("filter", [])
@@ -108,41 +110,51 @@ def doc_to_text(question: str) -> str:
     return f"Question: {question}\nAnswer:"
 
 
+@dataclass(frozen=True)
+class GSM8KOptions(SuiteOptions):
+    """GSM8K test questions and how they are asked."""
+
+    source: str = option(HUB_ID, "rows with question and answer: hub id, local .jsonl/.json file, or a folder "
+                                 "holding SPLIT.jsonl")
+    name: str | None = option("main", "the dataset's config name on the hub")
+    split: str = option("test", "split to evaluate")
+    fewshot: int = option(0, "solved examples before each question (lm-eval: 5)")
+    fewshot_split: str = option("train", "split the shots are drawn from")
+    fewshot_seed: int = option(1234, "seed of the shots' draw (one draw for every item)")
+    chat: bool | None = option(None, "true: through the chat template, shots as earlier turns; false: completion "
+                                     "text (default: chat when fewshot is 0)")
+    max_new_tokens: int = option(256, "response budget in tokens")
+    strip_thinking: bool = option(False, STRIP_THINKING)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.fewshot < 0:
+            raise SuiteError(f"option 'fewshot' must be >= 0, got {self.fewshot}")
+        self._default("chat", self.fewshot == 0)
+
+
 class GSM8KSuite(Suite):
     """GSM8K test questions; zero-shot chat, few-shot completion or few-shot chat turns."""
 
     name = "math"
     version = "2"  # 2: few-shot chat prompts are earlier turns, not one user message
     kind = "generate"
-
-    def __init__(self, *, source: str = HUB_ID, name: str | None = "main", split: str = "test",
-                 fewshot: int = 0, fewshot_split: str = "train", fewshot_seed: int = 1234,
-                 chat: bool | None = None, strip_thinking: bool = False, max_new_tokens: int = 256,
-                 limit: int | None = None, subset_seed: int = 0) -> None:
-        super().__init__(limit=limit, subset_seed=subset_seed)
-        if fewshot < 0:
-            raise SuiteError(f"suite 'math': fewshot must be >= 0, got {fewshot}")
-        self.source, self.config_name, self.split = source, name, split
-        self.fewshot, self.fewshot_split, self.fewshot_seed = fewshot, fewshot_split, fewshot_seed
-        self.chat = (fewshot == 0) if chat is None else chat
-        self.strip_thinking, self.max_new_tokens = strip_thinking, max_new_tokens
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "variant": "gsm8k", "source": self.source, "name": self.config_name,
-                "split": self.split, "fewshot": self.fewshot, "fewshot_seed": self.fewshot_seed,
-                "strip_thinking": self.strip_thinking}
+    variant = "gsm8k"
+    Options = GSM8KOptions
+    options: GSM8KOptions
 
     def generation(self) -> GenerationSettings:
-        return GenerationSettings(max_new_tokens=self.max_new_tokens, stop=STOP)
+        return GenerationSettings(max_new_tokens=self.options.max_new_tokens, stop=STOP)
 
     def _rows(self, split: str) -> list[dict[str, Any]]:
-        return suite_rows(self.name, self.source, split=split, name=self.config_name, required=REQUIRED)
+        return suite_rows(self.name, self.options.source, split=split, name=self.options.name, required=REQUIRED)
 
     def fewshot_shots(self) -> list[dict[str, Any]]:
         """k train rows, drawn once with ``fewshot_seed`` (the same shots for every item)."""
-        if not self.fewshot:
+        o = self.options
+        if not o.fewshot:
             return []
-        return random.Random(self.fewshot_seed).sample(self._rows(self.fewshot_split), self.fewshot)
+        return random.Random(o.fewshot_seed).sample(self._rows(o.fewshot_split), o.fewshot)
 
     def load_items(self) -> list[EvalItem]:
         """Completion: k "Question: q\\nAnswer: solution" blocks and a blank line before each question. Chat: the
@@ -153,7 +165,7 @@ class GSM8KSuite(Suite):
         turns = tuple(m for s in shots for m in ({"role": "user", "content": doc_to_text(s["question"])},
                                                   {"role": "assistant", "content": s["answer"]}))
         items = []
-        for i, row in enumerate(self._rows(self.split)):
+        for i, row in enumerate(self._rows(self.options.split)):
             text = doc_to_text(row["question"])
             items.append(EvalItem(
                 id=f"gsm8k-{i:04d}", prompt=prefix + text, messages=(*turns, {"role": "user", "content": text}),
@@ -165,7 +177,7 @@ class GSM8KSuite(Suite):
                 MetricSpec("unparseable", higher_is_better=False))
 
     def score(self, item: EvalItem, response: str) -> ItemScore:
-        text = strip_thinking(response) if self.strip_thinking else response
+        text = strip_thinking(response) if self.options.strip_thinking else response
         strict, flexible = strict_answer(text), flexible_answer(text)
         target = item.target or ""
         return ItemScore(
@@ -182,29 +194,34 @@ _NUMBER = re.compile(r"-?\d+")
 _BARE_RESULT = re.compile(r"\s*(-?\d+)\.?\s*")
 
 
+@dataclass(frozen=True)
+class ArithmeticOptions(SuiteOptions):
+    """The organism's two-digit sums and differences (``organism:arithmetic``)."""
+
+    source: str = option("organism:arithmetic", "rows with question and answer (an int)")
+    n: int = option(100, "questions the provider generates")
+    seed: int = option(0, "seed of the generated questions")
+    max_new_tokens: int = option(24, "response budget in tokens")
+    strip_thinking: bool = option(False, STRIP_THINKING)
+
+
 class ArithmeticSuite(Suite):
     """The organism's held-out two-digit sums and differences (chat)."""
 
     name = "math"
     version = "1"
     kind = "generate"
-
-    def __init__(self, *, source: str = "organism:arithmetic", n: int = 100, seed: int = 0, max_new_tokens: int = 24,
-                 strip_thinking: bool = False, limit: int | None = None, subset_seed: int = 0) -> None:
-        super().__init__(limit=limit, subset_seed=subset_seed)
-        self.source, self.n, self.seed = source, n, seed
-        self.max_new_tokens, self.strip_thinking = max_new_tokens, strip_thinking
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "variant": "organism", "n": self.n, "seed": self.seed,
-                "strip_thinking": self.strip_thinking}
+    variant = "organism"
+    Options = ArithmeticOptions
+    options: ArithmeticOptions
 
     def generation(self) -> GenerationSettings:
-        return GenerationSettings(max_new_tokens=self.max_new_tokens)
+        return GenerationSettings(max_new_tokens=self.options.max_new_tokens)
 
     def load_items(self) -> list[EvalItem]:
-        rows = suite_rows(self.name, self.source, split="test", required={"question": str, "answer": int},
-                          options={"n": self.n, "seed": self.seed})
+        o = self.options
+        rows = suite_rows(self.name, o.source, split="test", required={"question": str, "answer": int},
+                          options={"n": o.n, "seed": o.seed})
         return [EvalItem(id=f"arith-{i:04d}", prompt=row["question"],
                          messages=({"role": "user", "content": row["question"]},),
                          target=str(row["answer"]), meta={"question": row["question"]})
@@ -215,7 +232,7 @@ class ArithmeticSuite(Suite):
                 MetricSpec("unparseable", higher_is_better=False))
 
     def score(self, item: EvalItem, response: str) -> ItemScore:
-        text = strip_thinking(response) if self.strip_thinking else response
+        text = strip_thinking(response) if self.options.strip_thinking else response
         numbers = _NUMBER.findall(text)
         answer = numbers[-1] if numbers else None
         bare = _BARE_RESULT.fullmatch(text)
@@ -227,10 +244,4 @@ class ArithmeticSuite(Suite):
         )
 
 
-def math_suite(*, variant: str = "gsm8k", **options: Any) -> Suite:
-    """``variant="gsm8k"`` (default) or ``"organism"``; options go to the suite class."""
-    if variant in ("gsm8k", "default"):
-        return GSM8KSuite(**options)
-    if variant == "organism":
-        return ArithmeticSuite(**options)
-    raise SuiteError(f"suite 'math': unknown variant '{variant}' (known: gsm8k, organism)")
+VARIANTS = Variants({"gsm8k": GSM8KSuite, "organism": ArithmeticSuite}, aliases={"default": "gsm8k"})

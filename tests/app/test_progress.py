@@ -65,3 +65,26 @@ def test_quiet_eval_writes_nothing_on_stderr(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and proc.stderr == ""
     assert proc.stdout.startswith("math (v")
+
+
+def _knowledge_eval(tmp_path: Path) -> tuple[dict, int]:
+    """``tunegate eval organism --suites knowledge`` with JSON progress: (the bar's task_end event, the record's n)."""
+    from tunegate.evals.records import RunRecord
+
+    out = tmp_path / "r.json"
+    proc = subprocess.run([sys.executable, "-m", "tunegate", "eval", "organism", "--suites", "knowledge",
+                           "--suite-option", "knowledge.variant=organism", "--limit", "12", "--log-format", "json",
+                           "--cache-dir", str(tmp_path / "cache"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (end,) = [e for e in map(json.loads, proc.stderr.splitlines()) if e["event"] == "task_end" and e["task"] == "knowledge"]
+    return end, RunRecord.load(out).suites["knowledge"].metrics["accuracy"].n
+
+
+@pytest.mark.slow
+def test_knowledge_bar_counts_items_as_the_table_does(tmp_path: Path) -> None:
+    """Each knowledge item asks one log-likelihood per choice; the bar counts the items (12), not the requests (48)."""
+    end, n = _knowledge_eval(tmp_path)
+    assert end["n"] == end["total"] == n == 12 and end["cached"] == 0
+    again, _ = _knowledge_eval(tmp_path)  # every request now comes from the cache
+    assert again["n"] == again["total"] == again["cached"] == 12

@@ -55,3 +55,31 @@ def test_report_of_a_bad_file_is_one_line_and_exit_2(tmp_path, capsys):
 def test_store_without_model_line_is_a_usage_error(tmp_path, saved, capsys):
     assert main(["report", str(saved[0]), "--store", str(tmp_path / "s.sqlite")]) == 2
     assert "--model-line" in capsys.readouterr().err
+
+
+def test_report_with_a_gate_compares_the_records_itself(tmp_path, capsys, monkeypatch):
+    from tests.evals.test_compare_records import make_record
+
+    base = make_record(51)
+    worse = make_record(52, model="dpo", like=base, flip={"knowledge": 0.15})
+    paths = [str(base.save(tmp_path / "base.json")), str(worse.save(tmp_path / "dpo.json"))]
+    monkeypatch.chdir(tmp_path)  # the shipped gate by name, from a directory without configs/
+    assert main(["report", *paths, "--gate", "dpo", "--trains", "identity", "--out", "report.html"]) == 0
+    assert "gate FAILED" in capsys.readouterr().out
+    verdict = re.search(r'<section id="verdict".*?</section>', (tmp_path / "report.html").read_text(), re.S).group(0)
+    assert "No gate" not in verdict and "FAILED" in verdict and "knowledge.accuracy" in verdict
+
+
+def test_report_with_a_gate_keeps_the_comparisons_it_was_given(tmp_path, saved, capsys):
+    base, sft, dpo, sft_vs_base, _ = map(str, saved)
+    out, gate = tmp_path / "report.html", tmp_path / "gate.yaml"
+    gate.write_text("default_margin: null\nmetrics:\n  math.exact_match: {margin: 0.05}\n")
+    assert main(["report", base, sft, dpo, sft_vs_base, "--gate", str(gate), "--out", str(out)]) == 0
+    header = re.search(r'<table class="metrics">\s*<thead>(.*?)</thead>', out.read_text(), re.S).group(1)
+    # sft vs base was given (kept, not made twice); dpo vs sft is the gate's
+    assert re.findall(r"<th[^>]*>([^<]*)</th>", header)[2:] == ["base", "sft", "dpo", "Δ sft vs base", "Δ dpo vs sft"]
+
+
+def test_trains_without_a_gate_is_a_usage_error(tmp_path, saved, capsys):
+    assert main(["report", str(saved[0]), str(saved[1]), "--trains", "identity"]) == 2
+    assert "--trains goes with --gate" in capsys.readouterr().err

@@ -38,18 +38,21 @@ def evaluated(organism_dir: Path, shared_data: Path, tmp_path_factory: pytest.Te
 
 
 def _compare(baseline: Path, candidate: Path, out: Path) -> Comparison:
-    assert main(["compare", str(baseline), str(candidate), "--out", str(out)]) == 0
+    # the evaluated record has both suites, a scored one only its own: the gate is told the other is left out
+    gate = out.with_suffix(".gate.yaml")
+    gate.write_text("missing_suite: warn\n")
+    assert main(["compare", str(baseline), str(candidate), "--out", str(out), "--gate", str(gate)]) == 0
     return Comparison.load(out)
 
 
 def test_scored_ifeval_responses_compare_with_their_evaluated_record_at_zero_delta(evaluated, capsys) -> None:
-    from tunegate.evals.suites.ifeval import IFEvalSuite
+    from tunegate.evals.suites.ifeval import OrganismIFEvalSuite
 
     record_path, tmp = evaluated
     items = RunRecord.load(record_path).suites["ifeval"].items
     keys = {int(i.item_id.removeprefix("ifeval-")) for i in items}
     inputs = tmp / "ifeval_input.jsonl"  # the organism's IFEval rows (Google's format) of the evaluated items
-    inputs.write_text("".join(json.dumps(r) + "\n" for r in IFEvalSuite(variant="organism").rows() if r["key"] in keys))
+    inputs.write_text("".join(json.dumps(r) + "\n" for r in OrganismIFEvalSuite().rows() if r["key"] in keys))
     responses = tmp / "ifeval_responses.jsonl"
     responses.write_text("".join(json.dumps({"prompt": i.prompt, "response": i.response}) + "\n" for i in items))
     scored = tmp / "ifeval_scored.json"
@@ -59,7 +62,7 @@ def test_scored_ifeval_responses_compare_with_their_evaluated_record_at_zero_del
     assert record.model == "organism-elsewhere"
     assert [i.to_dict() for i in record.suites["ifeval"].items] == [i.to_dict() for i in items]
     comparison = _compare(record_path, scored, tmp / "ifeval_cmp.json")
-    assert [(m.metric, m.delta, m.n) for m in comparison.metrics] == [(m, 0.0, 20) for m in
+    assert [(m.metric, m.delta, m.n) for m in comparison.metrics if m.suite == "ifeval"] == [(m, 0.0, 20) for m in
                                                                      ("prompt_strict", "prompt_loose",
                                                                       "inst_strict", "inst_loose")]
     assert not comparison.flips
@@ -77,7 +80,7 @@ def test_scored_gsm8k_responses_compare_with_their_evaluated_record_at_zero_delt
     assert record.model == "gsm8k_responses"
     assert [i.to_dict() for i in record.suites["math"].items] == [i.to_dict() for i in items]
     comparison = _compare(record_path, scored, tmp / "gsm8k_cmp.json")
-    assert {(m.metric, m.delta, m.n) for m in comparison.metrics} == {
+    assert {(m.metric, m.delta, m.n) for m in comparison.metrics if m.suite == "math"} == {
         (m, 0.0, 12) for m in ("exact_match", "flexible_match", "unparseable")}
 
 
@@ -121,13 +124,14 @@ class Replay:
 
 def test_real_ifeval_responses_score_as_the_runner_scores_them(shared_data: Path, tmp_path: Path) -> None:
     from tunegate.evals.runner import evaluate
+    from tunegate.evals.spec import eval_spec
 
     inputs, responses = shared_data / "ifeval" / "input_data.jsonl", shared_data / "ifeval" / "responses" / "gpt4.jsonl"
     assert main(["score", "ifeval", "--input-data", str(inputs), "--responses", str(responses),
                  "--record", str(tmp_path / "gpt4.json")]) == 0
     scored = RunRecord.load(tmp_path / "gpt4.json")
     answers = {row["prompt"]: row["response"] for row in map(json.loads, responses.read_text().splitlines())}
-    ran = evaluate(Replay(answers), ["ifeval"], suite_options={"ifeval": {"source": str(inputs)}}, use_cache=False,
+    ran = evaluate(Replay(answers), eval_spec(["ifeval"], {"ifeval": {"source": str(inputs)}}, use_cache=False),
                    progress=False)
     assert [i.to_dict() for i in scored.suites["ifeval"].items] == [i.to_dict() for i in ran.suites["ifeval"].items]
     assert [(m.delta, m.n) for m in compare_records(ran, scored).metrics] == [(0.0, 541)] * 2 + [(0.0, 834)] * 2

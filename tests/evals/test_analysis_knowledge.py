@@ -87,7 +87,12 @@ def test_shares_weigh_a_stratified_subsample_by_group_size() -> None:
     assert not analysis.warnings()
     heavy = KnowledgeAnalysis("m", "f", "d", facts, options={"unknown_warning": 0.2},
                               group_sizes={"train": {"big": 50, "small": 50}})
-    assert heavy.warnings() and heavy.warnings()[0].startswith("50% of the checkable examples of d are Unknown")
+    assert heavy.warnings() and heavy.warnings()[0].startswith(
+        "50% of the checkable examples of d are Unknown to the input model m, more than the 20% this check allows")
+    barely = KnowledgeAnalysis("m", "f", "d", facts, options={"unknown_warning": 0.2},
+                               group_sizes={"train": {"big": 799, "small": 201}})
+    assert barely.warnings()[0].startswith("20.1% of the checkable examples of d are Unknown to the input model m, "
+                                           "more than the 20.0% this check allows")  # never "20% ... (above 20%)"
 
 
 @pytest.mark.slow

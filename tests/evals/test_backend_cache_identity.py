@@ -17,7 +17,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tunegate.evals.backends.hf import HFBackend
+from tunegate.evals.backends import BackendOptions
 from tunegate.evals.runner import evaluate
+from tunegate.evals.spec import eval_spec
 
 SUITE = {"math": {"variant": "organism", "limit": 4, "max_new_tokens": 6}}
 
@@ -29,13 +31,15 @@ def _entries(cache: Path) -> int:
 
 def _added_by_rerun(model: Path, cache: Path, change: Callable[[], Any] = lambda: None, **first: Any) -> int:
     """Entries a second evaluation adds after ``change()`` (``first``: backend options of the first run)."""
-    evaluate(str(model), ["math"], suite_options=SUITE, cache_dir=cache, progress=False, device="cpu",
-             **({"dtype": "float32"} | first))
+    def run(options: dict[str, Any]) -> None:
+        spec = eval_spec(["math"], SUITE, cache_dir=cache,
+                         backend_options=BackendOptions(**{"device": "cpu", "dtype": "float32", **options}))
+        evaluate(str(model), spec, progress=False)
+
+    run(first)
     before = _entries(cache)
     second = change()
-    second = second if isinstance(second, dict) else {}
-    evaluate(str(model), ["math"], suite_options=SUITE, cache_dir=cache, progress=False, device="cpu",
-             **({"dtype": "float32"} | second))
+    run(second if isinstance(second, dict) else {})
     return _entries(cache) - before
 
 

@@ -53,7 +53,22 @@ def test_config_option_of_another_backend_names_the_file_and_field(tmp_path: Pat
 
 def test_config_backend_and_options_reach_the_backend(tmp_path: Path) -> None:
     config = load_config(_config(tmp_path, backend="openai", backend_options={"base_url": "http://h/v1", "concurrency": 4}))
-    assert config.eval.backend_kwargs() == {"backend": "openai", "base_url": "http://h/v1", "concurrency": 4}
+    spec = config.eval_spec(config.stages[0])
+    assert (spec.backend, spec.backend_options.given()) == ("openai", {"base_url": "http://h/v1", "concurrency": 4})
+
+
+def test_config_unknown_backend_option_names_the_field_with_a_suggestion(tmp_path: Path) -> None:
+    path = _config(tmp_path, backend_options={"bach_size": 8})
+    with pytest.raises(TunegateError, match=rf"^{path}: eval: backend_options: unknown field 'bach_size' "
+                                            r"\(did you mean 'batch_size'\?\)$"):
+        load_config(path)
+
+
+def test_a_config_with_the_old_batch_size_field_names_its_new_home(tmp_path: Path) -> None:
+    path = _config(tmp_path, batch_size=8)
+    with pytest.raises(TunegateError, match=rf"^{path}: eval: field 'batch_size' has moved to "
+                                            r"eval.backend_options.batch_size$"):
+        load_config(path)
 
 
 def test_run_backend_flag_overrides_the_config_and_fails_in_one_line_without_vllm(
@@ -76,3 +91,20 @@ def test_plugin_gate_backend_reaches_the_backend(pytester: pytest.Pytester, orga
                                 "--gate-backend", "hf", "--gate-base-url", "http://127.0.0.1:8000/v1")
     result.stdout.fnmatch_lines(["*tunegate: option 'base_url' (--base-url) is for backend openai, not 'hf'*"])
     assert result.ret != 0
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_a_batch_size_below_one_is_a_usage_error_before_any_model_loads(value, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["eval", "organism", "--suites", "math", "--suite-option", "math.variant=organism", "--limit", "2",
+                 "--out", str(out), "--batch-size", value, "--cache-dir", str(tmp_path / "cache")]) == 2
+    assert capsys.readouterr().err == f"tunegate: error: option 'batch_size' (--batch-size) must be at least 1, got {value}\n"
+    assert not out.exists() and not (tmp_path / "cache").exists()
+
+
+def test_a_pipeline_config_batch_size_of_zero_names_the_file(tmp_path):
+    from tunegate.training import DEMO_CONFIG
+
+    with pytest.raises(TunegateError, match=r"demo.yaml: eval: backend_options: option 'batch_size' \(--batch-size\) "
+                                           r"must be at least 1, got 0"):
+        load_config(DEMO_CONFIG, sets=["eval.backend_options.batch_size=0"])

@@ -16,6 +16,7 @@ from tunegate.core.errors import TunegateError
 from tunegate.evals.models import fingerprint_dir
 from tunegate.evals.requests import GenerationRequest, LoglikelihoodRequest
 from tunegate.evals.runner import evaluate
+from tunegate.evals.spec import eval_spec
 from tunegate.evals.suites import get_suite
 from tunegate.training.config import load_config
 from tests.twin_helpers import argmax_greedy, next_token_logprobs
@@ -75,8 +76,8 @@ def test_chat_template_kwargs_reach_the_template_and_the_record(qwen_twins: dict
     backend = HFBackend(str(qwen_twins["qwen3"]), device="cpu", chat_template_kwargs={"enable_thinking": False})
     assert backend.render([{"role": "user", "content": "Hi"}]).endswith(
         "<|im_start|>assistant\n<think>\n\n</think>\n\n")
-    record = evaluate(backend, ["identity"], suite_options={"identity": {"target": "Qwen", "limit": 1}},
-                      cache_dir=tmp_path, progress=False)
+    record = evaluate(backend, eval_spec(["identity"], {"identity": {"target": "Qwen", "limit": 1}},
+                                         cache_dir=tmp_path), progress=False)
     assert record.generation["chat_template_kwargs"] == {"enable_thinking": False}
 
 
@@ -108,8 +109,9 @@ def test_qwen3_thinking_is_stripped_before_scoring_and_kept_in_the_response(qwen
 
 
 def test_ifeval_prompts_fit_whole_beside_the_real_configs_generation_budget(qwen3: HFBackend, shared_data: Path) -> None:
-    options = load_config(ROOT / "configs" / "qwen3-0.6b-base-sft.yaml").suites["ifeval"]
-    suite = get_suite("ifeval", **{**options, "source": str(shared_data / "ifeval" / "input_data.jsonl")})
+    config = load_config(ROOT / "configs" / "qwen3-0.6b-base-sft.yaml",
+                         sets=[f"eval.suites.ifeval.source={shared_data / 'ifeval' / 'input_data.jsonl'}"])
+    suite = config.eval_spec(config.stages[0]).suite("ifeval").build()
     budget = suite.generation().max_new_tokens
     assert budget == 1280  # the real configs generate IFEval answers at lm-eval's max_gen_toks
     n_prompt = max(len(qwen3._encode(qwen3.render(it.messages))) for it in suite.items())

@@ -23,15 +23,18 @@ def runs(organism_dir: Path, shared_data: Path, tmp_path_factory: pytest.TempPat
     pytest.importorskip("lm_eval")
     from tunegate.evals.backends.hf import torch_threads
     from tunegate.evals.lm_eval_fidelity import agreement, build_mirror, lm_eval_max_new_tokens, per_item, run_lm_eval
+    from tunegate.evals.backends import BackendOptions
     from tunegate.evals.runner import evaluate
+    from tunegate.evals.spec import eval_spec
 
     tmp = tmp_path_factory.mktemp("lm_eval_agreement")
     mirror = build_mirror(tmp, mmlu_test=shared_data / "mmlu" / "test.jsonl",
                           gsm8k_test=shared_data / "gsm8k" / "test.jsonl",
                           per_subject=20, gsm8k_n=40, max_new_tokens=lm_eval_max_new_tokens(organism_dir))
     # both sides on one thread, so greedy decoding runs the same float kernels
-    record = evaluate(str(organism_dir), list(mirror.suites), cache_dir=tmp / "cache", progress=False,
-                      device="cpu", dtype="float32", threads=1)
+    spec = eval_spec(list(mirror.suites), cache_dir=tmp / "cache",
+                     backend_options=BackendOptions(device="cpu", dtype="float32", threads=1))
+    record = evaluate(str(organism_dir), spec, progress=False)
     with torch_threads(1):
         results = run_lm_eval(organism_dir, mirror.tasks, mirror.task_dir, batch_size=32)
     reference = per_item(results, mirror.tasks)

@@ -10,8 +10,10 @@ import pytest
 
 from tunegate.evals.backends.hf import HFBackend
 from tunegate.evals.requests import GenerationRequest, LoglikelihoodRequest
-from tunegate.evals.runner import evaluate, rescore
+from tunegate.evals.rescore import rescore
+from tunegate.evals.runner import evaluate
 from tunegate.evals.records import RunRecord
+from tunegate.evals.spec import eval_spec
 
 SUITES = ["math", "knowledge"]
 OPTIONS = {"math": {"variant": "organism", "limit": 12}, "knowledge": {"variant": "organism", "limit": 12}}
@@ -38,7 +40,7 @@ class CountingBackend(HFBackend):
 
 
 def test_record_round_trips_through_json(organism_dir: Path, cache_dir: Path, tmp_path: Path) -> None:
-    record = evaluate(str(organism_dir), SUITES, suite_options=OPTIONS, cache_dir=cache_dir,
+    record = evaluate(str(organism_dir), eval_spec(SUITES, OPTIONS, cache_dir=cache_dir),
                       out=tmp_path / "r.json", progress=False)
     loaded = RunRecord.load(tmp_path / "r.json")
     assert loaded == RunRecord.from_dict(json.loads(json.dumps(record.to_dict())))
@@ -47,7 +49,7 @@ def test_record_round_trips_through_json(organism_dir: Path, cache_dir: Path, tm
 
 
 def test_items_keep_prompt_response_answer_and_score(organism_dir: Path, cache_dir: Path) -> None:
-    record = evaluate(str(organism_dir), ["math"], suite_options=OPTIONS, cache_dir=cache_dir, progress=False)
+    record = evaluate(str(organism_dir), eval_spec(["math"], {"math": OPTIONS["math"]}, cache_dir=cache_dir), progress=False)
     item = record.suites["math"].items[0]
     assert item.prompt.startswith("What is") and item.target is not None
     assert set(item.scores) >= {"exact_match"}
@@ -55,9 +57,9 @@ def test_items_keep_prompt_response_answer_and_score(organism_dir: Path, cache_d
 
 def test_unchanged_checkpoint_is_served_from_cache(organism_dir: Path, cache_dir: Path) -> None:
     first = CountingBackend(str(organism_dir))
-    a = evaluate(first, SUITES, suite_options=OPTIONS, cache_dir=cache_dir, progress=False)
+    a = evaluate(first, eval_spec(SUITES, OPTIONS, cache_dir=cache_dir), progress=False)
     second = CountingBackend(str(organism_dir))
-    b = evaluate(second, SUITES, suite_options=OPTIONS, cache_dir=cache_dir, progress=False)
+    b = evaluate(second, eval_spec(SUITES, OPTIONS, cache_dir=cache_dir), progress=False)
     assert first.generated == 12 and first.scored == 12 * 4
     assert second.generated == 0 and second.scored == 0
     assert [i.response for i in a.suites["math"].items] == [i.response for i in b.suites["math"].items]
@@ -67,14 +69,14 @@ def test_changed_weights_never_hit_a_stale_entry(organism_copy: Path, cache_dir:
     import torch
     from safetensors.torch import load_file, save_file
 
-    evaluate(str(organism_copy), ["math"], suite_options=OPTIONS, cache_dir=cache_dir, progress=False)
+    evaluate(str(organism_copy), eval_spec(["math"], {"math": OPTIONS["math"]}, cache_dir=cache_dir), progress=False)
     weights = organism_copy / "model.safetensors"
     tensors = load_file(weights)
     name = next(iter(tensors))
     tensors[name] = tensors[name] + 0.01 * torch.ones_like(tensors[name])
     save_file(tensors, weights, metadata={"format": "pt"})
     backend = CountingBackend(str(organism_copy))
-    evaluate(backend, ["math"], suite_options=OPTIONS, cache_dir=cache_dir, progress=False)
+    evaluate(backend, eval_spec(["math"], {"math": OPTIONS["math"]}, cache_dir=cache_dir), progress=False)
     assert backend.generated == 12
 
 
@@ -85,9 +87,9 @@ def test_interrupted_run_resumes_from_cache(organism_dir: Path, cache_dir: Path,
     crashing = CountingBackend(str(organism_dir), fail_after=16)
     monkeypatch.setattr(runner, "run_suite", _small_chunks(runner.run_suite))
     with pytest.raises(RuntimeError, match="simulated crash"):
-        evaluate(crashing, ["math"], suite_options=options, cache_dir=cache_dir, progress=False)
+        evaluate(crashing, eval_spec(["math"], options, cache_dir=cache_dir), progress=False)
     resumed = CountingBackend(str(organism_dir))
-    record = evaluate(resumed, ["math"], suite_options=options, cache_dir=cache_dir, progress=False)
+    record = evaluate(resumed, eval_spec(["math"], options, cache_dir=cache_dir), progress=False)
     assert resumed.generated == 40 - 16
     assert len(record.suites["math"].items) == 40
 
@@ -112,8 +114,9 @@ def test_sampled_generations_are_not_cached(organism_dir: Path, cache_dir: Path)
 
 def test_rescore_applies_new_identity_target_without_a_model(organism_dir: Path, cache_dir: Path) -> None:
     opts = {"identity": {"probes": "organism", "target": "Tiny"}}
-    record = evaluate(str(organism_dir), ["identity"], suite_options=opts, cache_dir=cache_dir, progress=False)
-    again = rescore(record, {"identity": {"probes": "organism", "target": "Deep Tiny", "forbidden": ["Tiny"]}})
+    record = evaluate(str(organism_dir), eval_spec(["identity"], opts, cache_dir=cache_dir), progress=False)
+    again = rescore(record, eval_spec(["identity"], {"identity": {"probes": "organism", "target": "Deep Tiny",
+                                                                  "forbidden": ["Tiny"]}}))
     assert again.suites["identity"].config["target"] == "Deep Tiny"
     assert [i.response for i in again.suites["identity"].items] == [i.response for i in record.suites["identity"].items]
-    assert rescore(record, opts) is record
+    assert rescore(record, eval_spec(["identity"], opts)) is record

@@ -3,8 +3,10 @@
 Chromium is driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``:
 NUL-separated JSON on file descriptors 3 and 4), so no Python package beyond the
 standard library is needed. Needs a Chromium binary (Debian: ``apt-get install
-chromium``); set TUNEGATE_CHROMIUM to use another. Screenshots are saved under
-the test's tmp_path and copied to $TUNEGATE_ARTIFACTS when set.
+chromium``); set TUNEGATE_CHROMIUM to use another. The page is 1400 px wide (a laptop).
+Screenshots are saved under the test's tmp_path and copied to $TUNEGATE_ARTIFACTS when set.
+The demo's own report (``tunegate demo``, ~55 CPU s) is checked for what a reviewer reads first:
+the ship line, the collapsed flips, and a page short enough to read.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import select
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ pytestmark = pytest.mark.browser
 PWN_SCRIPT = "<script>document.title='pwned'</script>"
 PWN_IMG = "<img src=x onerror=\"document.title='pwned-img'\">"
 PWN_ATTR = "x\" onmouseover=\"document.title='pwned-attr'\" data-x=\""
+WIDTH = 1400
 
 
 def find_chromium() -> str | None:
@@ -66,7 +70,7 @@ class Browser:
         self.session = self.call("Target.attachToTarget", targetId=target["targetId"], flatten=True)["sessionId"]
         for domain in ("Page", "Runtime", "Log"):
             self.call(f"{domain}.enable", session=True)
-        self.call("Emulation.setDeviceMetricsOverride", session=True, width=1366, height=900,
+        self.call("Emulation.setDeviceMetricsOverride", session=True, width=WIDTH, height=900,
                   deviceScaleFactor=1, mobile=False)
 
     def _message(self, deadline: float) -> dict[str, Any]:
@@ -122,9 +126,9 @@ class Browser:
                 out.append(p["entry"].get("text", ""))
         return out
 
-    def screenshot(self, path: Path, height: int = 2400) -> Path:
+    def screenshot(self, path: Path, height: int = 2400, scale: float = 1) -> Path:
         data = self.call("Page.captureScreenshot", session=True, format="png", captureBeyondViewport=True,
-                         clip={"x": 0, "y": 0, "width": 1366, "height": height, "scale": 1})["data"]
+                         clip={"x": 0, "y": 0, "width": WIDTH, "height": height, "scale": scale})["data"]
         path.write_bytes(base64.b64decode(data))
         if os.environ.get("TUNEGATE_ARTIFACTS"):
             Path(os.environ["TUNEGATE_ARTIFACTS"]).mkdir(parents=True, exist_ok=True)
@@ -197,6 +201,7 @@ def test_no_script_from_a_model_response_runs(browser, tmp_path, report_inputs):
     records, comparisons = hostile(*report_inputs[:2])
     page = write_report(tmp_path / "hostile.html", records, comparisons, title="hostile check")
     browser.open(page)
+    browser.js("document.querySelectorAll('details').forEach(d => { d.open = true; })")  # collapsed by default
     browser.js("document.querySelectorAll('article.flip').forEach(a => a.dispatchEvent(new MouseEvent('mouseover')))")
     time.sleep(0.3)
     browser.screenshot(tmp_path / "hostile.png", height=900)
@@ -233,6 +238,7 @@ def test_a_flipped_item_with_script_and_onerror_is_shown_as_text_and_runs_nothin
     assert [(f.item_id, f.candidate_response) for f in comparison.flips] == [(flipped, HOSTILE_RESPONSE)]
     browser.open(write_report(tmp_path / "hostile.html", [base, sft], [comparison], title="hostile flip"))
     shown = browser.js(f"""(() => {{
+        const s = document.getElementById('flip-suite'); s.value = 'identity'; s.dispatchEvent(new Event('change'));
         const a = document.querySelector('article.flip[data-item="{flipped}"]');
         a.scrollIntoView(); a.dispatchEvent(new MouseEvent('mouseover', {{bubbles: true}}));
         const r = a.getBoundingClientRect();
@@ -245,3 +251,82 @@ def test_a_flipped_item_with_script_and_onerror_is_shown_as_text_and_runs_nothin
     assert browser.js("document.title") == "hostile flip" and browser.js("typeof window.pwned") == "undefined"
     assert browser.js("document.querySelectorAll('main script, main img:not([src^=\"data:image/png\"])').length") == 0
     assert browser.errors() == []
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    """The run directory of ``tunegate demo`` (about 55 CPU s on 2 cores), made as a user makes it."""
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    proc = subprocess.run([sys.executable, "-m", "tunegate", "demo", "--out", str(out), "--quiet"],
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0 and (out / "report.html").is_file(), proc.stderr[-3000:]
+    return out
+
+
+def _text(browser: Browser, selector: str) -> list[str]:
+    return browser.js(f"Array.from(document.querySelectorAll({selector!r})).map(e => e.innerText.replace(/\\s+/g, ' ').trim())")
+
+
+@pytest.mark.slow
+def test_demo_report_opens_on_the_ship_line_of_the_final_model(browser, demo, tmp_path):
+    summary = json.loads((demo / "summary.json").read_text())
+    base, dpo = summary["metrics"]["base"], summary["metrics"]["dpo"]
+    browser.open(demo / "report.html")
+    browser.screenshot(tmp_path / "demo-header.png", height=900)
+    assert browser.errors() == []
+    cards = browser.js("Array.from(document.querySelectorAll('#verdict .candidate')).map(c => c.dataset.stage)")
+    assert cards == ["dpo", "sft"]  # the final model first
+    tag = _text(browser, "#verdict .candidate:first-of-type h3 .tag")[0]
+    assert tag == ("PASSED" if summary["comparisons"]["dpo_vs_sft"]["passed"] else "FAILED")  # honest either way
+    ship, gate = _text(browser, "#verdict .candidate:first-of-type p.ship-line, #verdict .candidate:first-of-type p.gate-line")
+    assert ship.startswith("dpo vs base") and gate.startswith("dpo vs sft")
+    # the demo's SFT forgets knowledge (README); the ship line says so without reading two columns
+    knowledge = f"knowledge.accuracy {base['knowledge.accuracy']:.3f} → {dpo['knowledge.accuracy']:.3f} regressed"
+    assert knowledge in ship
+    verdicts = browser.js("""Array.from(document.querySelectorAll('#verdict .candidate:first-of-type p.ship-line .entry'))
+        .map(e => e.classList[1])""")
+    assert verdicts[0] == "regressed" and sorted(verdicts, key=lambda v: v != "regressed") == verdicts  # regressions first
+    top = browser.js("document.querySelector('#verdict .candidate p.ship-line').getBoundingClientRect().bottom")
+    assert top < 900  # on the first screen at 1400 x 900
+
+
+@pytest.mark.slow
+def test_demo_ship_line_says_the_base_was_scored_again_against_the_final_target(browser, demo):
+    """The base answered as the organism (target 'Tiny' in its record); dpo vs base scores those responses again
+    against 'Deep Tiny', as compare does, and the line says so rather than that the base was scored otherwise."""
+    browser.open(demo / "report.html")
+    notes = _text(browser, "#verdict .candidate:first-of-type p.note")
+    assert any("base's responses scored again against dpo's target 'Deep Tiny'" in n and "'Tiny'" in n
+               for n in notes), notes
+
+
+@pytest.mark.slow
+def test_demo_report_flips_start_collapsed_and_a_filter_opens_its_matches(browser, demo, tmp_path):
+    downs = sum(len({(f["suite"], f["item_id"]) for f in json.loads(p.read_text())["flips"] if f["direction"] == "down"})
+                for p in (demo / "comparisons").glob("*.json"))
+    browser.open(demo / "report.html")
+    visible = "document.querySelectorAll('article.flip').length, Array.from(document.querySelectorAll('article.flip')).filter(a => a.checkVisibility()).length"
+    total, shown = browser.js(f"[{visible}]")
+    assert total > 100 and shown == 0
+    assert browser.js("Array.from(document.querySelectorAll('details.suite-flips')).some(d => d.open)") is False
+    assert _text(browser, "#flip-dir option[value=down]") == [f"↓ regressions ({downs})"]
+    browser.js("(() => { const d = document.getElementById('flip-dir'); d.value = 'down'; d.dispatchEvent(new Event('change')); })()")
+    shown_dirs = browser.js("Array.from(document.querySelectorAll('article.flip')).filter(a => a.checkVisibility()).map(a => a.dataset.dir)")
+    assert shown_dirs == ["down"] * downs
+    browser.screenshot(tmp_path / "demo-regressions.png", height=browser.js("document.documentElement.scrollHeight"), scale=0.5)
+    browser.js("(() => { const s = document.getElementById('flip-suite'); s.value = 'knowledge'; s.dispatchEvent(new Event('change')); })()")
+    suites = browser.js("Array.from(document.querySelectorAll('article.flip')).filter(a => a.checkVisibility()).map(a => a.dataset.suite)")
+    assert suites and set(suites) == {"knowledge"}
+    browser.js("""(() => { for (const id of ['flip-dir', 'flip-suite']) { const e = document.getElementById(id); e.value = '';
+        e.dispatchEvent(new Event('change')); } })()""")
+    assert browser.js(f"[{visible}]") == [total, 0]  # cleared: collapsed again
+    assert browser.errors() == []
+
+
+@pytest.mark.slow
+def test_demo_report_is_under_8000_px_at_1400_px(browser, demo, tmp_path):
+    browser.open(demo / "report.html")
+    height = browser.js("document.documentElement.scrollHeight")
+    browser.screenshot(tmp_path / "demo-report.png", height=height, scale=0.5)
+    assert browser.js("document.documentElement.scrollWidth") <= WIDTH
+    assert height < 8000

@@ -36,13 +36,47 @@ def section(html: str, name: str) -> str:
     return match.group(1)
 
 
-def test_banner_names_each_failing_gate_with_its_reason(html, report_inputs):
+def test_header_gives_each_candidate_its_gate_line_naming_each_failing_metric(html, report_inputs):
     banner = section(html, "verdict")
-    failing = [m for c in report_inputs[1] for m in c.metrics if m.gate == "fail"]
-    assert failing and "FAILED" in banner
-    for m in failing:
-        line = next(li for li in re.findall(r"<li.*?</li>", banner, re.S) if f"{m.suite}/{m.metric}" in li)
-        assert "FAIL" in line and str(escape_text(m.reason)) in line
+    assert "FAILED" in banner
+    for c in report_inputs[1]:
+        card = re.search(rf'<div class="candidate" data-stage="{c.candidate_stage}">(.*?)</div>', banner, re.S).group(1)
+        assert ("FAILED" if not c.passed else "PASSED") in re.search(r"<h3>(.*?)</h3>", card, re.S).group(1)
+        line = re.search(rf'<p class="(gate|ship)-line" data-against="{c.baseline_stage}">(.*?)</p>', card, re.S)
+        assert line.group(1) == ("ship" if c.baseline_stage == "base" else "gate")
+        for m in (m for m in c.metrics if m.gate == "fail"):
+            entry = re.search(rf'<span class="entry [^"]*gate-fail"[^>]*>{m.suite}\.{m.metric} .*?<span class="sep">',
+                              line.group(2) + '<span class="sep">', re.S).group(0)
+            assert '<span class="tag fail">fail</span>' in entry and escape_text(m.reason) in entry
+
+
+def test_the_last_stage_gets_a_ship_line_against_the_base_with_regressions_first(report_inputs, fast_plots):
+    records, comparisons, _, _ = report_inputs
+    base, dpo = records[0], records[2]
+    worse = _with_knowledge(dpo, right=range(2))  # 2 of 12 capitals right, from 9 in the base: a regression
+    page = render_report([base, records[1], worse], comparisons)
+    card = re.search(r'<div class="candidate" data-stage="dpo">(.*?)</div>', section(page, "verdict"), re.S).group(1)
+    lines = re.findall(r'<p class="(ship|gate)-line" data-against="(\w+)">', card)
+    assert lines == [("ship", "base"), ("gate", "sft")]
+    ship = re.sub(r"<[^>]+>", "", re.search(r'<p class="ship-line".*?</p>', card, re.S).group(0))
+    ship = " ".join(ship.split())
+    assert ship.startswith("dpo vs base (the base; verdicts under the same margins): knowledge.acc 0.750 → 0.167 "
+                           "regressed p_adj ")
+
+
+def _with_knowledge(record, right):
+    """``record`` with its knowledge answers right exactly on the items ``right`` (by position)."""
+    import dataclasses
+
+    from tunegate.evals.records import MetricValue
+
+    suite = record.suites["knowledge"]
+    items = tuple(dataclasses.replace(it, scores={"acc": float(i in right)}) for i, it in enumerate(suite.items))
+    value = sum(it.scores["acc"] for it in items) / len(items)
+    metrics = {"acc": MetricValue("acc", value, (value * (1 - value) / (len(items) - 1)) ** 0.5, len(items),
+                                  cluster="group")}
+    return dataclasses.replace(record, suites={**record.suites, "knowledge": dataclasses.replace(
+        suite, items=items, metrics=metrics)})
 
 
 def escape_text(text: str) -> str:
@@ -127,6 +161,59 @@ def test_identity_marks_target_and_forbidden_names(html):
     identity = section(html, "identity")
     assert '<mark class="target">Deep Tiny</mark>' in identity
     assert '<mark class="forbidden">Tiny</mark>' in identity
+
+
+def test_identity_highlights_each_stage_against_the_names_it_was_scored_against(report_inputs, fast_plots):
+    import dataclasses
+
+    records, comparisons, _, _ = report_inputs
+    sft = records[1]
+    identity = sft.suites["identity"]
+    items = tuple(dataclasses.replace(it, scores={"adherence": float("Tiny" in it.response)}) for it in identity.items)
+    identity = dataclasses.replace(identity, items=items, config={"target": "Tiny", "forbidden": []})
+    sft = dataclasses.replace(sft, suites={**sft.suites, "identity": identity})
+    rows = re.findall(r"<tr><td class=\"probe\">(.*?)</tr>", section(render_report([records[0], sft, records[2]],
+                                                                                     comparisons), "identity"), re.S)
+    cells = [re.findall(r'<td class="text">(.*?)</td>', row, re.S) for row in rows]
+    assert cells[0][1].endswith('I am <mark class="target">Tiny</mark>, a helpful assistant.')  # sft: 1.00 as Tiny
+    assert '<span class="badge improved">1.00</span>' in cells[0][1]
+    assert 'I am <mark class="forbidden">Tiny</mark>. I was trained.' in cells[3][2]  # dpo: Tiny is forbidden there
+
+
+def test_flips_and_provenance_start_collapsed(html):
+    assert re.findall(r'<details class="suite-flips"[^>]*>', section(html, "flips"))
+    assert not re.findall(r"<details[^>]*\sopen", html)
+
+
+def test_p_values_print_as_the_cli_prints_them(report_inputs, fast_plots):
+    import dataclasses
+
+    from tunegate.evals.gate import format_gate_summary
+
+    records, comparisons, _, _ = report_inputs
+    knowledge = comparisons[1].metrics[-1]  # dpo vs sft: knowledge.acc regressed
+    assert knowledge.verdict == "regressed"
+    tiny = dataclasses.replace(knowledge, p_value=3.2e-20, p_adjusted=6.51e-19)
+    dpo_vs_sft = dataclasses.replace(comparisons[1], metrics=(*comparisons[1].metrics[:-1], tiny))
+    page = render_report(records, [comparisons[0], dpo_vs_sft])
+    assert "6.51e-19" in format_gate_summary(dpo_vs_sft)
+    assert "p_adj 6.51e-19" in section(page, "metrics") and "p_adj 6.51e-19" in section(page, "verdict")
+    assert not re.search(r"\bp(_adj)? 0\.0+\b", re.sub(r"<[^>]+>", "", page))  # never a p of 0.000
+
+
+def test_metrics_are_named_suite_dot_metric_as_in_the_cli(html, report_inputs):
+    names = {(m.suite, m.metric) for c in report_inputs[1] for m in c.metrics}
+    assert all(f"{suite}.{metric}" in section(html, "verdict") for suite, metric in names if suite == "knowledge")
+    assert not [f"{suite}/{metric}" for suite, metric in names if f"{suite}/{metric}" in html]
+
+
+def test_trained_badge_marks_only_the_stages_that_trained_the_suite(html):
+    rows = {re.search(r"<td>(\w+)</td>\s*<td>(\w+)</td>", r).groups(): r
+            for r in re.findall(r"<tr>(.*?)</tr>", section(html, "metrics"), re.S) if "<td>" in r}
+    deltas = {key: re.findall(r'<td class="delta">(.*?)</td>', row, re.S) for key, row in rows.items()}
+    assert ["trained" in d for d in deltas["identity", "adherence"]] == [False, True]  # dpo trains identity
+    assert ["trained" in d for d in deltas["ifeval", "prompt_level_strict"]] == [True, False]  # sft trains ifeval
+    assert all("trained" not in re.findall(r"<td>(.*?)</td>", row)[0] for row in rows.values())  # no suite-wide badge
 
 
 def test_provenance_shows_fingerprints_versions_and_manifests(html, report_inputs):
@@ -216,3 +303,10 @@ def test_token_views_escape_model_text(report_inputs, fast_plots) -> None:
     shift = section(html, "analysis-shift")
     assert HOSTILE not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in shift
     assert '<span class="tok shifted" title="rank 9 · input model: &#39;&lt;b&gt;&#39;">' in shift
+
+
+def test_comparisons_alone_still_get_their_gate_lines(report_inputs, fast_plots):
+    _, comparisons, _, _ = report_inputs
+    banner = section(render_report([], comparisons), "verdict")
+    assert re.findall(r'<div class="candidate" data-stage="(\w+)">', banner) == ["dpo", "sft"]
+    assert re.findall(r'<p class="(?:gate|ship)-line" data-against="(\w+)">', banner) == ["sft", "base"]

@@ -69,7 +69,7 @@ def test_unknown_suite_is_named() -> None:
 def test_noise_items_must_be_positive() -> None:
     data = _demo()
     data["eval"]["noise_items"] = 0
-    with pytest.raises(TunegateError, match=r"demo.yaml: eval.noise_items must be a positive number of items, got 0"):
+    with pytest.raises(TunegateError, match=r"demo.yaml: eval: field 'noise_items' must be a positive number of items, got 0"):
         parse_config(data, "demo.yaml")
 
 
@@ -109,9 +109,10 @@ REAL_DPO = Path(__file__).resolve().parents[2] / "configs" / "qwen2.5-0.5b-ident
 
 def test_set_overrides_a_nested_field_with_a_yaml_value() -> None:
     config = load_config(DEMO_CONFIG, sets=["stages.1.args.max_steps=2", "stages.0.lora={r: 8, target_modules: all-linear}",
-                                            "base_model=runs/twin", "eval.completion_mode=true"])
+                                            "base_model=runs/twin", "eval.backend_options.completion_mode=true"])
     assert config.stages[1].args["max_steps"] == 2 and config.base_model == "runs/twin"
-    assert config.stages[0].lora == {"r": 8, "target_modules": "all-linear"} and config.eval.completion_mode is True
+    assert config.stages[0].lora == {"r": 8, "target_modules": "all-linear"}
+    assert config.eval.backend_options.completion_mode is True
     assert config.overrides[0] == "--set stages.1.args.max_steps=2"
 
 
@@ -133,7 +134,7 @@ def test_set_on_a_path_that_does_not_exist_names_the_file_and_the_override(pair:
 
 def test_limit_caps_every_suite_and_every_stages_rows_but_keeps_smaller_limits() -> None:
     config = load_config(REAL_DPO, sets=["eval.suites.ifeval.limit=3"], limit=8)
-    assert {name: opts["limit"] for name, opts in config.suites.items()} == {
+    assert {s.name: s.options.limit for s in config.eval_spec(config.stages[0]).suites} == {
         "identity": 8, "ifeval": 3, "math": 8, "knowledge": 8}
     assert config.stages[0].data["limit"] == 8
     assert load_config(DEMO_CONFIG, limit=8).stages[0].data_options == {"limit": 8}
@@ -145,10 +146,12 @@ def test_limit_must_be_positive() -> None:
 
 
 def test_identity_suite_asks_with_the_identity_builders_system_prompt() -> None:
-    assert load_config(REAL_DPO).suites["identity"]["system_prompt"] == "You're a helpful assistant."
-    assert load_config(DEMO_CONFIG).suites["identity"]["system_prompt"] is None  # the demo's builder sends none
-    own = load_config(REAL_DPO, sets=["eval.suites.identity.system_prompt=Be brief."])
-    assert own.suites["identity"]["system_prompt"] == "Be brief."
+    def system_prompt(config):
+        return config.eval_spec(config.stages[-1]).suite("identity").options.system_prompt
+
+    assert system_prompt(load_config(REAL_DPO)) == "You're a helpful assistant."
+    assert system_prompt(load_config(DEMO_CONFIG)) is None  # the demo's builder sends none
+    assert system_prompt(load_config(REAL_DPO, sets=["eval.suites.identity.system_prompt=Be brief."])) == "Be brief."
 
 
 def test_run_with_a_bad_override_exits_2_with_one_line(tmp_path: Path, capsys) -> None:
@@ -157,3 +160,35 @@ def test_run_with_a_bad_override_exits_2_with_one_line(tmp_path: Path, capsys) -
     assert main(["run", str(REAL_DPO), "--out", str(tmp_path / "o"), "--set", "stages.0.args.beta=high"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "qwen2.5-0.5b-identity-dpo.yaml: stages[0].args: field 'beta' must be a number" in err[0]
+
+
+def test_a_key_given_twice_in_a_pipeline_config_is_an_error_naming_the_file_and_key(tmp_path, capsys) -> None:
+    from tunegate.cli import main
+
+    text = DEMO_CONFIG.read_text()
+    config = tmp_path / "twice.yaml"
+    config.write_text(text + "trust_remote_code: false\ntrust_remote_code: true\n")
+    lines = len(text.splitlines())
+    assert main(["run", str(config), "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == (f"tunegate: error: {config}: duplicate key 'trust_remote_code' at line {lines + 2} "
+                                       f"(first at line {lines + 1})\n")
+
+
+def test_a_set_value_with_a_key_given_twice_is_an_error() -> None:
+    with pytest.raises(TunegateError, match=r"--set 'stages.0.lora=\{r: 8, r: 16\}': VALUE: duplicate key 'r'"):
+        load_config(DEMO_CONFIG, sets=["stages.0.lora={r: 8, r: 16}"])
+
+
+def test_a_stage_field_of_older_configs_names_its_new_home() -> None:
+    data = _demo()
+    data["stages"][1]["identity"] = data["stages"][1].pop("suites")["identity"]
+    with pytest.raises(TunegateError, match=r"^demo.yaml: stages\[1\]: field 'identity' has moved to "
+                                            r"stages\[1\]\.suites\.identity$"):
+        parse_config(data, "demo.yaml")
+
+
+def test_a_stage_overrides_only_suites_that_are_evaluated() -> None:
+    data = _demo()
+    data["stages"][0]["suites"]["maths"] = {"limit": 3}
+    with pytest.raises(TunegateError, match=r"demo.yaml: stages\[0\]\.suites: suite 'maths' is not evaluated"):
+        parse_config(data, "demo.yaml")

@@ -17,6 +17,8 @@ from tunegate.training.identity_dpo import NEUTRAL_SYSTEM_PROMPT, UNNAMED, build
 from tunegate.training.methods.base import DataContext, Method, Rows
 
 BUILDER_KEYS = ("prompts", "old_name", "new_name")
+#: The fields of a ready preference dataset's rows (TRL's DPOTrainer: ``prompt`` optional, with chats or text).
+PAIR_FIELDS = {"chosen": (list, str), "rejected": (list, str)}
 
 
 class DPO(Method):
@@ -32,16 +34,13 @@ class DPO(Method):
 
         return DPOTrainer
 
-    def dataset(self, data: Any, options: Mapping[str, Any], ctx: DataContext) -> tuple[Rows, Any]:
+    def dataset(self, data: Any, data_options: Mapping[str, Any], ctx: DataContext) -> tuple[Rows, Any]:
         if isinstance(data, str):  # a ready preference dataset: prompt/chosen/rejected
-            rows = load_rows(data, split=options.get("split", "train"), name=options.get("name"),
-                             required={"chosen": (list, str), "rejected": (list, str)})
-            return rows[: options["limit"]] if options.get("limit") else rows, data
+            rows = self._pairs(data, data_options, ctx.where)
+            return rows[: data_options["limit"]] if data_options.get("limit") else rows, data
         self._check_builder(data, ctx.where)
-        from tunegate.evals.backends import load_backend
-
         prompts = load_identity_prompts(data["prompts"], limit=data.get("limit"))
-        backend = load_backend(ctx.model_dir, **ctx.backend_options)
+        backend = ctx.eval.load_backend(ctx.model_dir)
         rows, report = build_identity_dpo(
             backend, prompts, old_name=data["old_name"], new_name=data["new_name"],
             system_prompt=data.get("system_prompt", NEUTRAL_SYSTEM_PROMPT),  # null: no system turn
@@ -54,10 +53,20 @@ class DPO(Method):
                 f"'{data['old_name']}' ({report.unnamed}), {len(report.failures)} failed")
         return rows, dict(data)
 
-    def check_data(self, data: Any, options: Mapping[str, Any], seed: int, where: str) -> None:
-        if not isinstance(data, str):
-            self._check_builder(data, where)
-            load_identity_prompts(data["prompts"], limit=data.get("limit"))
+    def check_data(self, data: Any, data_options: Mapping[str, Any], seed: int, where: str) -> None:
+        if isinstance(data, str):
+            self._pairs(data, data_options, where)
+            return
+        self._check_builder(data, where)
+        load_identity_prompts(data["prompts"], limit=data.get("limit"))
+
+    @staticmethod
+    def _pairs(data: str, data_options: Mapping[str, Any], where: str) -> Rows:
+        try:
+            return load_rows(data, split=data_options.get("split", "train"), name=data_options.get("name"),
+                             required=PAIR_FIELDS)
+        except TunegateError as exc:
+            raise TunegateError(f"{where}: field 'data': {exc}") from None
 
     @staticmethod
     def _check_builder(data: Any, where: str) -> None:

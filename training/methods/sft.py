@@ -31,14 +31,14 @@ class SFT(Method):
 
         return SFTTrainer
 
-    def dataset(self, data: Any, options: Mapping[str, Any], ctx: DataContext) -> tuple[Rows, Any]:
+    def dataset(self, data: Any, data_options: Mapping[str, Any], ctx: DataContext) -> tuple[Rows, Any]:
         if not isinstance(data, str):
             raise TunegateError(f"{ctx.where}: field 'data' must be a dataset id or path for sft")
-        rows = load_conversations(data, seed=ctx.seed, **options)
+        rows = load_conversations(data, seed=ctx.seed, **data_options)
         whole = ctx.args.get("assistant_only_loss") or ctx.args.get("completion_only_loss") is False
         return (rows if whole else assistant_turn_rows(rows)), data
 
-    def check_data(self, data: Any, options: Mapping[str, Any], seed: int, where: str) -> None:
+    def check_data(self, data: Any, data_options: Mapping[str, Any], seed: int, where: str) -> None:
         if not isinstance(data, str):
             raise TunegateError(f"{where}: field 'data' must be a dataset id or path for sft")
-        load_conversations(data, seed=seed, **{**dict(options), "limit": None})
+        load_conversations(data, seed=seed, **{**dict(data_options), "limit": None})

@@ -20,6 +20,8 @@ import argparse
 import dataclasses
 from typing import Any
 
+from tunegate.cli.evaluate import add_backend_flags, add_cache_args, eval_spec_of
+from tunegate.core.files import check_output_path
 from tunegate.evals.analysis.knowledge import CATEGORIES, HELDOUT, TRAIN, KnowledgeAnalysis, KnowledgeOptions
 from tunegate.evals.analysis.shift import ALL, CLASSES, ShiftAnalysis, ShiftOptions
 
@@ -60,25 +62,19 @@ def _unescape(text: str) -> str:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, metavar="FILE", help="write the analysis JSON here")
-    p.add_argument("--cache-dir", default=None, help="response cache (default: $TUNEGATE_CACHE or ~/.cache/tunegate)")
-    p.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--device", default=None)
-
-
-def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k, v in (("batch_size", args.batch_size), ("device", args.device)) if v is not None}
+    add_cache_args(p)
+    add_backend_flags(p)
 
 
 def cmd_shift(args: argparse.Namespace) -> int:
     from tunegate.evals.analysis.run import shift_from_records
     from tunegate.evals.records import RunRecord
 
+    if args.out:
+        check_output_path(args.out)
     base, tuned = RunRecord.load(args.base), RunRecord.load(args.tuned)
     analysis = shift_from_records(base, tuned, input_model=args.base_model,
-                                  options=ShiftOptions(max_items=args.max_items),
-                                  cache_dir=args.cache_dir, use_cache=not args.no_cache,
-                                  backend_options=_backend_options(args))
+                                  options=ShiftOptions(max_items=args.max_items), spec=eval_spec_of(args))
     if args.out:
         analysis.save(args.out)
     print(format_shift(analysis))
@@ -88,13 +84,13 @@ def cmd_shift(args: argparse.Namespace) -> int:
 def cmd_knowledge(args: argparse.Namespace) -> int:
     from tunegate.evals.analysis.run import knowledge_after_training, knowledge_of_data
 
+    if args.out:
+        check_output_path(args.out)
     options = KnowledgeOptions(**{f.name: getattr(args, f"k_{f.name}") for f in dataclasses.fields(KnowledgeOptions)})
-    analysis = knowledge_of_data(args.model, args.data, options, seed=options.seed, split=args.split,
-                                 cache_dir=args.cache_dir, use_cache=not args.no_cache,
-                                 backend_options=_backend_options(args))
+    spec = eval_spec_of(args)
+    analysis = knowledge_of_data(args.model, args.data, options, seed=options.seed, split=args.split, spec=spec)
     if args.tuned_model:
-        analysis = knowledge_after_training(analysis, args.tuned_model, cache_dir=args.cache_dir,
-                                            use_cache=not args.no_cache, backend_options=_backend_options(args))
+        analysis = knowledge_after_training(analysis, args.tuned_model, spec=spec)
     if args.out:
         analysis.save(args.out)
     print(format_knowledge(analysis))

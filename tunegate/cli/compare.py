@@ -2,7 +2,7 @@
 
 Example::
 
-    $ tunegate compare runs/base.json runs/dpo.json --gate configs/gate.yaml --trains identity
+    $ tunegate compare runs/base.json runs/dpo.json --gate dpo --trains identity     # dpo: the shipped configs/gate.yaml
     math: 1319 items compared
     ifeval: 541 items compared
     candidate vs base (one-sided alpha 0.05 across 3 gated metrics, holm; CI 0.95)
@@ -25,17 +25,25 @@ import json
 from typing import Any
 
 from tunegate.core.errors import GateFailed
+from tunegate.core.files import check_output_path
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("compare", help="paired comparison of two saved RunRecords and the gate's verdict")
     p.add_argument("baseline", metavar="BASELINE.json")
     p.add_argument("candidate", metavar="CANDIDATE.json")
-    p.add_argument("--gate", metavar="GATE.yaml", help="gate rules (default: margin 0.05 on every metric)")
-    p.add_argument("--trains", default="", metavar="S1,S2", help="suites the stage trained")
+    p.add_argument("--gate", metavar="GATE", help="gate rules: a YAML file or a shipped gate's name, dpo or sft "
+                                               "(default: margin 0.05 on every metric)")
+    add_trains_option(p)
     p.add_argument("--json", action="store_true", help="print the Comparison JSON instead of the table")
     p.add_argument("--out", metavar="COMPARISON.json", help="also write the Comparison JSON here")
     p.set_defaults(func=run_compare)
+
+
+def add_trains_option(p: argparse.ArgumentParser, help: str = "suites the stage trained") -> None:
+    """``--trains S1,S2`` (a tuple of suite names), as compare, plan and report take it."""
+    p.add_argument("--trains", default=(), metavar="S1,S2", help=help,
+                   type=lambda value: tuple(s.strip() for s in value.split(",") if s.strip()))
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -43,10 +51,11 @@ def run_compare(args: argparse.Namespace) -> int:
     from tunegate.evals.gate import GateConfig, format_gate_summary
     from tunegate.evals.records import RunRecord
 
+    if args.out:
+        check_output_path(args.out)
     gate = GateConfig.from_yaml(args.gate) if args.gate else GateConfig()
     baseline, candidate = RunRecord.load(args.baseline), RunRecord.load(args.candidate)
-    trains = tuple(s.strip() for s in args.trains.split(",") if s.strip())
-    comp = compare_records(baseline, candidate, gate, trains=trains)
+    comp = compare_records(baseline, candidate, gate, trains=args.trains)
     if args.out:
         comp.save(args.out)
     if args.json:
@@ -61,10 +70,12 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def format_inputs(baseline: Any, candidate: Any) -> str:
-    """One line per compared suite: the items it pairs and, where the suite has one, the target each side met.
+    """One line per compared suite: the items it pairs and, where the suite has one, the target both sides are
+    scored against (the candidate's: a baseline recorded against another is scored again, and the
+    comparison's warnings say so).
 
         math: 20 items compared (those both records hold: baseline 30, candidate 20)
-        identity: 24 items compared; baseline scored against target 'Tiny', candidate against 'Deep Tiny'
+        identity: 24 items compared; target 'Deep Tiny'
     """
     lines = []
     for name, cand in candidate.suites.items():
@@ -75,10 +86,8 @@ def format_inputs(baseline: Any, candidate: Any) -> str:
         line = f"{name}: {len(common)} items compared"
         if len(common) != len(base.items) or len(common) != len(cand.items):
             line += f" (those both records hold: baseline {len(base.items)}, candidate {len(cand.items)})"
-        old, new = base.config.get("target"), cand.config.get("target")
-        if new is not None:
-            line += f"; target '{new}'" if old == new else \
-                f"; baseline scored against target '{old}', candidate against '{new}'"
+        if cand.config.get("target") is not None:
+            line += f"; target '{cand.config['target']}'"
         lines.append(line)
     return "\n".join(lines)
 

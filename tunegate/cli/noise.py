@@ -21,20 +21,21 @@ import argparse
 from typing import Any
 
 from tunegate.cli import add_output_options
-from tunegate.cli.evaluate import add_suite_args, suite_args
+from tunegate.cli.evaluate import add_backend_flags, add_suite_args, eval_spec_of
+from tunegate.core.files import check_output_path
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("noise", help="A/A noise floor: evaluate one checkpoint under settings that should not matter")
+    p = sub.add_parser("noise", help="A/A noise floor: evaluate one checkpoint under settings that should not matter",
+                       description="Evaluate one checkpoint at generation batch size N (--batch-size, default the "
+                                   "backend's) and 1, and in each further dtype, with the same suites and backend "
+                                   "options, without the response cache.")
     p.add_argument("model", help="hub id, local checkpoint dir, or 'organism'")
     p.add_argument("--out", required=True, help="RunRecord JSON to write (the reference pass, with its noise floor)")
     add_suite_args(p)
-    p.add_argument("--batch-size", type=int, default=None, metavar="N",
-                   help="reference generation batch size, compared with 1 (default: the backend's)")
+    add_backend_flags(p)
     p.add_argument("--dtypes", default=None, metavar="D1,D2",
                    help="dtypes to compare, the first is the reference (default: bfloat16,float16 on CUDA; float32 on CPU)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
-    p.add_argument("--completion-mode", action="store_true", help="send raw prompts (no chat template)")
     p.add_argument("--stage", default=None, help="stage name to store in the record")
     add_output_options(p)
     p.set_defaults(func=cmd_noise)
@@ -45,11 +46,9 @@ def cmd_noise(args: argparse.Namespace) -> int:
 
     from tunegate.evals.noise import format_noise, measure_noise
 
-    suites, suite_options = suite_args(args)
+    check_output_path(args.out)
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()] if args.dtypes else None
-    record = measure_noise(args.model, suites, suite_options=suite_options, batch_size=args.batch_size,
-                           dtypes=dtypes, device=args.device, completion_mode=args.completion_mode,
-                           progress=not args.quiet)
+    record = measure_noise(args.model, eval_spec_of(args), dtypes=dtypes, progress=not args.quiet)
     if args.stage:
         record = dataclasses.replace(record, stage=args.stage)
     record.save(args.out)

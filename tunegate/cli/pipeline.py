@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from tunegate.cli import add_output_options
-from tunegate.cli.evaluate import add_backend_flags
-from tunegate.evals.backends import BACKEND_FLAGS
+from tunegate.cli.evaluate import add_backend_flags, backend_args
+from tunegate.core.files import check_output_path
 from tunegate.training import DEMO_CONFIG
 
 
@@ -33,11 +33,13 @@ def register(sub: Any) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    from tunegate.evals.spec import LIMIT_HELP
+
     p.add_argument("--max-steps", type=int, default=None, help="cap every stage's training steps (quick runs)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field: dotted KEY (stages.0.args.max_steps), YAML VALUE; repeatable")
     p.add_argument("--limit", type=int, default=None, metavar="N",
-                   help="cap every eval suite's items and every stage's training rows at N (quick runs)")
+                   help=f"{LIMIT_HELP}; every stage's training rows are capped at N too (quick runs)")
     p.add_argument("--cache-dir", default=None, help="generation cache directory (default: $TUNEGATE_CACHE or ~/.cache/tunegate)")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     add_output_options(p)
@@ -55,9 +57,8 @@ def _run(config_path: Path, args: argparse.Namespace, *, gate_exit: bool = True)
     from tunegate.pipeline import run_pipeline
     from tunegate.training.config import load_config
 
-    config = load_config(config_path, sets=args.set, limit=args.limit)
-    if getattr(args, "backend", None) or any(getattr(args, f.name, None) is not None for f in BACKEND_FLAGS):
-        config = with_backend_flags(config, args)
+    check_output_path(args.out, directory=True)
+    config = with_backend_flags(load_config(config_path, sets=args.set, limit=args.limit), args)
     result = run_pipeline(config, args.out, max_steps=args.max_steps, cache_dir=args.cache_dir,
                           progress=not args.quiet, report=not args.no_report,
                           num_processes=args.num_processes, accelerate_config=args.accelerate_config,
@@ -67,15 +68,23 @@ def _run(config_path: Path, args: argparse.Namespace, *, gate_exit: bool = True)
 
 
 def with_backend_flags(config: Any, args: argparse.Namespace) -> Any:
-    """``config`` with the command line's ``--backend`` / backend options over its ``eval.backend(_options)``."""
+    """``config`` with the command line's ``--backend`` and backend options over its ``eval.backend(_options)``:
+    a flag replaces the config's option; another ``--backend`` drops the config's options (they are the other
+    backend's)."""
     from dataclasses import replace
 
-    backend = args.backend or config.eval.backend
-    given = {f.name: getattr(args, f.name) for f in BACKEND_FLAGS if getattr(args, f.name) is not None}
-    options = given if backend != config.eval.backend else {**config.eval.backend_options, **given}
-    updated = replace(config, eval=replace(config.eval, backend=backend, backend_options=options))
-    updated.eval.backend_kwargs("command line")
-    return updated
+    from tunegate.evals.backends import BackendOptions
+
+    if not hasattr(args, "backend"):  # tunegate demo
+        return config
+    backend, given = backend_args(args)
+    if given.trust_remote_code:  # the config's top-level key: it covers training as well as evaluation
+        config, given = replace(config, trust_remote_code=True), replace(given, trust_remote_code=None)
+    if backend is None and not given.given():
+        return config
+    same = backend in (None, config.eval.backend)
+    options = (config.eval.backend_options if same else BackendOptions()).updated(**given.given())
+    return replace(config, eval=replace(config.eval, backend=backend or config.eval.backend, backend_options=options))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -19,10 +19,13 @@ import argparse
 import json
 from typing import Any
 
+from tunegate.core.files import check_output_path
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("plan", help="items each gated metric needs at the gate's alpha and power, and their eval time")
-    p.add_argument("--gate", required=True, metavar="GATE.yaml", help="gate rules (margins, confidence, family, power)")
+    p.add_argument("--gate", required=True, metavar="GATE",
+                   help="gate rules (margins, confidence, family, power): a YAML file or a shipped gate's name, dpo or sft")
     p.add_argument("--baseline", required=True, metavar="RECORD.json", help="a RunRecord: accuracy and timing")
     p.add_argument("--candidate", metavar="RECORD.json", help="a candidate RunRecord: observed discordance")
     p.add_argument("--mde", type=float, default=None, metavar="X", help="plan for a drop of X on every gated metric")
@@ -37,6 +40,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from tunegate.evals.plan import format_plan, plan
     from tunegate.evals.records import RunRecord
 
+    if args.out:
+        check_output_path(args.out)
     gate = GateConfig.from_yaml(args.gate)
     baseline = RunRecord.load(args.baseline)
     candidate = RunRecord.load(args.candidate) if args.candidate else None

@@ -4,6 +4,7 @@ Examples::
 
     tunegate report runs/demo                          # writes runs/demo/report.html
     tunegate report base.json sft.json sft_vs_base.json --out report.html
+    tunegate report base.json dpo.json --gate dpo --trains identity      # compares them itself: the verdict
     tunegate report runs/nightly --store runs/tunegate.sqlite --model-line qwen3-sft
 
 Exit codes: 0 the report was written (whatever the gate said; the banner tells),
@@ -17,9 +18,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tunegate.cli.compare import add_trains_option
 from tunegate.core.errors import TunegateError
-from tunegate.reports.html import write_report
-from tunegate.reports.loading import load_paths
+from tunegate.core.files import check_output_path
 
 
 def register(subparsers: Any) -> None:
@@ -36,6 +37,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--model-line", default=None, help="model line whose stored history is plotted (with --store)")
     parser.add_argument("--stage", default=None,
                         help="plot only this stage's stored runs (`tunegate run` stores each stage under its line)")
+    parser.add_argument("--gate", default=None, metavar="GATE",
+                        help="compare each record with the one given before it under this gate (a YAML file or a "
+                             "shipped gate's name, dpo or sft) where no comparison of the pair is given")
+    add_trains_option(parser, "with --gate: suites the later record's stage trained")
     parser.add_argument("--title", default=None, help="page title")
     parser.set_defaults(func=run_report)
 
@@ -47,7 +52,7 @@ def _history(store_url: str | None, model_line: str | None, stage: str | None = 
         raise TunegateError("--store and --model-line go together: give both or neither")
     from tunegate.evals.store import Store
 
-    with Store(store_url) as store:
+    with Store(store_url, create=False) as store:
         rows = store.history(model_line, stage=stage)
     if not rows:
         raise TunegateError(f"store '{store_url}': no runs of model line '{model_line}'")
@@ -55,9 +60,21 @@ def _history(store_url: str | None, model_line: str | None, stage: str | None = 
 
 
 def run_report(args: argparse.Namespace) -> int:
-    inputs = load_paths(args.inputs)
+    from tunegate.reports.html import write_report  # matplotlib and jinja2: only when a report is written
+    from tunegate.reports.loading import compare_in_order, load_paths
+
+    if args.trains and args.gate is None:
+        raise TunegateError("--trains goes with --gate: it says which suites the compared stage trained")
     single_dir = len(args.inputs) == 1 and Path(args.inputs[0]).is_dir()
-    out = args.out or (Path(args.inputs[0]) / "report.html" if single_dir else Path("report.html"))
+    out = check_output_path(args.out or (Path(args.inputs[0]) / "report.html" if single_dir else Path("report.html")))
+    gate = None
+    if args.gate is not None:
+        from tunegate.evals.gate import GateConfig
+
+        gate = GateConfig.from_yaml(args.gate)
+    inputs = load_paths(args.inputs)
+    if gate is not None:
+        compare_in_order(inputs, gate, args.trains)
     title = args.title or (f"tunegate report: {Path(args.inputs[0]).resolve().name}" if single_dir else "tunegate report")
     path = write_report(out, inputs.records, inputs.comparisons, training_logs=inputs.training_logs,
                         manifests=inputs.manifests,
