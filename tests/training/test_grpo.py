@@ -2,7 +2,8 @@
 
 The small runs train 2 steps from the organism base on format prompts of another seed than the eval's; the
 bundled ``configs/organism-grpo.yaml`` (SFT, then 40 GRPO steps rewarded by IFEval's checkers) is run whole,
-as a user runs it, and its gate, curves and report are checked.
+as a user runs it, and its gate, curves and report are checked; a few steps run on the real
+SmolLM2-135M-Instruct (the real-weights tier's ``smollm2_dir``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import yaml
 
 from tunegate.cli import main
 from tunegate.core.files import write_jsonl
+from tunegate.evals.backends.hf import torch_threads
 from tunegate.organism.tasks import format_eval_items
 from tunegate.reports import plots
 from tunegate.training.rewards import completion_text
@@ -150,3 +152,33 @@ def test_bundled_grpo_configs_reward_rises_and_the_report_draws_reward_and_kl(gr
     assert [title for title, _ in plots.training_panels({"grpo": log})] == ["loss", "reward", "KL to the input model"]
     html = (out / "report.html").read_text()
     assert 'alt="training curves grpo"' in html and 'alt="training curves sft"' in html
+
+
+@pytest.mark.slow
+def test_a_few_grpo_steps_on_the_real_smollm2_135m_instruct(smollm2_dir: Path, tmp_path: Path) -> None:
+    """2 GRPO steps on real weights: 1 arithmetic prompt x 4 sampled completions of up to 24 tokens per step, scored
+    by the math suite's scorer, KL to the input model; 2 items evaluated before and after. On one torch thread (2
+    threads on 2 busy cores spent 4x the CPU): about 45 s of CPU."""
+    stage = {"name": "grpo", "method": "grpo", "trains": ["math"],
+             "data": {"suites": {"math": {"variant": "organism", "seed": 7, "limit": 2}}},
+             "args": {"max_steps": 2, "per_device_train_batch_size": 4, "num_generations": 4,
+                      "max_completion_length": 24, "learning_rate": 1.0e-5, "beta": 0.04, "logging_steps": 1,
+                      "gradient_checkpointing": False}}
+    config = tmp_path / "smollm2-grpo.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "smollm2-grpo", "base_model": str(smollm2_dir), "stages": [stage],
+        "eval": {"suites": {"math": {"variant": "organism", "limit": 2, "max_new_tokens": 24}},
+                 "backend_options": {"threads": 1}},
+        "gate": {"metrics": {"math.exact_match": {"margin": 0.5}}}}))
+    with torch_threads(1):  # the training's own count (torch's default for a model of this size)
+        out = _run(tmp_path, config)
+    steps = [row for row in json.loads((out / "stages" / "grpo" / "training_log.json").read_text()) if "reward" in row]
+    assert [row["step"] for row in steps] == [1, 2]
+    for row in steps:  # the math suite's scores of real sampled completions, and the KL to the input model
+        assert 0.0 <= row["rewards/math/mean"] <= 1.0 and row["kl"] >= 0.0 and row["completions/mean_length"] > 0
+    manifest = json.loads((out / "stages" / "grpo" / "manifest.json").read_text())
+    assert manifest["base_model"] == str(smollm2_dir) and manifest["data"]["rewards"] == ["math"]
+    assert {k: manifest["config"][k] for k in ("num_generations", "max_completion_length", "temperature")} == {
+        "num_generations": 4, "max_completion_length": 24, "temperature": 1.0}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["error"] is None and "math.exact_match" in summary["comparisons"]["grpo_vs_base"]["verdicts"]
