@@ -149,8 +149,9 @@ def load_causal_lm(model_path: str | Path, dtype: torch.dtype, trust_remote_code
     if (Path(model_path) / "adapter_config.json").is_file():
         from peft import AutoPeftModelForCausalLM
 
-        return AutoPeftModelForCausalLM.from_pretrained(str(model_path), dtype=dtype,
-                                                        trust_remote_code=trust_remote_code).merge_and_unload()
+        merged = AutoPeftModelForCausalLM.from_pretrained(str(model_path), dtype=dtype,
+                                                          trust_remote_code=trust_remote_code).merge_and_unload()
+        return merged.requires_grad_(True)  # peft froze the base weights it wrapped: a full stage trains them all
     return AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, trust_remote_code=trust_remote_code)
 
 
