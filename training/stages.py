@@ -35,6 +35,8 @@ from tunegate.training.methods.base import options_dict
 
 #: Where a LoRA stage keeps its adapter, beside the merged ``model/``.
 ADAPTER = "adapter"
+#: Where a stage given a PEFT adapter directory writes its input merged into one checkpoint, while it trains.
+MERGED_INPUT = "input"
 #: Defaults tunegate sets on every TRL Config (a stage's ``args`` override them).
 BASE_DEFAULTS: dict[str, Any] = {
     "report_to": "none",
@@ -101,7 +103,8 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
     config = build_trl_config(method, args or {}, out, seed, where=f"stage '{name or method}': args")
     chosen = get_method(method)
     typed = chosen.parse_options(options or {}, f"stage '{name or method}': options")
-    trainer, tokenizer, model = _trainer(chosen, typed, model_path, dataset, config, lora, name or method,
+    trained_from = _full_input(model_path, out, config, trust_remote_code)
+    trainer, tokenizer, model = _trainer(chosen, typed, trained_from, dataset, config, lora, name or method,
                                          trust_remote_code)
     StageProgress.install(trainer, name or method)  # one bar (steps, loss, eta) instead of printed log dicts
     model_dir = out / "model"
@@ -130,12 +133,13 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
     }
     if main_process:  # under `accelerate launch` only rank 0 writes the stage's files
         if lora:
-            merge_adapter(model_path, out / ADAPTER, model_dir, model.dtype, trust_remote_code)
+            merge_adapter(trained_from, out / ADAPTER, model_dir, model.dtype, trust_remote_code)
         tokenizer.save_pretrained(str(model_dir))
         if getattr(trainer.model, "generation_config", None) is not None:
             trainer.model.generation_config.save_pretrained(str(model_dir))
         write_json_atomic(out / "manifest.json", manifest)
         write_json_atomic(out / "training_log.json", history)
+        shutil.rmtree(out / MERGED_INPUT, ignore_errors=True)
     del trainer, model
     return StageResult(name=name or method, method=method, model_dir=model_dir, log_history=history,
                        seconds=seconds, manifest=manifest)
@@ -143,16 +147,39 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
 
 def load_causal_lm(model_path: str | Path, dtype: torch.dtype, trust_remote_code: bool = False) -> Any:
     """The model at ``model_path`` as one full causal LM: a PEFT adapter directory comes merged into its base
-    (peft's ``AutoPeftModelForCausalLM``), so a stage always trains every weight it is given."""
+    (peft's ``AutoPeftModelForCausalLM``; its weights keep peft's ``requires_grad=False``: a stage trains the
+    merged checkpoint ``_full_input`` writes, loaded afresh)."""
     from transformers import AutoModelForCausalLM
 
     if (Path(model_path) / "adapter_config.json").is_file():
         from peft import AutoPeftModelForCausalLM
 
-        merged = AutoPeftModelForCausalLM.from_pretrained(str(model_path), dtype=dtype,
-                                                          trust_remote_code=trust_remote_code).merge_and_unload()
-        return merged.requires_grad_(True)  # peft froze the base weights it wrapped: a full stage trains them all
+        return AutoPeftModelForCausalLM.from_pretrained(str(model_path), dtype=dtype,
+                                                        trust_remote_code=trust_remote_code).merge_and_unload()
     return AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, trust_remote_code=trust_remote_code)
+
+
+def _full_input(model_path: str | Path, out: Path, config: Any, trust_remote_code: bool) -> str | Path:
+    """The checkpoint the stage trains: ``model_path`` itself, or a PEFT adapter directory merged into its base and
+    written to ``out/input`` (with the adapter's tokenizer). On disk, because TRL builds a DPO or GRPO stage's
+    reference model from the policy's ``config._name_or_path``: after an in-memory merge that names the bare base,
+    and the KL (DPO's implicit reward) would be measured against a model without the adapter."""
+    if not (Path(model_path) / "adapter_config.json").is_file():
+        return model_path
+    from accelerate import PartialState
+    from transformers import AutoTokenizer
+
+    merged = out / MERGED_INPUT
+    state = PartialState()
+    with state.main_process_first():  # rank 0 writes it, the others read it once it is there
+        if state.is_main_process:
+            dtype = torch.bfloat16 if getattr(config, "bf16", False) else torch.float32
+            shutil.rmtree(merged, ignore_errors=True)
+            with loading(str(model_path)):
+                load_causal_lm(model_path, dtype, trust_remote_code).save_pretrained(str(merged))
+                AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code).save_pretrained(
+                    str(merged))
+    return merged
 
 
 def merge_adapter(input_model: str | Path, adapter_dir: Path, model_dir: Path, dtype: torch.dtype,

@@ -134,3 +134,33 @@ def test_an_adapter_directory_as_input_is_merged_into_its_base_before_training(t
     base, merged = _weights(organism_dir), _weights(lora.model_dir)
     update = _check_lora_stage(base, merged, tmp_path / "lora" / "adapter")
     assert update > 100 * _check_full_stage(merged, _weights(full.model_dir))
+
+
+@pytest.mark.slow
+def test_a_stage_from_an_adapter_directory_measures_kl_against_the_merged_model(tmp_path: Path, organism_dir: Path):
+    """A full GRPO stage (beta > 0) whose base_model is a PEFT adapter directory: TRL builds its reference model from
+    the policy's ``config._name_or_path``, which after peft's merge names the bare base. At the first step the policy
+    is its own input, so the KL to a right reference is 0; against the bare base it is not. ~10 s of CPU."""
+    from datasets import Dataset
+
+    from tunegate.training.conversations import load_conversations
+    from tunegate.training.stages import train_stage
+
+    rows = Dataset.from_list(load_conversations("organism:sft")[:16])
+    train_stage("sft", organism_dir, rows, out_dir=tmp_path / "lora", lora=LORA,
+                args={"max_steps": STEPS, "per_device_train_batch_size": 8, "max_length": 64,
+                      "learning_rate": FIRST_LR, "lr_scheduler_type": "constant"})
+    stage = {"name": "grpo", "method": "grpo", "trains": ["ifeval"], "options": {"rewards": ["ifeval"]},
+             "data": {"suites": {"ifeval": {"variant": "organism", "seed": 7}}, "limit": 8},
+             "args": {"max_steps": 1, "per_device_train_batch_size": 8, "num_generations": 4,
+                      "max_completion_length": 8, "beta": 0.04, "logging_steps": 1, "gradient_checkpointing": False}}
+    config = {"name": "from-adapter", "base_model": str(tmp_path / "lora" / "adapter"), "stages": [stage],
+              "eval": {"suites": {"ifeval": {"variant": "organism", "limit": 4}}},
+              "gate": {"metrics": {"ifeval.prompt_strict": {"margin": 0.5}}}}
+    path = tmp_path / "grpo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out), "--quiet", "--no-report", "--cache-dir",
+                 str(tmp_path / "cache"), "--store", str(tmp_path / "store.sqlite")]) in (0, 1)
+    first = next(row for row in json.loads((out / "stages" / "grpo" / "training_log.json").read_text()) if "kl" in row)
+    assert first["step"] == 1 and first["kl"] < 1e-6
