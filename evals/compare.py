@@ -34,6 +34,7 @@ import numpy as np
 
 from tunegate.core.errors import TunegateError
 from tunegate.evals.gate import GateConfig, Measured, decide
+from tunegate.evals.pairwise import PAIRWISE, baseline_side
 from tunegate.evals.stats import paired_compare
 from tunegate.evals.records import (Comparison, ItemFlip, ItemScore, MetricComparison, NoiseFloor, RunRecord,
                                     SuiteResult, item_units)
@@ -68,6 +69,8 @@ def compare_records(
     flips: list[ItemFlip] = []
     for suite in suites:
         b_suite, c_suite = baseline.suites[suite], candidate.suites[suite]
+        if c_suite.config.get(PAIRWISE):  # judged against the baseline's answers: the baseline side is a tie
+            b_suite = baseline_side(b_suite, c_suite)
         pairs, note = pair_items(b_suite, c_suite)
         if note:
             warnings.append(note)

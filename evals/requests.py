@@ -128,6 +128,10 @@ class Calls(Protocol):
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], desc: str, *,
                       item_of: Sequence[int] | None = None, backend: Backend | None = None) -> list[float]: ...
 
+    def answer(self, items: Sequence[Any], settings: Any, desc: str, *, chat: bool = True) -> list[str]:
+        """Each EvalItem's response, as a generation suite asks it (GenerationSettings ``settings``)."""
+        ...
+
 
 def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
     """Cut ``text`` at the first occurrence of any stop string (as lm-eval does)."""

@@ -31,7 +31,7 @@ from tunegate.core.env import environment
 from tunegate.core.errors import BackendError
 from tunegate.core.progress import bar as progress_bar
 from tunegate.core.progress import emit
-from tunegate.evals.records import ItemScore, RunRecord, SuiteResult
+from tunegate.evals.records import EvalItem, ItemScore, RunRecord, SuiteResult
 from tunegate.evals.requests import Backend, GenerationRequest, LoglikelihoodRequest
 from tunegate.evals.spec import EvalSpec
 from tunegate.evals.suites import Suite
@@ -128,6 +128,18 @@ class RunnerCalls:
         return generate_cached(backend or self.backend, requests, self.cache, desc, progress=self.progress,
                                chunk=self.chunk, item_of=item_of)
 
+    def answer(self, items: Sequence[EvalItem], settings: GenerationSettings, desc: str, *,
+               chat: bool = True) -> list[str]:
+        """Each item's response as a generation suite asks it: its chat through the chat template (the messages
+        too, for a server that renders them), or its raw prompt in completion mode or with ``chat`` false."""
+        chat = chat and not self.completion_mode
+        requests = [GenerationRequest(
+            prompt=self.render(it.messages) if chat else it.prompt,
+            max_new_tokens=settings.max_new_tokens, stop=settings.stop,
+            do_sample=settings.do_sample, temperature=settings.temperature,
+            messages=tuple(it.messages) if chat else ()) for it in items]
+        return self.generate(requests, desc)
+
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], desc: str, *,
                       item_of: Sequence[int] | None = None, backend: Backend | None = None) -> list[float]:
         return loglikelihood_cached(backend or self.backend, requests, self.cache, desc, progress=self.progress,
@@ -155,14 +167,8 @@ def run_suite(backend: Backend, suite: Suite, cache: ResponseCache, *, progress:
 
 
 def _generate_suite(calls: RunnerCalls, suite: Suite) -> list[ItemScore]:
-    items, settings = suite.items(), suite.generation()
-    chat = suite.chat and not calls.completion_mode
-    requests = [GenerationRequest(
-        prompt=calls.render(it.messages) if chat else it.prompt,
-        max_new_tokens=settings.max_new_tokens, stop=settings.stop,
-        do_sample=settings.do_sample, temperature=settings.temperature,
-        messages=tuple(it.messages) if chat else ()) for it in items]
-    responses = calls.generate(requests, suite.name)
+    items = suite.items()
+    responses = calls.answer(items, suite.generation(), suite.name, chat=suite.chat)
     return [suite.score(it, resp) for it, resp in zip(items, responses)]
 
 

@@ -35,6 +35,10 @@ from tunegate.evals.suites.base import Suite, SuiteOptions, options_config
 #: What ``--limit`` means wherever it is a flag (``eval``, ``noise``, ``run``, the plugin's ``--gate-limit``).
 LIMIT_HELP = ("cap every suite at N items: the first N of one seeded order, so records of different limits "
               "compare on their common items; a suite's own smaller limit stays")
+#: What ``--lm-eval-include-path`` means (``eval``, ``noise``, ``analyze``; the plugin's ``--gate-lm-eval-include-path``;
+#: a pipeline config's ``eval.lm_eval_include_path``): every lm-eval suite's ``include_path`` unless it sets one.
+LM_EVAL_INCLUDE_HELP = ("folder of lm-eval task YAMLs for the lm-eval:TASK suites, found before lm-eval's own tasks, "
+                        "as lm-eval's --include_path")
 
 
 @dataclass(frozen=True)

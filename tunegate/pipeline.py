@@ -189,11 +189,12 @@ class PipelineRun:
     def spec(self, stage: StageConfig) -> EvalSpec:
         return self.specs[stage.name]
 
-    def evaluate(self, model: str, name: str, stage: StageConfig) -> RunRecord:
+    def evaluate(self, model: str, name: str, stage: StageConfig, reference: RunRecord | None = None) -> RunRecord:
+        """``model``'s record; ``reference`` (the stage's input record) is what a pairwise judge suite judges against."""
         from tunegate.evals.runner import evaluate
 
-        return evaluate(model, self.spec(stage), stage=name, out=self.out / "records" / f"{name}.json",
-                        progress=self.settings.progress)
+        return evaluate(model, self.spec(stage).referenced(reference), stage=name,
+                        out=self.out / "records" / f"{name}.json", progress=self.settings.progress)
 
     def eval_base(self, base: str) -> Evaluated:
         """The base model's record, with the A/A noise floor of the eval set-up when ``eval.noise_items`` asks."""
@@ -220,7 +221,7 @@ class PipelineRun:
         knowledge = analyze_stage(self, stage, prev)
         trained = self.phases.run(f"train {stage.name}", lambda: self.train(stage, prev, rows, source))
         model = str(trained.model_dir)
-        record = self.phases.run(f"eval {stage.name}", lambda: self.evaluate(model, stage.name, stage))
+        record = self.phases.run(f"eval {stage.name}", lambda: self.evaluate(model, stage.name, stage, prev.record))
         self.result.records[stage.name] = record
         self.compare(stage, prev, record)
         analyze_stage(self, stage, prev, Evaluated(stage.name, model, record), knowledge)

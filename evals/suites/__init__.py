@@ -138,7 +138,8 @@ def _describe_fields(options: type, skip: set[str] | tuple[str, ...], width: int
     for f in dataclasses.fields(options):
         if f.name in skip:
             continue
-        head = f"    {f.name} (default: {json.dumps(f.default)})"
+        default = json.dumps(f.default, default=lambda v: v.given() if hasattr(v, "given") else str(v))
+        head = f"    {f.name} (default: {default})"
         out += textwrap.wrap(f"{head} {f.metadata.get('help', '')}", width, subsequent_indent=" " * 8)
     return out
 
