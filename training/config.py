@@ -94,7 +94,7 @@ class EvalConfig:
                 "{base_url: 'http://127.0.0.1:8000/v1'} for openai, {chat_template_kwargs: {enable_thinking: false}}"})
     lm_eval_include_path: str | None = field(default=None, metadata={
         "help": "folder of lm-eval task YAMLs for the lm-eval:TASK suites, found before lm-eval's own tasks, as "
-                "lm-eval's --include_path (relative to this config file)"})
+                "lm-eval's --include_path"})
     noise_items: int | None = field(default=None, metadata={
         "help": "measure the A/A noise floor (tunegate noise: batch size N vs 1, and dtypes on CUDA) of the base "
                 "model on this many items per suite; every stage's comparison shows it (None: not measured; "
@@ -154,7 +154,7 @@ class PipelineConfig:
             if _stage_suite(stage, name):
                 where = f"{self.source}: stages[{index}].suites.{name} (over eval.suites.{name})"
             if include is not None and family_of(name) == "lm-eval":
-                data.setdefault("include_path", str(Path(self.source).parent / include))
+                data.setdefault("include_path", include)
             specs.append(SuiteSpec(*parse_suite_options(name, data, where)))
         return EvalSpec(tuple(specs), self.eval.backend, self.eval.backend_options, cache_dir).capped(self.limit)
 

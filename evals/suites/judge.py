@@ -62,11 +62,16 @@ class JudgeOptions(SuiteOptions):
     judge_options: BackendOptions = option(BackendOptions(), "the judge backend's options, as eval's backend flags "
                                                              "by field name, e.g. {\"base_url\": \"http://h/v1\"}")
     judge_max_new_tokens: int = option(512, "the judge's budget for its explanation and verdict")
-    judge_system_prompt: str = option(JUDGE_SYSTEM, "the judge's system turn (FastChat MT-Bench pair-v2)")
-    judge_template: str = option(JUDGE_TEMPLATE, "the judge's user turn: {question}, {answer_a}, {answer_b}")
+    judge_system_prompt: str | None = option(None, "the judge's system turn (null: FastChat's MT-Bench pairwise "
+                                                   "prompt pair-v2, verdict [[A]], [[B]] or [[C]]; the record keeps "
+                                                   "the text)")
+    judge_template: str | None = option(None, "the judge's user turn with {question}, {answer_a} and {answer_b} "
+                                              "(null: pair-v2's)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self._default("judge_system_prompt", JUDGE_SYSTEM)
+        self._default("judge_template", JUDGE_TEMPLATE)
         try:
             check_backend(self.judge_backend, self.judge_options)
             self.judge_template.format(question="", answer_a="", answer_b="")
