@@ -43,7 +43,7 @@ METRICS = {"exact_match": "generate", "contains": "generate", "regex": "generate
 
 @dataclass(frozen=True)
 class FileOptions(SuiteOptions):
-    """A suite defined in a YAML file (these are its fields; the file's name and version too)."""
+    """A suite defined in a YAML file: these fields, and the suite's name and version."""
 
     source: str | None = option(None, "the rows: a .jsonl/.json file (relative: beside the suite file first), a "
                                       "folder holding SPLIT.jsonl, a hub id, or organism:NAME")

@@ -8,11 +8,11 @@ Without one, the suite records the model's answers for a later candidate to be j
 with itself (0.5). ``compare`` then measures the win rate against 50% with a paired CI, and a gate margin on
 ``judge.win_rate`` fails a candidate whose answers are judged worse::
 
-    tunegate eval BASE --suites judge --suite-option judge.source=prompts.jsonl --out base.json
-    tunegate eval CAND --suites judge --suite-option judge.source=prompts.jsonl --out cand.json \\
-        --suite-option judge.reference=base.json --suite-option judge.judge_model=gpt-4o-mini \\
-        --suite-option judge.judge_backend=openai --suite-option judge.judge_options='{"base_url": "https://host/v1"}'
-    tunegate compare base.json cand.json --gate gate.yaml      # gate.yaml: metrics: {judge.win_rate: {margin: 0.05}}
+    judge=(--suites judge --suite-option judge.judge_model=gpt-4o-mini --suite-option judge.judge_backend=openai
+           --suite-option 'judge.judge_options={"base_url": "https://host/v1"}')
+    tunegate eval BASE "${judge[@]}" --out base.json         # the same options both times; no judge runs here
+    tunegate eval CAND "${judge[@]}" --suite-option judge.reference=base.json --out cand.json
+    tunegate compare base.json cand.json --gate gate.yaml    # gate.yaml: metrics: {judge.win_rate: {margin: 0.05}}
 
 One judged item (the judge's prompt and model are in the suite's config, both verdicts in the item)::
 
