@@ -47,14 +47,27 @@ JUDGE_TEMPLATE = (
     "[User Question]\n{question}\n\n[The Start of Assistant A's Answer]\n{answer_a}\n[The End of Assistant A's "
     "Answer]\n\n[The Start of Assistant B's Answer]\n{answer_b}\n[The End of Assistant B's Answer]")
 VERDICTS = ("A", "B", "tie", "unparsed")
+#: The verdict marks of the judge's prompt, and the verdict each stands for.
+MARKS = {"[[A]]": "A", "[[B]]": "B", "[[C]]": "tie"}
 
 
 def parse_verdict(judgment: str) -> str:
     """FastChat's rule: ``[[A]]`` -> A, else ``[[B]]`` -> B, else ``[[C]]`` -> tie, else unparsed."""
-    for mark, verdict in (("[[A]]", "A"), ("[[B]]", "B"), ("[[C]]", "tie")):
+    for mark, verdict in MARKS.items():
         if mark in judgment:
             return verdict
     return "unparsed"
+
+
+def likelihood_judgment(logprobs: Sequence[float]) -> str:
+    """The judgment of a judge asked for the verdict mark alone: the mark of highest log-likelihood (the first on a
+    tie), then each mark's log-likelihood, as ``parse_verdict`` reads it::
+
+        likelihood_judgment([-3.2, -2.1, -6.7])   # "[[B]] (log-likelihood A -3.200, B -2.100, C -6.700)"
+    """
+    best = max(range(len(MARKS)), key=lambda i: (logprobs[i], -i))
+    values = ", ".join(f"{mark[2]} {value:.3f}" for mark, value in zip(MARKS, logprobs))
+    return f"{list(MARKS)[best]} (log-likelihood {values})"
 
 
 def candidate_points(verdict: str, candidate_is: str) -> float:

@@ -32,14 +32,15 @@ from typing import Any, Mapping, Sequence
 
 from tunegate.core.errors import SuiteError, TunegateError
 from tunegate.evals.backends import BackendOptions, check_backend, load_backend
-from tunegate.evals.pairwise import (JUDGE_SYSTEM, JUDGE_TEMPLATE, PAIRWISE, TIE, VERDICTS, WIN_RATE,
-                                     item_win_rate, outcome, parse_verdict)
+from tunegate.evals.pairwise import (JUDGE_SYSTEM, JUDGE_TEMPLATE, MARKS, PAIRWISE, TIE, VERDICTS, WIN_RATE,
+                                     item_win_rate, likelihood_judgment, outcome, parse_verdict)
 from tunegate.evals.records import EvalItem, ItemScore, MetricSpec, RunRecord
-from tunegate.evals.requests import Calls, GenerationRequest
+from tunegate.evals.requests import Calls, GenerationRequest, LoglikelihoodRequest
 from tunegate.evals.suites._common import suite_rows
 from tunegate.evals.suites.base import GenerationSettings, Suite, SuiteOptions, option, options_config
 
 HUB_ID = "HuggingFaceH4/mt_bench_prompts"
+VERDICT_MODES = ("generate", "likelihood")
 #: Row fields a prompt is read from, in order (the first present).
 PROMPT_FIELDS = ("prompt", "turns", "instruction", "question")
 
@@ -62,6 +63,9 @@ class JudgeOptions(SuiteOptions):
     judge_options: BackendOptions = option(BackendOptions(), "the judge backend's options, as eval's backend flags "
                                                              "by field name, e.g. {\"base_url\": \"http://h/v1\"}")
     judge_max_new_tokens: int = option(512, "the judge's budget for its explanation and verdict")
+    verdict: str = option("generate", "generate: the judge writes its explanation and verdict (MT-Bench's way); "
+                                      "likelihood: the verdict mark of highest log-likelihood right after the "
+                                      "judge's prompt (no explanation; a small local judge always gives one)")
     judge_system_prompt: str | None = option(None, "the judge's system turn (null: FastChat's MT-Bench pairwise "
                                                    "prompt pair-v2, verdict [[A]], [[B]] or [[C]]; the record keeps "
                                                    "the text)")
@@ -72,6 +76,8 @@ class JudgeOptions(SuiteOptions):
         super().__post_init__()
         self._default("judge_system_prompt", JUDGE_SYSTEM)
         self._default("judge_template", JUDGE_TEMPLATE)
+        if self.verdict not in VERDICT_MODES:
+            raise SuiteError(f"option 'verdict' must be one of {', '.join(VERDICT_MODES)}, got {self.verdict!r}")
         try:
             check_backend(self.judge_backend, self.judge_options)
             self.judge_template.format(question="", answer_a="", answer_b="")
@@ -133,23 +139,34 @@ class JudgeSuite(Suite):
         o = self.options
         judge = load_backend(o.judge_model, o.judge_backend, o.judge_options)
         try:
-            requests = [self._judge_request(it, pair, calls, judge) for it, a in zip(items, answers)
-                        for pair in ((self._answers[it.id], a), (a, self._answers[it.id]))]
-            judgments = calls.generate(requests, f"{self.name} (judge)", backend=judge,
-                                       item_of=[k // 2 for k in range(len(requests))])
+            chats = [self._judge_chat(it, pair) for it, a in zip(items, answers)
+                     for pair in ((self._answers[it.id], a), (a, self._answers[it.id]))]
+            judgments = self._judgments(chats, calls, judge)
         finally:
             if hasattr(judge, "close"):
                 judge.close()
         return [self._judged(it, a, judgments[2 * k:2 * k + 2], judge.fingerprint)
                 for k, (it, a) in enumerate(zip(items, answers))]
 
-    def _judge_request(self, item: EvalItem, pair: tuple[str, str], calls: Calls, judge: Any) -> GenerationRequest:
+    def _judge_chat(self, item: EvalItem, pair: tuple[str, str]) -> tuple[dict[str, str], ...]:
+        """The judge's chat for one order: ``pair`` is (assistant A's answer, assistant B's)."""
         o = self.options
-        messages = ({"role": "system", "content": o.judge_system_prompt},
-                    {"role": "user", "content": o.judge_template.format(question=item.prompt, answer_a=pair[0],
-                                                                        answer_b=pair[1])})
-        return GenerationRequest(prompt=calls.render(messages, backend=judge), max_new_tokens=o.judge_max_new_tokens,
-                                 messages=messages)
+        return ({"role": "system", "content": str(o.judge_system_prompt)},
+                {"role": "user", "content": str(o.judge_template).format(question=item.prompt, answer_a=pair[0],
+                                                                         answer_b=pair[1])})
+
+    def _judgments(self, chats: Sequence[tuple[dict[str, str], ...]], calls: Calls, judge: Any) -> list[str]:
+        """The judge's judgment of each chat: its generated text, or the verdict mark it finds most likely."""
+        desc, owner = f"{self.name} (judge)", [k // 2 for k in range(len(chats))]
+        contexts = [calls.render(chat, backend=judge) for chat in chats]
+        if self.options.verdict == "generate":
+            requests = [GenerationRequest(prompt=ctx, max_new_tokens=self.options.judge_max_new_tokens,
+                                          messages=chat) for ctx, chat in zip(contexts, chats)]
+            return calls.generate(requests, desc, backend=judge, item_of=owner)
+        marks = [LoglikelihoodRequest(ctx, mark) for ctx in contexts for mark in MARKS]
+        values = calls.loglikelihood(marks, desc, backend=judge, item_of=[k // (2 * len(MARKS))
+                                                                          for k in range(len(marks))])
+        return [likelihood_judgment(values[i:i + len(MARKS)]) for i in range(0, len(values), len(MARKS))]
 
     def _judged(self, item: EvalItem, answer: str, judgments: Sequence[str], judge: str) -> ItemScore:
         verdicts = [parse_verdict(j) for j in judgments]

@@ -49,17 +49,19 @@ def baseline(prompts: Path, organism_dir: Path) -> Path:
 @pytest.mark.slow
 def test_a_a_run_comes_out_at_half_within_its_ci(baseline: Path, prompts: Path, organism_dir: Path,
                                                  capsys: pytest.CaptureFixture) -> None:
-    """~3 CPU s: 8 prompts answered, 16 judge calls of the organism."""
+    """~3 CPU s: the organism judges its own answers against themselves by the likelihood of each verdict mark, so
+    every judgment is a verdict (none unparsed)."""
     candidate = prompts.parent / "aa.json"
     assert main(["eval", str(organism_dir), *judge_args(prompts, organism_dir), "--suite-option",
-                 f"judge.reference={baseline}", "--out", str(candidate), "--quiet",
-                 "--cache-dir", str(prompts.parent / "cache")]) == 0
+                 f"judge.reference={baseline}", "--suite-option", "judge.verdict=likelihood", "--out",
+                 str(candidate), "--quiet", "--cache-dir", str(prompts.parent / "cache")]) == 0
     gate = prompts.parent / "gate.yaml"
     gate.write_text(GATE)
     capsys.readouterr()
     assert main(["compare", str(baseline), str(candidate), "--gate", str(gate), "--json"]) == 0
     metric = next(m for m in json.loads(capsys.readouterr().out)["metrics"] if m["metric"] == "win_rate")
     assert metric["candidate"] == 0.5 and metric["ci_low"] <= 0.0 <= metric["ci_high"] and metric["gate"] == "pass"
+    assert RunRecord.load(candidate).suites["judge"].breakdowns["verdict"]["unparsed"] == 0.0
 
 
 @pytest.mark.slow
@@ -174,3 +176,10 @@ def test_a_reference_with_other_prompts_is_one_line(tmp_path: Path, capsys: pyte
                  "--out", str(tmp_path / "r.json")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"option 'reference' ({base}): item 'judge-0000' is not the same prompt there" in err[0]
+
+
+def test_a_likelihood_judgment_reads_as_the_most_likely_mark() -> None:
+    from tunegate.evals.pairwise import likelihood_judgment, parse_verdict
+
+    judgment = likelihood_judgment([-3.2, -2.1, -6.7])
+    assert judgment == "[[B]] (log-likelihood A -3.200, B -2.100, C -6.700)" and parse_verdict(judgment) == "B"
