@@ -183,3 +183,28 @@ def test_a_likelihood_judgment_reads_as_the_most_likely_mark() -> None:
 
     judgment = likelihood_judgment([-3.2, -2.1, -6.7])
     assert judgment == "[[B]] (log-likelihood A -3.200, B -2.100, C -6.700)" and parse_verdict(judgment) == "B"
+
+
+@pytest.mark.slow
+def test_a_served_judge_gives_the_in_process_judges_verdicts(baseline: Path, prompts: Path, organism_dir: Path,
+                                                             tmp_path: Path) -> None:
+    """The judge behind an OpenAI-compatible server (``transformers serve`` on localhost serving the organism; its
+    chat endpoint renders the judge's chat) judges as the same model in this process, greedy: the same judgments.
+    ~20 CPU s, most of it the server's start."""
+    pytest.importorskip("fastapi", reason="transformers serve needs fastapi/uvicorn/openai (tunegate[serve])")
+    from bench._common import TransformersServer
+
+    records = {}
+    short = "judge_system_prompt=Which answer is better? End with [[A]], [[B]] or [[C]] for a tie."  # the organism
+    with TransformersServer(organism_dir, log=tmp_path / "serve.log") as server:  # serves 512 tokens: prompt too
+        for name, backend in (("hf", [short]), ("served", [short, "judge_backend=openai", "judge_options="
+                                                           + json.dumps({"base_url": server.base_url})])):
+            out = tmp_path / f"{name}.json"
+            extra = [a for option in backend for a in ("--suite-option", f"judge.{option}")]
+            assert main(["eval", str(organism_dir), *judge_args(prompts, organism_dir), *extra, "--suite-option",
+                         f"judge.reference={baseline}", "--out", str(out), "--quiet",
+                         "--cache-dir", str(tmp_path / "cache")]) == 0
+            records[name] = RunRecord.load(out).suites["judge"].items
+        assert server.requests() == 2 * len(PROMPTS)  # both orders of every prompt, none from the cache
+    judgments = {name: [[v["judgment"] for v in s.meta["verdicts"]] for s in items] for name, items in records.items()}
+    assert judgments["served"] == judgments["hf"]
