@@ -86,8 +86,8 @@ def warm_up(model_dir: str) -> None:
     import tunegate.evals.runner  # noqa: F401
     import tunegate.evals.stats  # noqa: F401  (scipy)
 
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, trust_remote_code=False)
     with torch.inference_mode():
         model(**tok(["The capital of France is"], return_tensors="pt"))
     del model

@@ -201,11 +201,13 @@ def bench_train(path: Path, cfg: BenchConfig, vocab: int, packing: bool) -> dict
     with tempfile.TemporaryDirectory() as tmp:
         config = build_trl_config("sft", args, Path(tmp), seed=0)
         dtype = torch.bfloat16 if config.bf16 else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa")
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa",
+                                                     trust_remote_code=False)
         rows = _rows(cfg.train_steps * cfg.train_batch * (2 if packing else 1), cfg, vocab)
         clock = Clock()
         trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
-                             processing_class=AutoTokenizer.from_pretrained(path), callbacks=[clock])
+                             processing_class=AutoTokenizer.from_pretrained(path, trust_remote_code=False),
+                             callbacks=[clock])
         for noisy in (PrinterCallback, ProgressCallback):
             trainer.remove_callback(noisy)
         trainer.train()

@@ -1,7 +1,8 @@
 """Errors that the CLI and the pytest plugin turn into one clear line and an exit code.
 
-Exit codes (DESIGN.md): 0 pass, 1 gate failed / regression, 2 bad input or usage. Every error
-raised on bad input is a ``TunegateError`` whose message is one line naming the file and field::
+Exit codes (DESIGN.md): 0 pass, 1 gate failed / regression (only that), 2 bad input or usage, 3 internal
+error (an unexpected exception: a bug). Every error raised on bad input is a ``TunegateError`` whose
+message is one line naming the file and field::
 
     RecordError("runs/base.json: missing field 'suites'")
     SuiteError("suite 'math': unknown variant 'algebra' (known: gsm8k, organism)")
@@ -9,7 +10,13 @@ raised on bad input is a ``TunegateError`` whose message is one line naming the 
 
 from __future__ import annotations
 
+import os
+import sys
+import traceback
 from typing import Any, Mapping
+
+#: Set to 1 to see the traceback behind an error line (an internal error's, exit code 3, above all).
+DEBUG_ENV = "TUNEGATE_DEBUG"
 
 
 class TunegateError(Exception):
@@ -43,3 +50,23 @@ class GateFailed(Exception):
     """The gate failed (a regression or a missed target). Exit code 1."""
 
     exit_code = 1
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit code an exception ends a command with: its own (bad input 2, gate failed 1); 2 for an
+    operating-system refusal (disk full, permission denied); 3 for anything else, a bug."""
+    if isinstance(exc, (TunegateError, GateFailed)):
+        return exc.exit_code
+    return 2 if isinstance(exc, OSError) else 3
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line an exception is shown as: ``error: ...``, or ``internal error: KeyError: 'x' (set
+    TUNEGATE_DEBUG=1 for the traceback)``; the traceback itself goes to stderr only under TUNEGATE_DEBUG."""
+    if os.environ.get(DEBUG_ENV, "").strip() not in ("", "0"):
+        traceback.print_exception(exc, file=sys.stderr)
+    if exit_code(exc) != 3:
+        return f"error: {exc}"
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    what = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return f"internal error: {what} (set {DEBUG_ENV}=1 for the traceback)"

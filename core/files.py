@@ -1,8 +1,10 @@
 """Reading and writing tunegate's files, every failure one error line naming the file, line and field.
 
-JSON (records, comparisons, manifests) is written atomically (a temporary file renamed into place)
-and strictly (NaN and infinities become null); JSONL rows and YAML configs are read with their line
-numbers in errors. A real row of ``shared/data/gsm8k/test.jsonl``::
+JSON (records, comparisons, manifests) is written atomically (a temporary file renamed into place;
+a failed write, disk full included, removes it and is one error line) and strictly (NaN and infinities
+become null); JSONL rows and YAML configs are read with their line numbers in errors, and a YAML
+mapping that repeats a key is an error, not a silent last-one-wins. Every command checks its output
+paths with ``check_output_path`` before it starts any work. A real row of ``shared/data/gsm8k/test.jsonl``::
 
     {"question": "Janet's ducks lay 16 eggs per day. ...",
      "answer": "Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.\\n...\\n#### 18"}
@@ -17,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import secrets
 from pathlib import Path
 from typing import Any, Mapping, Self
 
@@ -62,13 +66,52 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-def write_json_atomic(path: str | Path, data: Any) -> Path:
-    """Write JSON to a temporary file and rename it into place: never a half-written file."""
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to a temporary file beside ``path`` and rename it into place: never a half-written file,
+    and no temporary file left behind when the write fails (disk full, quota, permissions: one error line)."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(json.dumps(_finite(data), indent=1, default=_json_default, allow_nan=False) + "\n", encoding="utf-8")
-    tmp.replace(p)
+    tmp: str | None = None
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = str(p.with_name(f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"))  # one per writer
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask's permissions, as open()
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, p)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise TunegateError(f"{p}: cannot write ({exc.strerror or exc})") from None
+    return p
+
+
+def write_json_atomic(path: str | Path, data: Any) -> Path:
+    """Write JSON atomically (``write_text_atomic``), strict: NaN and infinities become null."""
+    return write_text_atomic(path, json.dumps(_finite(data), indent=1, default=_json_default, allow_nan=False) + "\n")
+
+
+def check_output_path(path: str | Path, flag: str = "--out", *, directory: bool = False) -> Path:
+    """Fail before any work starts when ``path`` cannot be written: one TunegateError naming the flag.
+
+    A file output must not be an existing directory (a directory output not an existing file), and the
+    nearest existing folder above it must be a folder this process may write in. Nothing is created::
+
+        check_output_path("runs/")            # TunegateError: --out runs: is a directory; give a file path
+        check_output_path("runs", directory=True)
+    """
+    p = Path(path).expanduser()
+    if directory and p.exists() and not p.is_dir():
+        raise TunegateError(f"{flag} {p}: is a file; give a directory")
+    if not directory and p.is_dir():
+        raise TunegateError(f"{flag} {p}: is a directory; give a file path")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise TunegateError(f"{flag} {p}: not writable (permission denied)")
+    folder = p if directory and p.is_dir() else p.parent
+    existing = next(q for q in (folder.absolute(), *folder.absolute().parents) if q.exists())
+    if not existing.is_dir():
+        raise TunegateError(f"{flag} {p}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise TunegateError(f"{flag} {p}: cannot write in {existing} (permission denied)")
     return p
 
 
@@ -136,11 +179,8 @@ def read_jsonl(path: str | Path, required: Required | None = None) -> list[dict[
 
 
 def write_jsonl(path: str | Path, rows: Any) -> Path:
-    """Write rows as JSON lines (UTF-8, not ASCII-escaped)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return p
+    """Write rows as JSON lines (UTF-8, not ASCII-escaped), atomically."""
+    return write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def read_json_rows(path: str | Path, required: Required | None = None) -> list[dict[str, Any]]:
@@ -157,17 +197,63 @@ def read_json_rows(path: str | Path, required: Required | None = None) -> list[d
 
 
 def read_yaml(path: str | Path, what: str = "config") -> Any:
-    """Parse a YAML file; a missing file, bad YAML or non-UTF-8 text is one TunegateError naming the line."""
-    import yaml
-
+    """Parse a YAML file; a missing file, bad YAML, a repeated key or non-UTF-8 text is one TunegateError."""
     p = Path(path)
     if not p.is_file():
         raise TunegateError(f"{p}: {what} file not found")
     try:
-        return yaml.safe_load(p.read_text(encoding="utf-8"))
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise TunegateError(f"{p}: not UTF-8 text") from None
+    return load_yaml(text, str(p))
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """YAML text as Python values, safely (tags are inert) and strictly: a mapping that repeats a key is a
+    TunegateError naming ``where``, the key and both lines (PyYAML alone keeps the last one silently)."""
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_strict_loader())  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as exc:
+        raise TunegateError(f"{where}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise TunegateError(f"{p}: malformed YAML{at} ({getattr(exc, 'problem', None) or exc})") from None
-    except UnicodeDecodeError:
-        raise TunegateError(f"{p}: not UTF-8 text") from None
+        raise TunegateError(f"{where}: malformed YAML{at} ({getattr(exc, 'problem', None) or exc})") from None
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+_LOADER: Any = None
+
+
+def _strict_loader() -> Any:
+    """yaml.SafeLoader whose mappings refuse a key given twice (merge keys ``<<`` keep YAML's override rule)."""
+    global _LOADER
+    if _LOADER is None:
+        import yaml
+
+        class StrictLoader(yaml.SafeLoader):
+            pass
+
+        def mapping(loader: Any, node: Any, deep: bool = False) -> Any:
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = loader.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise _DuplicateKey(f"duplicate key '{key}' at line {line} (first at line {seen[key]})")
+                    seen[key] = line
+                except TypeError:  # an unhashable key: PyYAML's own constructor says so
+                    continue
+            return loader.construct_mapping(node, deep=deep)
+
+        StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+        _LOADER = StrictLoader
+    return _LOADER

@@ -16,6 +16,7 @@ interrupted run resumes::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -30,43 +31,68 @@ def default_cache_dir() -> Path:
 
 
 class ResponseCache:
-    """SQLite store of generations and log-likelihoods by content key; safe for concurrent runs."""
+    """SQLite store of generations and log-likelihoods by content key; safe for concurrent runs.
+
+    The cache only saves work: when it cannot be written (disk full, a read-only folder) the run goes
+    on without it, after one warning naming the file, instead of failing an evaluation that can finish.
+    """
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=60)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            self._db.commit()
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(path, timeout=60)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                self._db.commit()
+            except (OSError, sqlite3.Error) as exc:
+                self._give_up(exc)
+
+    def _give_up(self, exc: BaseException) -> None:
+        """Stop using the cache for the rest of the run, saying why in one line."""
+        from tunegate.core.progress import warn
+
+        warn(f"{self.path}: response cache not writable ({exc}); continuing without it, so nothing more is "
+             f"cached and a rerun computes these responses again (free space, or give --cache-dir or --no-cache)")
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+        self._db = None
 
     @staticmethod
     def key(*parts: Any) -> str:
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
-        if self._db is None or not keys:
-            return {}
         found: dict[str, Any] = {}
-        for start in range(0, len(keys), 500):
-            chunk = list(keys[start:start + 500])
-            rows = self._db.execute(
-                f"SELECT key, value FROM responses WHERE key IN ({','.join('?' * len(chunk))})", chunk)
-            found.update((k, json.loads(v)) for k, v in rows)
+        if self._db is None or not keys:
+            return found
+        try:
+            for start in range(0, len(keys), 500):
+                chunk = list(keys[start:start + 500])
+                rows = self._db.execute(
+                    f"SELECT key, value FROM responses WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+                found.update((k, json.loads(v)) for k, v in rows)
+        except sqlite3.Error as exc:
+            self._give_up(exc)
         return found
 
     def put_many(self, entries: Mapping[str, Any]) -> None:
         if self._db is None or not entries:
             return
-        with self._db:
-            self._db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?)",
-                                 [(k, json.dumps(v)) for k, v in entries.items()])
+        try:
+            with self._db:
+                self._db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?)",
+                                     [(k, json.dumps(v)) for k, v in entries.items()])
+        except sqlite3.Error as exc:
+            self._give_up(exc)
 
     def close(self) -> None:
         if self._db is not None:
-            self._db.close()
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
             self._db = None
 
 

@@ -12,7 +12,14 @@ Nothing here runs a model. Example (GSM8K's 1319 items after a DPO stage that tr
     m.verdict, m.gate                         # "regressed", "fail"
 
 Units are matched by ``item_id`` within each suite (and by position inside a
-tuple score, e.g. the instructions of one IFEval prompt). The numbers of each
+tuple score, e.g. the instructions of one IFEval prompt), and an item pairs only
+with the same question: the two records' ``asked`` hashes (``records.question_hash``)
+must agree for every paired id, or the comparison stops (TunegateError, exit 2)
+naming the first item that differs. A record written before items carried the hash
+is paired on the prompt text and target it keeps, with a warning saying what went
+unchecked. A trained suite whose scoring options differ (identity's target) has the
+baseline's responses scored again under the candidate's (``rescore.retarget``), as the
+pipeline does. The numbers of each
 metric come from ``tunegate.evals.stats.paired_compare`` (exact one-sided McNemar
 and Tango's score interval for binary metrics; cluster-robust t and a
 design-effect-widened interval for clustered ones; paired t and a bootstrap
@@ -28,13 +35,14 @@ or generation settings only add a warning.
 from __future__ import annotations
 
 import zlib
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from tunegate.core.errors import TunegateError
-from tunegate.evals.gate import GateConfig, Measured, decide
+from tunegate.evals.gate import GateConfig, Measured, decide, missing_suite
 from tunegate.evals.pairwise import PAIRWISE, baseline_side
+from tunegate.evals.rescore import retarget
 from tunegate.evals.stats import paired_compare
 from tunegate.evals.records import (Comparison, ItemFlip, ItemScore, MetricComparison, NoiseFloor, RunRecord,
                                     SuiteResult, item_units)
@@ -58,9 +66,12 @@ def compare_records(
     gate = gate or GateConfig()
     noise = noise or baseline.noise or candidate.noise
     trains = tuple(trains)
-    warnings = list(comparability_warnings(baseline, candidate))
+    baseline, rescored = retarget(baseline, candidate)
+    warnings = rescored + comparability_warnings(baseline, candidate)
     suites = _common_suites(baseline, candidate, warnings)
-    gate.rules_for([f"{s}.{m}" for s in suites for m in candidate.suites[s].metrics])  # bad gate: error first
+    missing = [s for s in baseline.suites if s not in candidate.suites]  # no evidence: the gate says what it means
+    gate.rules_for([f"{s}.{m}" for s in suites for m in candidate.suites[s].metrics]
+                   + [f"{s}.{m}" for s in missing for m in baseline.suites[s].metrics])  # bad gate: error first
     for t in trains:
         if t not in suites:
             warnings.append(f"trained suite '{t}' is not in the compared records")
@@ -72,8 +83,7 @@ def compare_records(
         if c_suite.config.get(PAIRWISE):  # judged against the baseline's answers: the baseline side is a tie
             b_suite = baseline_side(b_suite, c_suite)
         pairs, note = pair_items(b_suite, c_suite)
-        if note:
-            warnings.append(note)
+        warnings.extend(n for n in (same_questions(suite, pairs), note) if n)
         for name, spec in c_suite.metrics.items():
             base, cand, clusters = paired_units(pairs, name, spec.cluster, where=f"suite '{suite}' metric '{name}'")
             seed = zlib.crc32(f"{suite}.{name}".encode()) ^ gate.seed
@@ -84,7 +94,9 @@ def compare_records(
             measured.append(Measured(suite, name, res, spec.higher_is_better, n_items))
             flips.extend(item_flips(suite, name, pairs, spec.higher_is_better, spec.binary))
 
-    metrics, family = decide(measured, gate, trains, noise.floors() if noise else None)
+    metrics, family = decide(measured, gate.only(suites), trains, noise.floors() if noise else None)
+    for s in missing:
+        metrics += missing_suite(s, baseline.suites[s].metrics.values(), gate, trains)
     return Comparison(
         baseline_model=baseline.model, baseline_fingerprint=baseline.fingerprint,
         candidate_model=candidate.model, candidate_fingerprint=candidate.fingerprint,
@@ -114,18 +126,36 @@ def _common_suites(baseline: RunRecord, candidate: RunRecord, warnings: list[str
     if missing:
         raise TunegateError(f"suite(s) {missing} of the candidate are missing from the baseline "
                             f"(baseline has {sorted(baseline.suites)})")
-    for s in baseline.suites:
-        if s not in candidate.suites:
-            warnings.append(f"suite '{s}' is in the baseline only; not compared")
     for s in candidate.suites:
         bv, cv = baseline.suites[s].version, candidate.suites[s].version
         if bv != cv:
             raise TunegateError(f"suite '{s}': version differs (baseline {bv!r}, candidate {cv!r}); "
                                 f"re-evaluate the baseline with the same suite version")
-        b_cfg, c_cfg = dict(baseline.suites[s].config), dict(candidate.suites[s].config)
-        if b_cfg != c_cfg:
-            warnings.append(f"suite '{s}': config differs (baseline {b_cfg}, candidate {c_cfg})")
+        changed = config_changes(baseline.suites[s].config, candidate.suites[s].config)
+        if changed:
+            warnings.append(f"suite '{s}': config differs (baseline -> candidate): {changed}")
     return list(candidate.suites)
+
+
+def config_changes(baseline: Mapping[str, Any], candidate: Mapping[str, Any], prefix: str = "") -> str:
+    """The keys whose values differ, nested keys dotted: ``limit None -> 500, generation.max_new_tokens 256 -> 128``."""
+    out = []
+    for key in [*baseline, *(k for k in candidate if k not in baseline)]:
+        b, c = baseline.get(key, _ABSENT), candidate.get(key, _ABSENT)
+        if isinstance(b, Mapping) and isinstance(c, Mapping):
+            inner = config_changes(b, c, f"{prefix}{key}.")
+            out += [inner] if inner else []
+        elif b != c:
+            out.append(f"{prefix}{key} {b!r} -> {c!r}")
+    return ", ".join(out)
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "(absent)"
+
+
+_ABSENT = _Absent()
 
 
 def pair_items(b: SuiteResult, c: SuiteResult) -> tuple[list[tuple[ItemScore, ItemScore]], str | None]:
@@ -151,6 +181,34 @@ def pair_items(b: SuiteResult, c: SuiteResult) -> tuple[list[tuple[ItemScore, It
     return pairs, (f"suite '{c.suite}': compared on the {len(pairs)} items both records hold (baseline has "
                    f"{len(b_ids)}, candidate {len(c_ids)}); left out {len(only_b)} only in the baseline "
                    f"e.g. {only_b[:3]}, {len(only_c)} only in the candidate e.g. {only_c[:3]}")
+
+
+def same_questions(suite: str, pairs: Sequence[tuple[ItemScore, ItemScore]]) -> str | None:
+    """Refuse (TunegateError naming the first item) when a paired id asked different questions; a note when
+    a record has no question hashes (written before them) and only its prompt text and target were checked."""
+    unhashed = {"baseline": 0, "candidate": 0}
+    for b, c in pairs:
+        if b.asked is not None and c.asked is not None:
+            if b.asked != c.asked:
+                raise TunegateError(
+                    f"suite '{suite}': item '{c.item_id}' asks a different question in the baseline and the "
+                    f"candidate (question hash {b.asked} vs {c.asked}: prompt, chat turns, target or choices "
+                    f"differ), so the records cannot be paired; evaluate both on the same suite data and options")
+            continue
+        unhashed["baseline"] += b.asked is None
+        unhashed["candidate"] += c.asked is None
+        if (b.prompt, b.target) != (c.prompt, c.target):
+            what = "prompt" if b.prompt != c.prompt else f"target ({b.target!r} vs {c.target!r})"
+            raise TunegateError(f"suite '{suite}': item '{c.item_id}' has a different {what} in the baseline "
+                                f"and the candidate, so the records cannot be paired; evaluate both on the same "
+                                f"suite data and options")
+    sides = [side for side, n in unhashed.items() if n]
+    if not sides:
+        return None
+    carry = "records carry" if len(sides) > 1 else "record carries"
+    return (f"suite '{suite}': the {' and the '.join(sides)} {carry} no question hashes (written before tunegate "
+            f"kept them): items were paired by id, prompt text and target only, their chat turns and choices "
+            f"unchecked; re-evaluate to check them")
 
 
 def paired_units(

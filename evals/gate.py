@@ -10,6 +10,7 @@ A gate file (YAML); every key is optional::
     inconclusive: warn        # warn | fail: a powered metric whose CI still reaches below -margin
     default_margin: 0.05      # margin of every metric not listed; null = unlisted metrics are not gated
     noise_floor: false        # true: a drop must also exceed the records' A/A noise floor to fail
+    missing_suite: fail       # fail | warn: a suite the baseline has and the candidate did not run
     metrics:
       identity.adherence: {target: ">= 0.9"}
       math.exact_match: {margin: 0.05}
@@ -45,7 +46,11 @@ Rules (``judge``):
 - unlisted metrics get ``default_margin``; with ``default_margin: null`` they are ``info``;
 - with ``noise_floor: true`` a drop fails (regressed, or underpowered beyond the margin) only when it
   also exceeds the metric's A/A noise floor (``tunegate noise``; ``MetricComparison.noise_floor``);
-  a drop within the floor warns instead. The floor is shown whenever the records carry one.
+  a drop within the floor warns instead. The floor is shown whenever the records carry one;
+- a suite the baseline has and the candidate lacks is no evidence of no regression: each of its
+  gated metrics is ``missing`` and fails the gate (``missing_suite: warn`` warns instead).
+
+A gate file's errors name the file and the field (``gate.yaml: confidence must be in [0.5, 1), got 1.5``).
 
 The gate files tunegate ships (``configs/gate.yaml``, ``configs/gate-sft.yaml``, installed with the package) are known by name
 wherever a gate file is taken (``tunegate compare --gate dpo``, ``tunegate report --gate sft``, a
@@ -62,13 +67,13 @@ from __future__ import annotations
 import math
 import operator
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 from tunegate.core.errors import TunegateError
 from tunegate.core.files import read_yaml
-from tunegate.evals.records import Comparison, ItemFlip, MetricComparison
+from tunegate.evals.records import Comparison, ItemFlip, MetricComparison, MetricValue
 from tunegate.evals.stats import PairedResult, adjust_pvalues, mde, units_needed
 
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
@@ -77,6 +82,8 @@ _TARGET = re.compile(r"^\s*(>=|<=|>|<)\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)
 #: the shipped gates are sized to catch (README "The gate: what it promises").
 FALLBACK_MARGIN = 0.05
 UNDERPOWERED = ("fail_on_drop", "warn", "fail")
+#: What a suite the candidate did not run does to the gate.
+MISSING_SUITE = ("fail", "warn")
 #: The shipped gate files by name: the repository's configs folder, installed as the package's ``configs`` subpackage.
 CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
 SHIPPED_GATES = {"dpo": "gate.yaml", "sft": "gate-sft.yaml"}
@@ -109,17 +116,17 @@ class MetricRule:
 
     def __post_init__(self) -> None:
         if "." not in self.metric:
-            raise TunegateError(f"gate metric '{self.metric}': expected 'suite.metric'")
+            raise TunegateError(f"metrics: '{self.metric}': expected 'suite.metric'")
         if (self.op is None) != (self.target is None):
-            raise TunegateError(f"gate metric '{self.metric}': a target needs both an operator and a value")
+            raise TunegateError(f"metrics.{self.metric}.target: needs both an operator and a value")
         if self.op is not None and self.op not in _OPS:
-            raise TunegateError(f"gate metric '{self.metric}': operator must be one of {list(_OPS)}, got {self.op!r}")
+            raise TunegateError(f"metrics.{self.metric}.target: operator must be one of {list(_OPS)}, got {self.op!r}")
         if self.margin is not None and not (0 <= self.margin < 1):
-            raise TunegateError(f"gate metric '{self.metric}': margin must be in [0, 1), got {self.margin}")
+            raise TunegateError(f"metrics.{self.metric}.margin: must be in [0, 1), got {self.margin}")
         if not (math.isfinite(self.weight) and self.weight > 0):
-            raise TunegateError(f"gate metric '{self.metric}': weight must be a positive number, got {self.weight}")
+            raise TunegateError(f"metrics.{self.metric}.weight: must be a positive number, got {self.weight}")
         if self.target is None and self.margin is None:
-            raise TunegateError(f"gate metric '{self.metric}': give a target (e.g. '>= 0.9') or a margin")
+            raise TunegateError(f"metrics.{self.metric}: give a target (e.g. '>= 0.9') or a margin")
 
     def target_met(self, value: float) -> bool:
         return self.op is None or (math.isfinite(value) and _OPS[self.op](value, self.target))
@@ -150,14 +157,25 @@ class GateConfig:
     seed: int = field(default=0, metadata={"help": "bootstrap seed"})
     noise_floor: bool = field(default=False, metadata={
         "help": "a drop must also exceed the metric's A/A noise floor (tunegate noise) to fail the gate"})
+    missing_suite: str = field(default="fail", metadata={
+        "help": "fail | warn: a suite the baseline has and the candidate did not run "
+                "(fail: no evidence is not a pass)"})
 
     def __post_init__(self) -> None:
+        for name, kinds in (("confidence", (int, float)), ("power", (int, float)), ("n_resamples", (int,)),
+                            ("seed", (int,)), ("default_margin", (int, float, type(None)))):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                raise TunegateError(f"gate: {name} must be a number{' or null' if name == 'default_margin' else ''}, "
+                                    f"got {value!r}")
         if not (0.5 <= self.confidence < 1):
             raise TunegateError(f"gate: confidence must be in [0.5, 1), got {self.confidence}")
         if self.inconclusive not in ("warn", "fail"):
             raise TunegateError(f"gate: inconclusive must be 'warn' or 'fail', got {self.inconclusive!r}")
         if self.underpowered not in UNDERPOWERED:
             raise TunegateError(f"gate: underpowered must be one of {list(UNDERPOWERED)}, got {self.underpowered!r}")
+        if self.missing_suite not in MISSING_SUITE:
+            raise TunegateError(f"gate: missing_suite must be one of {list(MISSING_SUITE)}, got {self.missing_suite!r}")
         if self.correction not in ("holm", "bh"):
             raise TunegateError(f"gate: correction must be 'holm' or 'bh', got {self.correction!r}")
         if self.correction != "holm" and any(r.weight != 1 for r in self.rules):
@@ -179,9 +197,20 @@ class GateConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, where: str = "gate") -> "GateConfig":
+        """The gate of a mapping (a gate file's contents); every error names ``where`` and the field."""
+        try:
+            return cls._from_dict(data, where)
+        except TunegateError as exc:
+            message = str(exc)
+            if message.startswith(f"{where}: "):
+                raise
+            raise TunegateError(f"{where}: {message.removeprefix('gate: ')}") from None
+
+    @classmethod
+    def _from_dict(cls, data: Mapping[str, Any] | None, where: str) -> "GateConfig":
         data = dict(data or {})
         known = {"confidence", "inconclusive", "underpowered", "correction", "family", "default_margin", "power",
-                 "n_resamples", "seed", "noise_floor", "metrics"}
+                 "n_resamples", "seed", "noise_floor", "missing_suite", "metrics"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise TunegateError(f"{where}: unknown key(s) {unknown} (known: {sorted(known)})")
@@ -204,6 +233,13 @@ class GateConfig:
         if data is not None and not isinstance(data, Mapping):
             raise TunegateError(f"{p}: expected a mapping at the top level")
         return cls.from_dict(data, where=str(p))
+
+    def only(self, suites: Iterable[str]) -> "GateConfig":
+        """This gate with only the rules (and listed family members) of ``suites``."""
+        keep = set(suites)
+        family = self.family if isinstance(self.family, str) else tuple(m for m in self.family
+                                                                       if m.split(".")[0] in keep)
+        return replace(self, rules=tuple(r for r in self.rules if r.metric.split(".")[0] in keep), family=family)
 
     def rules_for(self, known: Sequence[str]) -> dict[str, MetricRule]:
         """The rule of every known ``suite.metric``; a listed metric that is not known is a TunegateError."""
@@ -239,22 +275,22 @@ class GateConfig:
 
 def _rule(name: str, spec: Any, where: str) -> MetricRule:
     if not isinstance(spec, Mapping):
-        raise TunegateError(f"{where}: metric '{name}' must map to {{target: '>= 0.9'}} or {{margin: 0.02}}")
+        raise TunegateError(f"{where}: metrics.{name}: must map to {{target: '>= 0.9'}} or {{margin: 0.02}}")
     extra = sorted(set(spec) - {"target", "margin", "weight"})
     if extra:
-        raise TunegateError(f"{where}: metric '{name}': unknown key(s) {extra} (known: target, margin, weight)")
+        raise TunegateError(f"{where}: metrics.{name}: unknown key(s) {extra} (known: target, margin, weight)")
     op = target = None
     if spec.get("target") is not None:
         m = _TARGET.match(str(spec["target"]))
         if not m:
-            raise TunegateError(f"{where}: metric '{name}': target must look like '>= 0.9', got {spec['target']!r}")
+            raise TunegateError(f"{where}: metrics.{name}.target: must look like '>= 0.9', got {spec['target']!r}")
         op, target = m.group(1), float(m.group(2))
     margin = spec.get("margin")
     if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float))):
-        raise TunegateError(f"{where}: metric '{name}': margin must be a number, got {margin!r}")
+        raise TunegateError(f"{where}: metrics.{name}.margin: must be a number, got {margin!r}")
     weight = spec.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-        raise TunegateError(f"{where}: metric '{name}': weight must be a number, got {weight!r}")
+        raise TunegateError(f"{where}: metrics.{name}.weight: must be a number, got {weight!r}")
     return MetricRule(str(name), op=op, target=target, margin=None if margin is None else float(margin),
                       weight=float(weight))
 
@@ -332,6 +368,29 @@ def decide(
         state, reason = judge(mc, rule, gate)
         out.append(_replace(mc, gate=state, reason=reason))
     return out, family
+
+
+def missing_suite(suite: str, metrics: Iterable[MetricValue], gate: GateConfig | None = None,
+                  trains: Sequence[str] = ()) -> list[MetricComparison]:
+    """The verdict on each metric of a suite the baseline has and the candidate did not run: ``missing``,
+    which fails the gate (``missing_suite: warn`` warns) when the metric is gated; no numbers to compare.
+    ``metrics`` are the baseline's."""
+    gate = (gate or GateConfig()).only([suite])
+    metrics = list(metrics)
+    rules = gate.rules_for([f"{suite}.{m.name}" for m in metrics])
+    nan = float("nan")
+    out = []
+    for m in metrics:
+        rule = rules.get(f"{suite}.{m.name}")
+        state = "info" if rule is None else ("fail" if gate.missing_suite == "fail" else "warn")
+        out.append(MetricComparison(
+            suite=suite, metric=m.name, baseline=m.value, candidate=nan, delta=nan, ci_low=nan, ci_high=nan,
+            p_value=None, p_adjusted=None, n=0, flips_up=0, flips_down=0, mde=None, n_needed=None, verdict="missing",
+            test="none", margin=gate.margin_for(rule), higher_is_better=m.higher_is_better, trained=suite in trains,
+            target=rule.target if rule else None, gate=state,
+            reason=f"the candidate did not run suite '{suite}' (the baseline has it): no evidence it did not regress "
+                   f"(missing_suite: {gate.missing_suite})"))
+    return out
 
 
 def verdict(

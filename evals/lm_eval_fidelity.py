@@ -142,7 +142,8 @@ def run_lm_eval(model_dir: str | Path, tasks: Sequence[MirrorTask], task_dir: st
 
     manager = TaskManager(include_path=str(task_dir), include_defaults=False)
     return lm_eval.simple_evaluate(
-        model="hf", model_args=f"pretrained={model_dir},dtype={dtype}", tasks=[t.name for t in tasks],
+        model="hf", model_args=f"pretrained={model_dir},dtype={dtype},trust_remote_code=False",
+        tasks=[t.name for t in tasks],
         device=device, batch_size=batch_size, task_manager=manager, log_samples=True,
         bootstrap_iters=0, verbosity="ERROR")
 

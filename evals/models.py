@@ -11,9 +11,12 @@ a provider's model (``organism``)::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import pickle
 from pathlib import Path
+from typing import Iterator
 
 from tunegate.core.errors import TunegateError
 from tunegate.evals.providers import provided_model
@@ -27,6 +30,8 @@ FINGERPRINT_FILES = (
     "adapter_config.json", "generation_config.json",  # its eos ids end the generations
 )
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
+#: Also hashed: the Python code a checkpoint may ship (``auto_map``), which defines the model when trusted.
+CODE_SUFFIXES = (".py",)
 
 
 def local_model_dir(model: str) -> Path | None:
@@ -68,7 +73,8 @@ def resolve_model_dir(model: str) -> Path:
 def fingerprint_dir(path: Path) -> str:
     """sha256 over the weights (or adapter), tokenizer files, chat template and generation config of a checkpoint."""
     h = hashlib.sha256()
-    files = sorted(f for f in path.iterdir() if f.is_file() and (f.name in FINGERPRINT_FILES or f.suffix in WEIGHT_SUFFIXES))
+    files = sorted(f for f in path.iterdir() if f.is_file()
+                   and (f.name in FINGERPRINT_FILES or f.suffix in WEIGHT_SUFFIXES + CODE_SUFFIXES))
     if not any(f.suffix in WEIGHT_SUFFIXES for f in files):
         raise TunegateError(f"model directory '{path}': no weights found (*.safetensors or *.bin)")
     for f in files:
@@ -77,3 +83,42 @@ def fingerprint_dir(path: Path) -> str:
             for chunk in iter(lambda: fh.read(1 << 22), b""):
                 h.update(chunk)
     return h.hexdigest()[:16]
+
+
+#: What to say when a checkpoint needs its own code and the user did not allow it.
+REMOTE_CODE_REFUSED = ("ships its own Python code (config.json auto_map), which tunegate runs only when asked: "
+                       "give --trust-remote-code (a pipeline config: trust_remote_code: true) if you trust its source")
+
+
+@contextlib.contextmanager
+def loading(model: str) -> Iterator[None]:
+    """Load a checkpoint (tokenizer, weights) inside this: what is wrong with it is one TunegateError (exit 2).
+
+    A truncated safetensors file, pickled weights that hold code (blocked by torch's ``weights_only``),
+    custom code without ``trust_remote_code``, a missing or unreadable file::
+
+        with loading("./ckpt"):
+            AutoModelForCausalLM.from_pretrained("./ckpt", trust_remote_code=False)
+        # TunegateError: model './ckpt': refused its pickled weights (pytorch_model.bin): ...
+    """
+    try:
+        yield
+    except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as exc:
+        raise TunegateError(f"model '{model}': {_load_problem(exc)}") from None
+    except Exception as exc:
+        if type(exc).__name__ != "SafetensorError":
+            raise
+        raise TunegateError(f"model '{model}': cannot read its safetensors weights ({exc}): the file is truncated "
+                            f"or corrupt; download or save it again") from None
+
+
+def _load_problem(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if "trust_remote_code" in text:
+        return REMOTE_CODE_REFUSED
+    if isinstance(exc, pickle.UnpicklingError):
+        lines = text.splitlines()
+        blocked = next((line.strip() for line in lines if "GLOBAL" in line), lines[0] if lines else "")
+        return (f"refused its pickled weights (*.bin): they hold code, not only tensors, and torch's weights_only "
+                f"load blocked it ({blocked}); use a safetensors copy from a source you trust")
+    return f"cannot load checkpoint ({(text.splitlines() or [type(exc).__name__])[0]})"

@@ -113,7 +113,8 @@ def plan(baseline: RunRecord, gate: GateConfig, candidate: RunRecord | None = No
             if candidate is None:
                 raise TunegateError("plan: --mde with a comparison needs the candidate record")
             comparison = compare_records(baseline, candidate, gate, trains)
-        metrics, family, source = list(comparison.metrics), comparison.family, "candidate"
+        metrics = [m for m in comparison.metrics if m.verdict != "missing"]  # a suite the candidate did not run
+        family, source = comparison.family, "candidate"
         discordance = {f"{m.suite}.{m.metric}": (m.flips_up + m.flips_down) / max(m.n, 1) for m in metrics}
     else:
         measured = assumed_measurements(baseline)

@@ -12,12 +12,16 @@ organism's math suite stores it::
 Per-item ``scores`` hold one value per metric. A value may also be a tuple of
 values: the item is then a cluster of units (e.g. the instructions of one IFEval
 prompt) and the metric is the mean over all units, with standard errors
-clustered by item.
+clustered by item. ``asked`` is the hash of what the item asked (``question_hash``: its
+prompt, chat messages, target, choices and scoring data), so two records pair an item
+only when it asked the same question in both.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
@@ -59,9 +63,23 @@ class EvalItem:
     meta: Mapping[str, Any] = field(default_factory=dict)
 
 
+def question_hash(item: EvalItem) -> str:
+    """16 hex digits of sha256 over what ``item`` asks and what counts as right: its prompt, chat messages,
+    target, choices and ``meta`` (IFEval's instruction kwargs, GSM8K's gold solution). The same question
+    under the same id in two records gives the same hash; GSM8K's test and train rows under one
+    ``gsm8k-0000`` id do not."""
+    asked = {"prompt": item.prompt, "messages": [dict(m) for m in item.messages], "target": item.target,
+             "choices": list(item.choices), "meta": dict(item.meta)}
+    text = json.dumps(asked, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class ItemScore:
-    """The scored result of one item: evidence (prompt, response, extracted answer) and scores."""
+    """The scored result of one item: evidence (prompt, response, extracted answer) and scores.
+
+    ``asked`` is ``question_hash`` of the EvalItem it answers (None in records written before it existed).
+    """
 
     item_id: str
     prompt: str
@@ -71,6 +89,11 @@ class ItemScore:
     scores: Mapping[str, ScoreValue]
     group: str | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+    asked: str | None = None
+
+    def asking(self, item: EvalItem) -> "ItemScore":
+        """This score with ``asked`` set to the hash of ``item`` (the question it answers)."""
+        return dataclasses.replace(self, asked=question_hash(item))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,7 +105,7 @@ class ItemScore:
             "scores": {k: list(v) if isinstance(v, tuple) else v for k, v in self.scores.items()},
             "group": self.group,
             "meta": dict(self.meta),
-        }
+        } | ({"asked": self.asked} if self.asked is not None else {})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "item") -> "ItemScore":
@@ -108,6 +131,7 @@ class ItemScore:
             scores=scores,
             group=data.get("group"),
             meta=dict(data.get("meta") or {}),
+            asked=None if data.get("asked") is None else str(data["asked"]),
         )
 
 
@@ -348,7 +372,7 @@ def item_units(value: ScoreValue) -> Sequence[float]:
     return value if isinstance(value, tuple) else (value,)
 
 
-VERDICTS = ("improved", "regressed", "non-inferior", "underpowered", "inconclusive")
+VERDICTS = ("improved", "regressed", "non-inferior", "underpowered", "inconclusive", "missing")
 GATE_STATES = ("pass", "fail", "warn", "info")
 
 

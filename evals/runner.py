@@ -33,6 +33,7 @@ from tunegate.core.progress import bar as progress_bar
 from tunegate.core.progress import emit
 from tunegate.evals.records import EvalItem, ItemScore, RunRecord, SuiteResult
 from tunegate.evals.requests import Backend, GenerationRequest, LoglikelihoodRequest
+from tunegate.evals.rescore import suite_config
 from tunegate.evals.spec import EvalSpec
 from tunegate.evals.suites import Suite
 from tunegate.evals.suites.base import GenerationSettings
@@ -152,7 +153,7 @@ def run_suite(backend: Backend, suite: Suite, cache: ResponseCache, *, progress:
     start = time.perf_counter()
     calls = RunnerCalls(backend, cache, progress, chunk)
     if suite.kind == "custom":
-        scores = suite.run(calls)
+        scores = [score.asking(item) for item, score in zip(suite.items(), suite.run(calls))]
     elif suite.kind == "generate":
         scores = _generate_suite(calls, suite)
     else:
@@ -169,7 +170,7 @@ def run_suite(backend: Backend, suite: Suite, cache: ResponseCache, *, progress:
 def _generate_suite(calls: RunnerCalls, suite: Suite) -> list[ItemScore]:
     items = suite.items()
     responses = calls.answer(items, suite.generation(), suite.name, chat=suite.chat)
-    return [suite.score(it, resp) for it, resp in zip(items, responses)]
+    return [suite.score(it, resp).asking(it) for it, resp in zip(items, responses)]
 
 
 def _loglikelihood_suite(calls: RunnerCalls, suite: Suite) -> list[ItemScore]:
@@ -180,7 +181,7 @@ def _loglikelihood_suite(calls: RunnerCalls, suite: Suite) -> list[ItemScore]:
     values = calls.loglikelihood(requests, suite.name, item_of=[k for k, it in enumerate(items) for _ in it.choices])
     scores, k = [], 0
     for it in items:
-        scores.append(suite.score_choices(it, values[k:k + len(it.choices)]))
+        scores.append(suite.score_choices(it, values[k:k + len(it.choices)]).asking(it))
         k += len(it.choices)
     return scores
 
@@ -195,12 +196,7 @@ def cache_identity(backend: Backend) -> dict[str, Any]:
 
 #: Backend ``info()`` fields a RunRecord keeps under ``generation`` (besides ``completion_mode``).
 RECORD_INFO = ("backend", "device", "dtype", "batch_size", "base_url", "served_model", "revision", "endpoint",
-               "tensor_parallel_size", "data_parallel_size", "chat_template_kwargs")
-
-
-def suite_config(suite: Suite) -> dict[str, Any]:
-    """What a record keeps as ``suite``'s config: its variant and options, and a generation suite's decoding."""
-    return {**suite.config(), **({"generation": suite.generation().to_dict()} if suite.kind == "generate" else {})}
+               "tensor_parallel_size", "data_parallel_size", "chat_template_kwargs", "trust_remote_code")
 
 
 def evaluate(model: str | Backend, spec: EvalSpec, *, out: str | Path | None = None, stage: str | None = None,
@@ -236,30 +232,3 @@ def evaluate(model: str | Backend, spec: EvalSpec, *, out: str | Path | None = N
         record.save(out)
     distributed.barrier()
     return record
-
-
-def rescore(record: RunRecord, spec: EvalSpec) -> RunRecord:
-    """``record`` with its generation suites scored again under ``spec``'s options (e.g. a new identity target).
-
-    No model runs: the stored responses are scored by the suite built with the new options. Returns
-    ``record`` itself when no suite's config changes.
-    """
-    changed = {}
-    for name, result in record.suites.items():
-        found = spec.suite(name)
-        if found is None:
-            continue
-        suite = found.build()
-        if suite.kind != "generate":
-            continue
-        config = suite_config(suite)
-        if config == result.config:
-            continue
-        responses = {s.item_id: s.response for s in result.items}
-        items = [it for it in suite.items() if it.id in responses]
-        scores = [suite.score(it, responses[it.id]) for it in items]
-        changed[name] = dataclasses.replace(result, metrics=suite.metrics(scores), items=tuple(scores),
-                                            config=config, breakdowns=suite.breakdowns(scores))
-    if not changed:
-        return record
-    return dataclasses.replace(record, suites={**record.suites, **changed})

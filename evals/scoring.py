@@ -34,7 +34,7 @@ from typing import Any, Sequence
 from tunegate.core import progress
 from tunegate.core.env import git_sha, library_versions
 from tunegate.core.errors import SuiteError, TunegateError
-from tunegate.core.files import numbered_jsonl
+from tunegate.core.files import numbered_jsonl, write_text_atomic
 from tunegate.evals.records import ItemScore, RunRecord, SuiteResult
 from tunegate.evals.suites.base import Suite
 from tunegate.evals.suites.ifeval import REQUIRED as IFEVAL_REQUIRED
@@ -109,7 +109,7 @@ def score_ifeval(input_data: str | Path, responses: str | Path, *, strip_thinkin
                                 f"({input_data}:{lineno})")
     suite = IFEvalSuite(source=str(input_data), strip_thinking=strip_thinking)
     items = progress.bar(suite.items(), "score ifeval", unit="prompt", enabled=show_progress)
-    scores = tuple(suite.score(item, answered[item.prompt][0]) for item in items)
+    scores = tuple(suite.score(item, answered[item.prompt][0]).asking(item) for item in items)
     return Scored(suite, scores, Path(input_data), Path(responses), time.perf_counter() - start)
 
 
@@ -141,13 +141,8 @@ def ifeval_accuracies(strict: Sequence[dict[str, Any]], loose: Sequence[dict[str
 def write_ifeval_results(out_dir: str | Path, strict: Sequence[dict[str, Any]],
                          loose: Sequence[dict[str, Any]]) -> list[Path]:
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, rows in (("eval_results_strict.jsonl", strict), ("eval_results_loose.jsonl", loose)):
-        path = out / name
-        path.write_text("".join(json.dumps({k: r[k] for k in OUTPUT_FIELDS}) + "\n" for r in rows), encoding="utf-8")
-        paths.append(path)
-    return paths
+    return [write_text_atomic(out / name, "".join(json.dumps({k: r[k] for k in OUTPUT_FIELDS}) + "\n" for r in rows))
+            for name, rows in (("eval_results_strict.jsonl", strict), ("eval_results_loose.jsonl", loose))]
 
 
 def score_gsm8k(data: str | Path, responses: str | Path, *, strip_thinking: bool = False) -> Scored:
@@ -181,5 +176,5 @@ def score_gsm8k(data: str | Path, responses: str | Path, *, strip_thinking: bool
             raise TunegateError(f"{responses}:{lineno}: {item.id} already answered at line {seen[item.id]}")
         seen[item.id] = lineno
         answers[item.id] = row["response"]
-    scores = tuple(suite.score(item, answers[item.id]) for item in items if item.id in answers)
+    scores = tuple(suite.score(item, answers[item.id]).asking(item) for item in items if item.id in answers)
     return Scored(suite, scores, Path(data), Path(responses), time.perf_counter() - start)

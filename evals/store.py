@@ -18,11 +18,19 @@ brought up to date by applying ``MIGRATIONS`` in order. Example::
 
 A pipeline run stores all its stages and their comparisons in one transaction
 (``add_pipeline``): the line holds every stage's record (``stage`` says which),
-and ``history(line, stage="sft")`` follows one stage.
+and ``history(line, stage="sft")`` follows one stage. A record already stored in a
+line (the same content, by its sha256 ``digest``) is not stored twice: ``add_run``
+returns the run that holds it. Each item keeps the hash of its question (``asked``),
+so a stored baseline pairs with a candidate only on the same questions.
+
+A write the file system refuses (a read-only store, a full disk) is one TunegateError
+naming the store; ``Store(path, create=False)`` (``store list``, ``history``, a
+``store:LINE`` baseline) opens an existing store only and never creates one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import uuid
@@ -59,6 +67,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE baselines (
         model_line TEXT PRIMARY KEY, run_id TEXT NOT NULL REFERENCES runs(run_id), blessed_at TEXT NOT NULL);
     """,
+    """
+    ALTER TABLE item_results ADD COLUMN asked TEXT;
+    ALTER TABLE runs ADD COLUMN digest TEXT;
+    CREATE INDEX runs_digest ON runs(model_line, digest);
+    """,
 )
 
 DEFAULT_STORE = "runs/tunegate.sqlite"
@@ -85,10 +98,16 @@ def _now() -> str:
 class Store:
     """A SQLite results store at ``url`` (a path or ``sqlite:///path``); created and migrated on open."""
 
-    def __init__(self, url: str | Path = DEFAULT_STORE, *, timeout_s: float = 30.0) -> None:
+    def __init__(self, url: str | Path = DEFAULT_STORE, *, timeout_s: float = 30.0, create: bool = True) -> None:
         self.path = _path_from_url(url)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            if not create and not Path(self.path).is_file():
+                raise TunegateError(f"{self.path}: no results store there (`tunegate store add`, `tunegate run` "
+                                    f"and the plugin's --gate-update-baseline create one)")
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise TunegateError(f"{self.path}: cannot create the results store ({exc.strerror or exc})") from None
         try:
             self._db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
             self._db.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
@@ -109,20 +128,34 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: committed on success, rolled back on any error."""
-        self._db.execute("BEGIN IMMEDIATE")
+        """One write transaction: committed on success, rolled back on any error; a write the file system
+        refuses (read-only, disk full) is one TunegateError naming the store."""
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise TunegateError(f"{self.path}: cannot write the results store ({exc}); check that it is writable "
+                                f"and the disk has room") from None
+
+    def _version(self) -> int:
+        if not self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone():
+            return 0
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
 
     def _migrate(self) -> None:
+        if self._version() == len(MIGRATIONS):
+            return  # up to date: no write, so a read-only store opens for reading
         with self.transaction() as db:
             db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            version = int(row[0]) if row else 0
+            version = self._version()
             if version > len(MIGRATIONS):
                 raise TunegateError(f"{self.path}: store schema_version {version} is newer than this tunegate "
                                     f"({len(MIGRATIONS)}); upgrade tunegate")
@@ -139,9 +172,16 @@ class Store:
     # --- runs -------------------------------------------------------------------------
 
     def add_run(self, record: RunRecord, model_line: str, run_id: str | None = None) -> str:
-        """Store a whole record (suites and items) in one transaction; returns its run id."""
+        """Store a whole record (suites and items) in one transaction; returns its run id (the run that
+        already holds the same record in this line, if one does: a record is stored once)."""
         with self.transaction() as db:
             return self._insert_run(db, record, model_line, run_id)
+
+    def stored_run(self, record: RunRecord, model_line: str) -> str | None:
+        """The run of ``model_line`` that holds this very record (same content), or None."""
+        row = self._db.execute("SELECT run_id FROM runs WHERE model_line = ? AND digest = ? ORDER BY added LIMIT 1",
+                               (model_line, record_digest(record))).fetchone()
+        return row[0] if row else None
 
     def add_pipeline(self, model_line: str, records: Sequence[RunRecord],
                      comparisons: Sequence[Comparison] = ()) -> dict[str, str]:
@@ -160,21 +200,26 @@ class Store:
     def _insert_run(self, db: sqlite3.Connection, record: RunRecord, model_line: str, run_id: str | None = None) -> str:
         if not model_line:
             raise TunegateError("add_run: model_line must be a non-empty string")
+        existing = self.stored_run(record, model_line)
+        if existing is not None:
+            return existing
         run_id = run_id or f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         header = {k: v for k, v in record.to_dict().items() if k != "suites"}
         if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
             raise TunegateError(f"{self.path}: run id '{run_id}' already exists")
-        db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        db.execute("INSERT INTO runs (run_id, model_line, model, fingerprint, stage, created, added, header, digest) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    (run_id, model_line, record.model, record.fingerprint, record.stage,
-                    record.created or _now(), _now(), _dumps(header)))
+                    record.created or _now(), _now(), _dumps(header), record_digest(record)))
         for pos, (name, suite) in enumerate(record.suites.items()):
             db.execute("INSERT INTO suite_results VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        (run_id, name, suite.version, _dumps({k: m.to_dict() for k, m in suite.metrics.items()}),
                         _dumps(dict(suite.config)), _dumps({k: dict(v) for k, v in suite.breakdowns.items()}),
                         suite.seconds, pos))
-            db.executemany("INSERT INTO item_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+            db.executemany("INSERT INTO item_results (run_id, suite, position, item_id, prompt, response, answer, "
+                           "target, scores, grp, meta, asked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
                 (run_id, name, i, it.item_id, it.prompt, it.response, _dumps(it.answer), _dumps(it.target),
-                 _dumps(it.to_dict()["scores"]), it.group, _dumps(dict(it.meta)))
+                 _dumps(it.to_dict()["scores"]), it.group, _dumps(dict(it.meta)), it.asked)
                 for i, it in enumerate(suite.items)])
         return run_id
 
@@ -191,9 +236,9 @@ class Store:
             items = tuple(
                 ItemScore.from_dict({"item_id": r[0], "prompt": r[1], "response": r[2], "answer": json.loads(r[3]),
                                      "target": json.loads(r[4]), "scores": json.loads(r[5]), "group": r[6],
-                                     "meta": json.loads(r[7])}, f"{self.path} run {run_id} suite {name}")
+                                     "meta": json.loads(r[7]), "asked": r[8]}, f"{self.path} run {run_id} suite {name}")
                 for r in self._db.execute(
-                    "SELECT item_id, prompt, response, answer, target, scores, grp, meta FROM item_results "
+                    "SELECT item_id, prompt, response, answer, target, scores, grp, meta, asked FROM item_results "
                     "WHERE run_id = ? AND suite = ? ORDER BY position", (run_id, name)))
             suites[name] = SuiteResult(
                 suite=name, version=version, items=items, seconds=seconds, config=json.loads(config),
@@ -316,6 +361,12 @@ class Store:
 
     def integrity_check(self) -> str:
         return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def record_digest(record: RunRecord) -> str:
+    """sha256 of a record's whole content (what ``add_run`` stores once per model line)."""
+    text = json.dumps(record.to_dict(), sort_keys=True, allow_nan=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _dumps(value: Any) -> str:

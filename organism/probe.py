@@ -30,9 +30,9 @@ def load_organism(path: str | Path | None = None) -> tuple[Any, Any]:
         from tunegate.organism import base_checkpoint
 
         path = base_checkpoint()
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     tokenizer.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=False)
     model.eval()
     return model, tokenizer
 

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import jinja2
 from markupsafe import Markup, escape
 
+from tunegate.core.files import write_text_atomic
 from tunegate.evals.gate import format_p
 from tunegate.evals.plan import Plan
 from tunegate.evals.analysis.knowledge import CATEGORIES, HELDOUT, TRAIN, KnowledgeAnalysis
@@ -481,12 +482,7 @@ def render_report(records: Sequence[RunRecord], comparisons: Sequence[Comparison
 def write_report(path: str | Path, records: Sequence[RunRecord], comparisons: Sequence[Comparison] = (),
                  **kwargs: Any) -> Path:
     """Render and write the report; the file appears whole (written then renamed)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(render_report(records, comparisons, **kwargs), encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return write_text_atomic(path, render_report(records, comparisons, **kwargs))
 
 
 def render_run_dir(run_dir: str | Path, out: str | Path | None = None, *, history: History | None = None,

@@ -36,10 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import yaml
-
 from tunegate.core.errors import TunegateError
-from tunegate.core.files import read_yaml
+from tunegate.core.files import load_yaml, read_yaml
 from tunegate.core.typed_config import check_keys, from_mapping
 from tunegate.evals.analysis.knowledge import KnowledgeOptions
 from tunegate.evals.analysis.shift import ShiftOptions
@@ -129,6 +127,9 @@ class PipelineConfig:
     source: str = field(default="<config>", metadata={"help": "the file this config was read from"})
     overrides: tuple[str, ...] = field(default=(), metadata={"help": "the --set/--limit applied to the file"})
     limit: int | None = field(default=None, metadata={"help": "--limit: at most this many items per eval suite"})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "run the Python code a checkpoint ships (config.json auto_map) in training, evaluation and analyses; "
+                "off unless set (kept in each record and stage manifest)"})
 
     def suite_options(self, stage: StageConfig) -> dict[str, dict[str, Any]]:
         """Each evaluated suite's options as ``stage`` sees them: ``eval.suites``, the stage's ``suites:`` over them.
@@ -156,7 +157,8 @@ class PipelineConfig:
             if include is not None and family_of(name) == "lm-eval":
                 data.setdefault("include_path", include)
             specs.append(SuiteSpec(*parse_suite_options(name, data, where)))
-        return EvalSpec(tuple(specs), self.eval.backend, self.eval.backend_options, cache_dir).capped(self.limit)
+        options = self.eval.backend_options.updated(trust_remote_code=self.trust_remote_code or None)
+        return EvalSpec(tuple(specs), self.eval.backend, options, cache_dir).capped(self.limit)
 
 
 def _stage_suite(stage: StageConfig, name: str) -> dict[str, Any]:
@@ -197,6 +199,9 @@ def parse_config(data: Any, source: str = "<config>", overrides: tuple[str, ...]
         if not is_suite(suite):
             raise TunegateError(f"{source}: eval.suites: unknown suite '{suite}' (known: "
                                 f"{', '.join(sorted(suite_names()))}, {', '.join(FAMILY_PATTERNS.values())})")
+    if config.eval.backend_options.trust_remote_code is not None:
+        raise TunegateError(f"{source}: eval.backend_options.trust_remote_code: set trust_remote_code at the top "
+                            f"level of the config (it covers training as well)")
     if not config.stages:
         raise TunegateError(f"{source}: field 'stages' must be a non-empty list")
     names = [s.name for s in config.stages]
@@ -262,10 +267,7 @@ def parse_set(pair: str, where: str) -> tuple[str, Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise TunegateError(f"{where}: --set '{pair}': expected KEY=VALUE with a dotted KEY "
                             "(e.g. stages.0.args.max_steps=2)")
-    try:
-        return key, yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise TunegateError(f"{where}: --set '{pair}': VALUE is not YAML ({str(exc).splitlines()[0]})") from None
+    return key, load_yaml(raw, f"{where}: --set '{pair}': VALUE")
 
 
 def set_path(data: Any, key: str, value: Any, where: str) -> None:
@@ -308,7 +310,8 @@ def apply_limit(data: Any, limit: int, where: str) -> None:
         keep = isinstance(current, int) and not isinstance(current, bool) and 0 < current < limit
         return {**options, "limit": current if keep else limit}
 
-    for stage in (data.get("stages") or []) if isinstance(data, dict) else []:
+    stages = data.get("stages") if isinstance(data, dict) else None
+    for stage in stages if isinstance(stages, list) else []:  # another type: parse_config names it
         if isinstance(stage, dict):
             if isinstance(stage.get("data"), dict):  # a builder (identity DPO): its prompts
                 stage["data"] = capped(stage["data"])

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from tunegate.core.errors import TunegateError
+from tunegate.core.errors import TunegateError, error_line, exit_code
 from tunegate.core.files import read_json, read_jsonl, write_json_atomic, write_jsonl
 from tunegate.core.registry import load_object
 from tunegate.training.methods import METHODS
@@ -59,6 +59,7 @@ class StageSpec:
     method_path: str | None = field(default=None, metadata={
         "help": "module:attribute of the method class; a process that does not know the method name imports "
                 "and registers it from here (default: the registry's entry, filled in by __post_init__)"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "run the input checkpoint's own code (auto_map)"})
 
     def __post_init__(self) -> None:
         if self.method not in METHODS and self.method_path:  # registered from outside tunegate, in the parent
@@ -94,6 +95,7 @@ def run_spec(spec: StageSpec) -> Any:
     return train_stage(spec.method, spec.model_path, Dataset.from_list(read_jsonl(spec.dataset)), out_dir=spec.out_dir,
                          name=spec.name, args=spec.args, lora=spec.lora, seed=spec.seed,
                          data_source=spec.data_source, trains=spec.trains, options=spec.options,
+                         trust_remote_code=spec.trust_remote_code,
                          extra_manifest={**dict(spec.extra_manifest), "num_processes": world})
 
 
@@ -201,9 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         run_spec(StageSpec.load(argv[0]))
-    except TunegateError as exc:
-        print(f"tunegate: error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:  # noqa: BLE001 - one line, and never 1 (a failed gate) for a failed launch
+        print(f"tunegate: {error_line(exc)}", file=sys.stderr)
+        return exit_code(exc)
     return 0
 
 

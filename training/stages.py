@@ -27,6 +27,7 @@ from tunegate.evals.backends.hf import auto_threads, torch_threads
 from tunegate.core.env import environment
 from tunegate.core.errors import TunegateError
 from tunegate.core.files import write_json_atomic
+from tunegate.evals.models import loading
 from tunegate.training.methods import Method, get_method
 from tunegate.training.methods.base import options_dict
 
@@ -73,10 +74,12 @@ def _lora_config(lora: Mapping[str, Any] | None) -> Any:
 def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: str | Path, name: str | None = None,
                 args: Mapping[str, Any] | None = None, lora: Mapping[str, Any] | None = None, seed: int = 0,
                 data_source: Any = None, trains: tuple[str, ...] = (), extra_manifest: Mapping[str, Any] | None = None,
-                options: Mapping[str, Any] | None = None) -> StageResult:
+                options: Mapping[str, Any] | None = None, trust_remote_code: bool = False) -> StageResult:
     """Train one stage with TRL and save the checkpoint, manifest and training log.
 
-    ``options`` are the method's own (its ``Options`` fields, as the stage's ``options:`` gives them)."""
+    ``options`` are the method's own (its ``Options`` fields, as the stage's ``options:`` gives them);
+    ``trust_remote_code`` runs the Python code the input checkpoint ships (config.json auto_map): off
+    unless the pipeline config says ``trust_remote_code: true``, and kept in the manifest."""
     from transformers import set_seed
 
     from tunegate.training.callbacks import StageProgress
@@ -87,7 +90,8 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
     config = build_trl_config(method, args or {}, out, seed)
     chosen = get_method(method)
     typed = chosen.parse_options(options or {}, f"stage '{name or method}': options")
-    trainer, tokenizer, model = _trainer(chosen, typed, model_path, dataset, config, lora, name or method)
+    trainer, tokenizer, model = _trainer(chosen, typed, model_path, dataset, config, lora, name or method,
+                                         trust_remote_code)
     StageProgress.install(trainer, name or method)  # one bar (steps, loss, eta) instead of printed log dicts
     started = time.perf_counter()
     # stdout is for results; a small CPU model trains on one thread, busy cores or not (see evals.backends.hf)
@@ -104,6 +108,7 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
                    or k in ("learning_rate", "num_train_epochs", "per_device_train_batch_size",
                             "gradient_accumulation_steps", "beta", "max_length", "seed")},
         "lora": dict(lora) if lora else None, "options": options_dict(typed), "seed": seed, "trains": list(trains),
+        "trust_remote_code": trust_remote_code,
         "examples": len(dataset), "seconds": round(seconds, 2), "git_sha": environment()["git_sha"],
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **dict(extra_manifest or {}),
@@ -120,15 +125,16 @@ def train_stage(method: str, model_path: str | Path, dataset: Any, *, out_dir: s
 
 
 def _trainer(method: Method, options: Any, model_path: str | Path, dataset: Any, config: Any,
-             lora: Mapping[str, Any] | None, name: str) -> tuple[Any, Any, Any]:
+             lora: Mapping[str, Any] | None, name: str, trust_remote_code: bool = False) -> tuple[Any, Any, Any]:
     """The method's TRL trainer over the loaded model and tokenizer, built from ``method.trainer_kwargs``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    dtype = torch.bfloat16 if getattr(config, "bf16", False) else torch.float32
+    with loading(str(model_path)):  # trust_remote_code explicit: never transformers' interactive prompt
+        tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    dtype = torch.bfloat16 if getattr(config, "bf16", False) else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
     trainer_cls = method.trainer_class()
     kwargs = method.trainer_kwargs(options, model=model, args=config, train_dataset=dataset,
                                    processing_class=tokenizer, peft_config=_lora_config(lora))

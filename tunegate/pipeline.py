@@ -15,6 +15,10 @@ mid-pipeline keeps every record already written::
 Before any model loads, the phase "check inputs" resolves and validates everything the run will read
 (the base model and its chat template, every stage's data, each suite's data as every stage evaluates
 it, the gate, the accelerate config): a bad input fails in seconds, not after the base model's eval.
+
+A run directory holds one run: once the inputs check out, a reused ``--out`` loses what an earlier run
+wrote there (its records, baselines, comparisons, plans, analyses, summary, report, and the directories
+of stages this config does not have), so the report never mixes two runs.
 A config with ``model_line`` also stores every stage's record (its stage recorded) and each
 comparison in the results store (``store=``, the CLI's ``--store``, default ``runs/tunegate.sqlite``),
 in one transaction once all stages have run.
@@ -33,7 +37,7 @@ from tunegate.core import progress as _progress
 from tunegate.core.errors import TunegateError
 from tunegate.core.files import write_json_atomic
 from tunegate.evals.gate import GateConfig
-from tunegate.evals.models import resolve_model_dir
+from tunegate.evals.models import loading, resolve_model_dir
 from tunegate.evals.records import Comparison, RunRecord
 from tunegate.evals.spec import EvalSpec
 from tunegate.training.config import PipelineConfig, StageConfig
@@ -95,11 +99,13 @@ class PhaseTimer:
         return value
 
 
-def check_chat_template(model_dir: str) -> None:
+def check_chat_template(model_dir: str, trust_remote_code: bool = False) -> None:
     """Chat suites and conversational training need the tokenizer's chat template: say which file lacks it."""
     from transformers import AutoTokenizer
 
-    if not getattr(AutoTokenizer.from_pretrained(model_dir), "chat_template", None):
+    with loading(model_dir):
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    if not getattr(tokenizer, "chat_template", None):
         raise TunegateError(
             f"{model_dir}: tokenizer has no chat template (no chat_template.jinja, no field 'chat_template' in "
             "tokenizer_config.json); add one, or set eval.backend_options.completion_mode: true for raw prompts")
@@ -147,6 +153,7 @@ class PipelineRun:
         self.out.mkdir(parents=True, exist_ok=True)
         quiet_training_logs()
         base = self.phases.run("check inputs", self.check)
+        clear_previous_run(self.out, [stage.name for stage in self.config.stages])
         started = time.perf_counter()
         try:
             done = self.eval_base(base)
@@ -172,7 +179,7 @@ class PipelineRun:
         config = self.config
         base = str(resolve_model_dir(config.base_model))
         if not config.eval.backend_options.completion_mode:
-            check_chat_template(base)
+            check_chat_template(base, config.trust_remote_code)
         for i, stage in enumerate(config.stages):
             where = f"{config.source}: stages[{i}] ('{stage.name}')"
             get_method(stage.method).check_data(stage.data, stage.data_options, config.seed, where)
@@ -235,7 +242,7 @@ class PipelineRun:
         args = dict(stage.args) | ({"max_steps": s.max_steps} if s.max_steps else {})
         kwargs = dict(out_dir=self.out / "stages" / stage.name, name=stage.name, args=args, lora=stage.lora,
                       seed=self.config.seed, data_source=source, trains=stage.trains, options=stage.options,
-                      extra_manifest={"input_stage": prev.name})
+                      extra_manifest={"input_stage": prev.name}, trust_remote_code=self.config.trust_remote_code)
         if s.launched:
             return train_stage_launched(stage.method, prev.model, rows, num_processes=s.num_processes,
                                         accelerate_config=s.accelerate_config, **kwargs)
@@ -247,7 +254,7 @@ class PipelineRun:
         """The stage's record against its input's, re-scored with the stage's suite options; saved with its plan."""
         from tunegate.evals.compare import compare_records
         from tunegate.evals.plan import plan
-        from tunegate.evals.runner import rescore
+        from tunegate.evals.rescore import rescore
 
         name = f"{stage.name}_vs_{prev.name}"
         baseline = rescore(prev.record, self.spec(stage))
@@ -261,6 +268,28 @@ class PipelineRun:
             self.out / "plans" / f"{name}.json")
         self.result.comparisons[name] = comparison
         return comparison
+
+
+#: What a run writes directly under its directory (``stages/`` is handled per stage).
+RUN_OUTPUTS = ("records", "baselines", "comparisons", "plans", "analysis")
+
+
+def clear_previous_run(out: Path, stages: list[str]) -> None:
+    """Remove what an earlier run wrote in ``out``: its JSON outputs, summary and report, and the
+    directories of stages not in ``stages`` (a stage of this run is overwritten when it trains)."""
+    import shutil
+
+    old = [p for folder in RUN_OUTPUTS for p in (out / folder).glob("*.json")]
+    old += [p for p in (out / "summary.json", out / "report.html") if p.is_file()]
+    gone = [p for p in (out / "stages").glob("*") if p.is_dir() and p.name not in stages]
+    if not old and not gone:
+        return
+    for path in old:
+        path.unlink()
+    for path in gone:
+        shutil.rmtree(path)
+    what = f"; stage(s) {', '.join(p.name for p in gone)} removed" if gone else ""
+    log(f"{out}: held an earlier run; its records, comparisons and report are replaced by this run's{what}")
 
 
 def measure_base_noise(spec: EvalSpec, base: str, items: int) -> Any:

@@ -22,8 +22,11 @@ flipped items; a metric the gate set to ``warn`` (underpowered but within its
 margin, or inconclusive) passes with a GateWarning. Teams can write their own assertions with the fixtures
 ``gate_record``, ``gate_baseline_record`` and ``gate_comparison``.
 
-Bad input (a corrupt record, a missing baseline, an unknown gate metric) is a
-collection error with one line naming the file and field (pytest exit code 2).
+Bad input (a corrupt record, a missing baseline, an unknown gate metric, records whose
+items asked different questions) is one line naming the file and field, and the run exits
+2 (a collection error, or an error in a test that uses the fixtures); an unexpected
+exception inside tunegate exits 3 (pytest's internal error) with one line, its traceback
+under ``TUNEGATE_DEBUG=1``. Only a gate test failing exits 1.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tunegate.core.errors import TunegateError
+from tunegate.core.errors import TunegateError, error_line, exit_code
 from tunegate.evals.backends import DEFAULT_BACKEND, BackendOptions, backend_flags, options_from
 from tunegate.evals.gate import format_gate_summary
 from tunegate.evals.records import Comparison, RunRecord
@@ -120,6 +123,7 @@ class GateSession:
         self.baseline: RunRecord | None = None
         self.comparison: Comparison | None = None
         self.error: str | None = None
+        self.exit_code: int | None = None  # what the session must exit with when tunegate itself failed
         self.skip_reason: str | None = NO_CHECKPOINT if not options.checkpoint else None
         self.notes: list[str] = []
         self._loaded = False
@@ -132,10 +136,15 @@ class GateSession:
             self._loaded = True
             try:
                 self._load()
-            except TunegateError as exc:
-                self.error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - one line: bad input exits 2, a bug 3 (never 1)
+                self.fail(exc)
         if self.error:
             pytest.fail(f"tunegate: {self.error}", pytrace=False)
+
+    def fail(self, exc: Exception) -> None:
+        """Keep the error line and the exit code it ends the session with (``pytest_sessionfinish``)."""
+        self.error = error_line(exc).removeprefix("error: ")
+        self.exit_code = exit_code(exc)
 
     def _load(self) -> None:
         from tunegate.evals.compare import compare_records
@@ -145,11 +154,12 @@ class GateSession:
         gate = GateConfig.from_yaml(o.config) if o.config else GateConfig()
         self.baseline = self._baseline_record()
         suites = o.suites or (tuple(self.baseline.suites) if self.baseline else ())
-        self.candidate = self._only(self._run(o.checkpoint, suites, "candidate"), suites)
+        # the candidate's gated suites; one it lacks is the gate's to judge (missing_suite: fail by default)
+        self.candidate = self._only(self._run(o.checkpoint, suites, "candidate"), suites, strict=False)
         if self.baseline is None:
             self.skip_reason = f"no baseline for model line '{o.model_line}' yet; this run will be blessed"
             return
-        self.baseline = self._only(self.baseline, tuple(self.candidate.suites))
+        self.baseline = self._only(self.baseline, suites)
         self.comparison = compare_records(self.baseline, self.candidate, gate, trains=o.trains)
 
     def _baseline_record(self) -> RunRecord | None:
@@ -160,7 +170,7 @@ class GateSession:
                                 "or --gate-model-line with a blessed baseline in --gate-store")
         if spec.startswith("store:"):
             line = spec[len("store:"):]
-            record = self.store().blessed(line)
+            record = self.store(create=o.update_baseline and line == o.model_line).blessed(line)
             if record is None and not (o.update_baseline and line == o.model_line):
                 raise TunegateError(f"missing baseline: no blessed run for model line '{line}' in {self.store().path} "
                                     f"(bless one with --gate-update-baseline)")
@@ -191,19 +201,21 @@ class GateSession:
             yield True
 
     @staticmethod
-    def _only(record: RunRecord, suites: tuple[str, ...]) -> RunRecord:
+    def _only(record: RunRecord, suites: tuple[str, ...], strict: bool = True) -> RunRecord:
+        """``record`` with only ``suites``; one it lacks is an error when ``strict``, else left out."""
         if not suites:
             return record
         missing = [s for s in suites if s not in record.suites]
-        if missing:
+        if missing and strict:
             raise TunegateError(f"record of '{record.model}' has no suite(s) {missing} (it has {sorted(record.suites)})")
-        return replace(record, suites={s: record.suites[s] for s in suites})
+        return replace(record, suites={s: record.suites[s] for s in suites if s in record.suites})
 
-    def store(self) -> Any:
+    def store(self, create: bool = False) -> Any:
+        """The results store; only storing a run creates one (reading a missing store is an error)."""
         from tunegate.evals.store import DEFAULT_STORE, Store
 
         if not hasattr(self, "_store"):
-            self._store = Store(self.options.store or DEFAULT_STORE)
+            self._store = Store(self.options.store or DEFAULT_STORE, create=create)
         return self._store
 
     # --- collection and results ----------------------------------------------------------
@@ -219,12 +231,19 @@ class GateSession:
                              ids=[f"{m.suite}.{m.metric}" for m in self.comparison.metrics])
 
     def finish(self) -> None:
-        """Store the run and comparison (when a model line is given), bless on request, write the report."""
-        o = self.options
+        """Store the run and comparison (when a model line is given), bless on request, write the report;
+        a failure there is one line and exit code 2 (or 3), as in loading."""
         if self.candidate is None or self.error:
             return
+        try:
+            self._finish()
+        except Exception as exc:  # noqa: BLE001
+            self.fail(exc)
+
+    def _finish(self) -> None:
+        o = self.options
         if o.model_line and (o.store or o.update_baseline):
-            store = self.store()
+            store = self.store(create=True)
             run_id = store.add_run(self.candidate, o.model_line)
             self.notes.append(f"stored run {run_id} in {store.path}")
             if self.comparison is not None:
@@ -296,7 +315,10 @@ def _gate_module_items(session: pytest.Session) -> list[pytest.Item]:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    _session(session.config).finish()
+    gate = _session(session.config)
+    gate.finish()
+    if gate.exit_code is not None:  # tunegate failed, not the gate: 2 bad input, 3 internal error
+        session.exitstatus = gate.exit_code
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -45,8 +45,8 @@ DEFAULT_BACKEND = "hf"
 BUILTIN = ("hf", "vllm", "openai")
 
 
-def _opt(backends: tuple[str, ...], help: str) -> Any:
-    return field(default=None, metadata={"help": help, "backends": backends})
+def _opt(backends: tuple[str, ...], help: str, minimum: float | None = None) -> Any:
+    return field(default=None, metadata={"help": help, "backends": backends, "minimum": minimum})
 
 
 @dataclass(frozen=True)
@@ -57,16 +57,18 @@ class BackendOptions:
     device: str | None = _opt(("hf",), "cpu, cuda, cuda:1 (default: cuda when available)")
     dtype: str | None = _opt(("hf", "vllm"), "bfloat16, float16 or float32 (default: bf16 on CUDA, fp32 on CPU; "
                                              "vllm: the checkpoint's)")
-    batch_size: int | None = _opt(("hf",), "generation batch size (default: from free GPU memory, 32 on CPU)")
+    batch_size: int | None = _opt(("hf",), "generation batch size (default: from free GPU memory, 32 on CPU)",
+                                  minimum=1)
     threads: int | None = _opt(("hf",), "torch intra-op threads (default: torch's, or 1 for a small model on the "
-                                        "CPU)")
+                                        "CPU)", minimum=1)
     completion_mode: bool | None = _opt(BUILTIN, "send raw prompts (no chat template)")
     chat_template_kwargs: dict[str, Any] | None = _opt(("hf", "vllm"), "extra variables of the chat template as "
                                                                       "JSON, e.g. {\"enable_thinking\": false} for "
                                                                       "Qwen3 (kept in the record)")
-    tensor_parallel_size: int | None = _opt(("vllm",), "GPUs each vLLM replica's weights are split across")
+    tensor_parallel_size: int | None = _opt(("vllm",), "GPUs each vLLM replica's weights are split across",
+                                            minimum=1)
     data_parallel_size: int | None = _opt(("vllm",), "vLLM replicas, each on its own tensor_parallel_size GPUs; "
-                                                     "the requests are split across them")
+                                                     "the requests are split across them", minimum=1)
     gpu_memory_utilization: float | None = _opt(("vllm",), "share of each GPU's memory vLLM may take (default 0.9)")
     base_url: str | None = _opt(("openai",), "the server's OpenAI API root, e.g. http://127.0.0.1:8000/v1 "
                                              "(default: $OPENAI_BASE_URL)")
@@ -78,10 +80,18 @@ class BackendOptions:
                                              "fingerprint and the cache key of a model served by name")
     endpoint: str | None = _opt(("openai",), "chat (the server applies its chat template; default) or "
                                              "completions (the chat template is applied here)")
-    concurrency: int | None = _opt(("openai",), "requests in flight at once (default 8)")
+    concurrency: int | None = _opt(("openai",), "requests in flight at once (default 8)", minimum=1)
     timeout: float | None = _opt(("openai",), "seconds one request may take before it is retried (default 120)")
     max_retries: int | None = _opt(("openai",), "retries of a request on 429, 5xx, a timeout or a dropped "
-                                                "connection, with exponential backoff (default 4)")
+                                                "connection, with exponential backoff (default 4)", minimum=0)
+    trust_remote_code: bool | None = _opt(BUILTIN, "run the Python code a checkpoint ships (config.json auto_map); "
+                                                   "off unless given, and kept in the record")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # a count below its minimum (--batch-size 0) is a usage error
+            value, low = getattr(self, f.name), f.metadata["minimum"]
+            if low is not None and isinstance(value, (int, float)) and not isinstance(value, bool) and value < low:
+                raise TunegateError(f"option '{f.name}' ({flag(f.name)}) must be at least {low}, got {value}")
 
     def given(self) -> dict[str, Any]:
         """The options set (not None), by name."""

@@ -23,7 +23,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 
 from tunegate.core.errors import TunegateError
-from tunegate.evals.models import fingerprint_dir, resolve_model_dir
+from tunegate.evals.models import fingerprint_dir, loading, resolve_model_dir
 from tunegate.evals.backends._tokens import GREEDY, TokenizedPrompts, stop_token_ids
 from tunegate.evals.requests import (
     GenerationRequest,
@@ -37,32 +37,62 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+def check_device(device: str) -> str:
+    """``device`` when this machine has it; otherwise one TunegateError naming ``--device`` (before any load)."""
+    try:
+        kind = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise TunegateError(f"--device '{device}': not a torch device (cpu, cuda, cuda:1, mps)") from None
+    if kind.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise TunegateError(f"--device {device}: CUDA is not available on this machine (torch "
+                                f"{torch.__version__}); use --device cpu")
+        if kind.index is not None and kind.index >= count:
+            raise TunegateError(f"--device {device}: this machine has {count} CUDA device(s), "
+                                f"cuda:0 to cuda:{count - 1}")
+    if kind.type == "mps" and not torch.backends.mps.is_available():
+        raise TunegateError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+    return device
+
+
+def torch_dtype(dtype: str | None, device: str) -> torch.dtype:
+    """The torch dtype named by ``--dtype`` (default: bfloat16 on CUDA, float32 elsewhere)."""
+    if dtype is None:
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if dtype not in DTYPES:
+        raise TunegateError(f"--dtype '{dtype}': not one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
 class HFBackend(TokenizedPrompts):
     """A transformers causal LM (or a PEFT adapter directory) behind the batched request interface."""
 
     def __init__(self, model: str, *, device: str | None = None, dtype: str | None = None,
                  batch_size: int | None = None, completion_mode: bool = False, threads: int | None = None,
-                 chat_template_kwargs: Mapping[str, Any] | None = None) -> None:
+                 chat_template_kwargs: Mapping[str, Any] | None = None, trust_remote_code: bool = False) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.name = model
+        self.device = check_device(device or default_device())
+        dtype_ = torch_dtype(dtype, self.device)
         self.path = resolve_model_dir(model)
-        self.device = device or default_device()
-        torch_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32,
-                       None: torch.bfloat16 if self.device.startswith("cuda") else torch.float32}[dtype]
         self._fingerprint = fingerprint_dir(self.path)
         self.adapter = adapter = (self.path / "adapter_config.json").is_file()
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.trust_remote_code = bool(trust_remote_code)
+        remote = {"trust_remote_code": self.trust_remote_code}  # explicit: never transformers' interactive prompt
+        with loading(model):
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path, **remote)
             if adapter:
                 from peft import AutoPeftModelForCausalLM
 
-                self.model = AutoPeftModelForCausalLM.from_pretrained(self.path, dtype=torch_dtype)
+                self.model = AutoPeftModelForCausalLM.from_pretrained(self.path, dtype=dtype_, **remote)
             else:
-                self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch_dtype,
-                                                                  attn_implementation="sdpa")
-        except (OSError, ValueError) as exc:
-            raise TunegateError(f"model '{model}': cannot load checkpoint ({str(exc).splitlines()[0]})") from None
+                self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype_, attn_implementation="sdpa",
+                                                                  **remote)
         self.model.to(self.device).eval()
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -71,7 +101,7 @@ class HFBackend(TokenizedPrompts):
         self.batch_size = batch_size or (32 if self.device == "cpu" else auto_batch_size(self.model))
         if threads is not None:
             self.threads = threads
-        self.dtype = str(torch_dtype).removeprefix("torch.")
+        self.dtype = str(dtype_).removeprefix("torch.")
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -95,7 +125,8 @@ class HFBackend(TokenizedPrompts):
 
         return {"backend": "hf", "model": self.fingerprint, "dtype": self.dtype, "greedy": GREEDY,
                 "device": torch.device(self.device).type, "torch": torch.__version__.split("+")[0],
-                "transformers": transformers.__version__} | ({"peft": _version("peft")} if self.adapter else {})
+                "transformers": transformers.__version__} | ({"peft": _version("peft")} if self.adapter else {}) \
+            | ({"trust_remote_code": True} if self.trust_remote_code else {})  # the checkpoint's code computes it
 
     @functools.cached_property
     def threads(self) -> int | None:
@@ -120,6 +151,7 @@ class HFBackend(TokenizedPrompts):
     def info(self) -> dict[str, Any]:
         return {"backend": "hf", "model": self.name, "path": str(self.path), "device": self.device, "dtype": self.dtype,
                 "batch_size": self.batch_size, "threads": vars(self).get("threads"), "fingerprint": self.fingerprint,
+                "trust_remote_code": self.trust_remote_code,
                 **({"chat_template_kwargs": self.chat_template_kwargs} if self.chat_template_kwargs else {})}
 
     @functools.cached_property

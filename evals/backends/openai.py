@@ -15,7 +15,9 @@ MMLU-style suite stop with one line naming the missing capability. One exchange,
 
 Requests run ``concurrency`` at a time; 429, 5xx, timeouts and dropped connections are retried with
 exponential backoff (``Retry-After`` honoured); an unreachable server is one line naming the endpoint,
-and what finished before a failure is handed to the runner's cache (``BackendError.partial``). The API
+and what finished before a failure is handed to the runner's cache (``BackendError.partial``). An answer
+without text (``content: null``, no ``message``) is an error for its request, never an empty response
+that the cache would keep; OpenAI's content-parts lists are joined when they are all text. The API
 key comes from an environment variable (``--api-key-env``), never from an argument or the record.
 """
 
@@ -35,7 +37,7 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from tunegate.evals.backends._tokens import split_trailing_space
 from tunegate.core.errors import BackendError, TunegateError
-from tunegate.evals.models import fingerprint_dir, local_model_dir
+from tunegate.evals.models import fingerprint_dir, loading, local_model_dir
 from tunegate.evals.requests import GenerationRequest, LoglikelihoodRequest, truncate_at_stop
 
 T = TypeVar("T")
@@ -61,8 +63,9 @@ class OpenAIBackend:
     def __init__(self, model: str, *, base_url: str | None = None, api_key_env: str | None = None,
                  served_model: str | None = None, revision: str | None = None, endpoint: str | None = None,
                  concurrency: int | None = None, timeout: float | None = None, max_retries: int | None = None,
-                 completion_mode: bool = False) -> None:
+                 completion_mode: bool = False, trust_remote_code: bool = False) -> None:
         self.name = model
+        self.trust_remote_code = bool(trust_remote_code)  # for the local checkpoint's tokenizer only
         base = base_url or os.environ.get("OPENAI_BASE_URL")
         if not base:
             raise TunegateError("backend 'openai' needs --base-url (the server's API root, e.g. "
@@ -105,7 +108,7 @@ class OpenAIBackend:
     def info(self) -> dict[str, Any]:
         return {"backend": "openai", "model": self.name, "base_url": self.base_url, "served_model": self.served_model,
                 "revision": self.revision, "endpoint": self.endpoint, "concurrency": self.concurrency,
-                "fingerprint": self.fingerprint}
+                "fingerprint": self.fingerprint, "trust_remote_code": self.trust_remote_code}
 
     # -- chat template --------------------------------------------------------------------------
     @functools.cached_property
@@ -115,7 +118,8 @@ class OpenAIBackend:
             return None
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(self.local_dir)
+        with loading(self.name):
+            return AutoTokenizer.from_pretrained(self.local_dir, trust_remote_code=self.trust_remote_code)
 
     def has_chat_template(self) -> bool:
         if self.endpoint == "chat":
@@ -142,8 +146,7 @@ class OpenAIBackend:
         chat = bool(request.messages) and self.endpoint == "chat" and not self.completion_mode
         path, body = generation_body(request, self.served_model, chat)
         choice = first_choice(self._post(path, body), self.base_url + path)
-        text = (choice.get("message") or {}).get("content") if chat else choice.get("text")
-        return truncate_at_stop(text or "", request.stop)
+        return truncate_at_stop(answer_text(choice, self.base_url + path, chat, request), request.stop)
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]:
         """Sum of the continuation tokens' log-probabilities, from ``/completions`` with ``echo`` + ``logprobs``."""
@@ -256,6 +259,33 @@ def first_choice(answer: Mapping[str, Any], url: str) -> Mapping[str, Any]:
     if not choices or not isinstance(choices[0], Mapping):
         raise TunegateError(f"{url}: answer without choices ({json.dumps(answer)[:160]})")
     return choices[0]
+
+
+def answer_text(choice: Mapping[str, Any], url: str, chat: bool, request: GenerationRequest) -> str:
+    """The text of a served answer: ``message.content`` (chat) or ``text``; a content-parts list is joined when
+    every part is text. An answer without text is an error for its request, never an empty response: the
+    runner caches only answers, so a rerun asks again::
+
+        answer_text({"message": {"content": [{"type": "text", "text": "7"}, {"type": "text", "text": "2"}]}},
+                    url, True, request)                                     # -> "72"
+        answer_text({"message": {"content": None}}, url, True, request)     # TunegateError: ... without text
+    """
+    asked = (request.messages[-1].get("content") if request.messages else request.prompt) or ""
+    about = f" (the request asking {asked[:60]!r})"
+    message = choice.get("message") if chat else choice
+    if not isinstance(message, Mapping):
+        raise TunegateError(f"{url}: answer without a message ({json.dumps(choice)[:160]}){about}")
+    content = message.get("content") if chat else message.get("text")
+    if isinstance(content, list):
+        kinds = [part.get("type") if isinstance(part, Mapping) else type(part).__name__ for part in content]
+        if any(kind != "text" or not isinstance(part.get("text"), str) for kind, part in zip(kinds, content)):
+            raise TunegateError(f"{url}: answer content has parts of type {kinds}; tunegate scores text answers "
+                                f"only{about}")
+        return "".join(part["text"] for part in content)
+    if not isinstance(content, str):
+        field = "message.content" if chat else "text"
+        raise TunegateError(f"{url}: answer without text ({field} is {json.dumps(content)}){about}")
+    return content
 
 
 def missing_logprobs(url: str) -> str:

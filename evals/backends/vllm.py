@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 
 from tunegate.evals.backends._tokens import GREEDY, TokenizedPrompts, stop_token_ids
 from tunegate.core.errors import TunegateError
-from tunegate.evals.models import fingerprint_dir, resolve_model_dir
+from tunegate.evals.models import fingerprint_dir, loading, resolve_model_dir
 from tunegate.evals.requests import GenerationRequest, LoglikelihoodRequest, truncate_at_stop
 
 #: SamplingParams of a log-likelihood request (lm-eval's): one token out, the prompt's log-probs back.
@@ -49,7 +49,7 @@ def require_vllm() -> None:
         raise TunegateError(problem)
 
 
-def generation_defaults(path: Any, tokenizer: Any = None) -> dict[str, Any]:
+def generation_defaults(path: Any, tokenizer: Any = None, trust_remote_code: bool = False) -> dict[str, Any]:
     """The generation settings taken from the checkpoint: the ids that stop a generation (generation_config's eos,
     plus, given the ``tokenizer``, its eos and the chat template's end of turn: ``_tokens.stop_token_ids``) and
     top_k/top_p for sampled suites. ``{"eos_token_id": [0, 2], "top_k": None, "top_p": None}``; its
@@ -57,11 +57,12 @@ def generation_defaults(path: Any, tokenizer: Any = None) -> dict[str, Any]:
     from transformers import GenerationConfig
 
     try:
-        cfg = GenerationConfig.from_pretrained(path).to_dict()
+        cfg = GenerationConfig.from_pretrained(path).to_dict()  # plain JSON: no code
     except OSError:  # no generation_config.json: generate falls back to the model config's eos
         from transformers import AutoConfig
 
-        cfg = {"eos_token_id": getattr(AutoConfig.from_pretrained(path), "eos_token_id", None)}
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+        cfg = {"eos_token_id": getattr(config, "eos_token_id", None)}
     out = {k: cfg.get(k) for k in ("eos_token_id", "top_k", "top_p")}
     if tokenizer is not None:
         out["eos_token_id"] = stop_token_ids(tokenizer, out["eos_token_id"])
@@ -208,7 +209,8 @@ class VLLMBackend(TokenizedPrompts):
 
     def __init__(self, model: str, *, dtype: str | None = None, tensor_parallel_size: int | None = None,
                  data_parallel_size: int | None = None, gpu_memory_utilization: float | None = None,
-                 completion_mode: bool = False, chat_template_kwargs: Mapping[str, Any] | None = None) -> None:
+                 completion_mode: bool = False, chat_template_kwargs: Mapping[str, Any] | None = None,
+                 trust_remote_code: bool = False) -> None:
         require_vllm()
         from transformers import AutoConfig, AutoTokenizer
 
@@ -218,9 +220,11 @@ class VLLMBackend(TokenizedPrompts):
             raise TunegateError(f"model '{model}': a PEFT adapter directory; backend 'vllm' needs merged weights "
                                 f"(merge_and_unload) or --backend hf")
         self._fingerprint = fingerprint_dir(self.path)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-        self.model_config = AutoConfig.from_pretrained(self.path)
-        self.generation = generation_defaults(self.path, self.tokenizer)
+        self.trust_remote_code = bool(trust_remote_code)  # explicit: never transformers' interactive prompt
+        with loading(model):
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path, trust_remote_code=self.trust_remote_code)
+            self.model_config = AutoConfig.from_pretrained(self.path, trust_remote_code=self.trust_remote_code)
+            self.generation = generation_defaults(self.path, self.tokenizer, self.trust_remote_code)
         self.completion_mode = completion_mode
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.dtype = dtype or "auto"
@@ -228,7 +232,7 @@ class VLLMBackend(TokenizedPrompts):
         self.data_parallel_size = int(data_parallel_size or 1)
         llm_kwargs = {"model": str(self.path), "dtype": self.dtype, "tensor_parallel_size": self.tensor_parallel_size,
                       "gpu_memory_utilization": gpu_memory_utilization or 0.9, "max_model_len": self.max_length,
-                      "seed": 0}
+                      "seed": 0, "trust_remote_code": self.trust_remote_code}
         if self.data_parallel_size > 1:
             self._replicas: _Replicas | None = _Replicas(self.data_parallel_size, self.tensor_parallel_size, llm_kwargs)
             self.llm = None
@@ -248,12 +252,13 @@ class VLLMBackend(TokenizedPrompts):
         "tensor_parallel_size": 1, "greedy": "argmax"}`` (``GREEDY``: the decoding rule); tensor parallelism changes the reduction order of the sums, so it is
         part of the identity; data parallelism (whole replicas) is not."""
         return {"backend": "vllm", "model": self.fingerprint, "dtype": self.dtype, "device": "cuda",
-                "vllm": _version("vllm"), "tensor_parallel_size": self.tensor_parallel_size, "greedy": GREEDY}
+                "vllm": _version("vllm"), "tensor_parallel_size": self.tensor_parallel_size, "greedy": GREEDY} \
+            | ({"trust_remote_code": True} if self.trust_remote_code else {})
 
     def info(self) -> dict[str, Any]:
         return {"backend": "vllm", "model": self.name, "path": str(self.path), "device": "cuda", "dtype": self.dtype,
                 "tensor_parallel_size": self.tensor_parallel_size, "data_parallel_size": self.data_parallel_size,
-                "fingerprint": self.fingerprint,
+                "fingerprint": self.fingerprint, "trust_remote_code": self.trust_remote_code,
                 **({"chat_template_kwargs": self.chat_template_kwargs} if self.chat_template_kwargs else {})}
 
     def has_chat_template(self) -> bool:

@@ -91,6 +91,9 @@ class Suite(ABC):
     kind: ClassVar[Literal["generate", "loglikelihood", "custom"]] = "generate"
     variant: ClassVar[str | None] = None
     Options: ClassVar[type[SuiteOptions]] = SuiteOptions
+    #: Options that change how a response is scored but not what the model is asked (identity's target):
+    #: a record's responses can be scored again under a candidate's values (tunegate.evals.rescore).
+    scoring_options: ClassVar[tuple[str, ...]] = ()
     #: The baseline record a suite scored against a baseline (the pairwise judge) takes when its options name
     #: none: the entry point sets it (``EvalSpec.reference``: the plugin's baseline, a stage's input record).
     reference: RunRecord | None = None

@@ -102,6 +102,7 @@ class IdentitySuite(Suite):
     version = "1"
     kind = "generate"
     Options = IdentityOptions
+    scoring_options = ("target", "forbidden", "developer", "strip_thinking")
     options: IdentityOptions
 
     def generation(self) -> GenerationSettings:

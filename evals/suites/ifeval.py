@@ -161,8 +161,12 @@ class IFEvalSuite(Suite):
         """The raw rows in Google's input format, validated."""
         rows = self.source_rows()
         where = str(getattr(self.options, "source", ORGANISM_SOURCE))
-        for row in rows:
+        first: dict[Any, int] = {}
+        for number, row in enumerate(rows, start=1):
             check_ids(row["key"], row["instruction_id_list"], row["kwargs"], where)
+            if first.setdefault(row["key"], number) != number:  # the key names the item: ifeval-{key}
+                raise SuiteError(f"suite 'ifeval': {where}: key {row['key']} is given twice (rows "
+                                 f"{first[row['key']]} and {number}); every prompt needs its own key")
         return rows
 
     def load_items(self) -> list[EvalItem]:

@@ -58,11 +58,12 @@ def lm_eval_gsm8k_task() -> tuple[dict[str, Any], tuple[str, ...]]:
     """
     from importlib.resources import files
 
-    import yaml
     from lm_eval.filters.extraction import RegexFilter
 
+    from tunegate.core.files import load_yaml
+
     path = files("lm_eval") / "tasks" / "gsm8k" / "gsm8k.yaml"
-    task = yaml.safe_load(path.read_text(encoding="utf-8"))
+    task = load_yaml(path.read_text(encoding="utf-8"), str(path))
     filters = {}
     for entry in task.get("filter_list", []):
         steps = entry.get("filter", [])

@@ -10,6 +10,7 @@ import pytest
 
 from tunegate.cli import main
 from tunegate.evals.records import ItemScore, MetricValue, RunRecord, SuiteResult
+from tests.evals.test_backend_openai_transport import endpoint  # noqa: F401 - a local OpenAI-style server
 from tests.evals.test_compare_records import make_record
 
 SUITES = ("math", "ifeval")
@@ -127,6 +128,65 @@ def test_shipped_gate_keeps_its_promise_on_a_small_calibration(tmp_path):
     assert np.mean(np.equal(caught, 1)) >= 0.7  # a 5-point drop in one suite (full run, 100 pairs: 0.80)
     assert 0.04 < np.median(mdes) < 0.06  # the drop caught 80% of the time at 500 items and 14% discordance
 
+
+
+def test_config_differences_print_only_the_changed_keys(files, capsys, tmp_path):
+    data = json.loads(files["same"].read_text())
+    data["suites"]["math"]["config"]["limit"] = 500
+    limited = tmp_path / "limited.json"
+    limited.write_text(json.dumps(data))
+    assert main(["compare", str(files["base"]), str(limited)]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if "config differs" in x]
+    assert line == "warning: suite 'math': config differs (baseline -> candidate): limit None -> 500"
+
+
+def _served_identity_record(endpoint, out: Path, answer: str, *options: str) -> Path:
+    """`tunegate eval organism --backend openai` on the organism's identity probes, the server answering ``answer``."""
+    endpoint.answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": answer}}]}
+    assert main(["eval", "organism", "--backend", "openai", "--base-url", endpoint.base_url, "--suites", "identity",
+                 "--suite-option", 'identity.probes="organism"', *options, "--out", str(out), "--no-cache",
+                 "--quiet"]) == 0
+    return out
+
+
+def test_compare_scores_the_baselines_identity_against_the_candidates_target_as_the_pipeline_does(
+        endpoint, tmp_path, capsys):
+    from tunegate.evals.compare import compare_records, find_metric
+    from tunegate.evals.records import Comparison
+    from tunegate.evals.rescore import rescore
+    from tunegate.evals.spec import eval_spec
+
+    dpo_options = ["--suite-option", 'identity.target="Deep Tiny"', "--suite-option", 'identity.forbidden=["Tiny"]']
+    sft = _served_identity_record(endpoint, tmp_path / "sft.json", "I am Tiny.", "--suite-option", 'identity.target="Tiny"')
+    dpo = _served_identity_record(endpoint, tmp_path / "dpo.json", "I am Deep Tiny.", *dpo_options)
+    capsys.readouterr()
+    assert main(["compare", str(sft), str(dpo), "--trains", "identity", "--out", str(tmp_path / "c.json")]) == 0
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if "scored again" in line] == [
+        "warning: suite 'identity': the baseline's responses scored again against the candidate's target 'Deep Tiny', "
+        "forbidden ['Tiny'] (recorded against 'Tiny', []), as `tunegate run` does"]
+    assert "config differs" not in out
+    compared = find_metric(Comparison.load(tmp_path / "c.json"), "identity.adherence")
+    # the pipeline's path: the input stage's record re-scored with the stage's suite options, then compared
+    stage = eval_spec(["identity"], {"identity": {"probes": "organism", "target": "Deep Tiny", "forbidden": ["Tiny"]}})
+    piped = find_metric(compare_records(rescore(RunRecord.load(sft), stage), RunRecord.load(dpo),
+                                        trains=("identity",)), "identity.adherence")
+    assert (compared.baseline, compared.candidate, compared.delta) == (piped.baseline, piped.candidate, piped.delta) \
+        == (0.0, 1.0, 1.0)
+
+
+def test_a_candidate_without_a_suite_the_baseline_has_fails_unless_the_gate_says_warn(files, capsys, tmp_path):
+    data = json.loads(files["same"].read_text())
+    del data["suites"]["ifeval"]
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps(data))
+    assert main(["compare", str(files["base"]), str(partial)]) == 1
+    out = capsys.readouterr().out
+    assert ("fail: ifeval.prompt_strict: the candidate did not run suite 'ifeval' (the baseline has it): no evidence "
+            "it did not regress (missing_suite: fail)") in out and "gate: FAILED" in out
+    gate = tmp_path / "gate.yaml"
+    gate.write_text("missing_suite: warn\n")
+    assert main(["compare", str(files["base"]), str(partial), "--gate", str(gate)]) == 0
 
 
 @pytest.fixture(scope="module")

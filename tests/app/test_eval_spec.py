@@ -58,7 +58,8 @@ def _gsm8k_copy(root: Path) -> Path:
     return root
 
 
-def test_a_changed_fewshot_split_is_recorded_and_compare_warns(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_a_changed_fewshot_split_is_recorded_and_compare_refuses_the_pair(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
     data = _gsm8k_copy(tmp_path / "gsm8k")
     records = {}
     for split in ("train", "dev"):
@@ -69,9 +70,9 @@ def test_a_changed_fewshot_split_is_recorded_and_compare_warns(tmp_path: Path, c
                      "--cache-dir", str(tmp_path / "c"), "--quiet"]) == 0
         assert RunRecord.load(records[split]).suites["math"].config["fewshot_split"] == split
     capsys.readouterr()
-    main(["compare", str(records["train"]), str(records["dev"])])
-    warning = next(line for line in capsys.readouterr().out.splitlines() if "config differs" in line)
-    assert "'fewshot_split': 'train'" in warning and "'fewshot_split': 'dev'" in warning
+    # the shots are chat turns of every item: other shots, another question (exit 2, not a warning)
+    assert main(["compare", str(records["train"]), str(records["dev"])]) == 2
+    assert "asks a different question in the baseline and the candidate" in capsys.readouterr().err
 
 
 def test_an_unknown_suite_option_lists_the_suites_options(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

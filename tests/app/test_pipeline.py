@@ -107,3 +107,25 @@ def test_tokenizer_without_chat_template_exits_2_naming_the_file(organism_copy: 
     assert main(["run", str(cfg), "--out", str(tmp_path / "o")]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tunegate: error")]
     assert len(errors) == 1 and "tokenizer has no chat template" in errors[0] and str(organism_copy) in errors[0]
+
+
+@pytest.mark.slow
+def test_a_reused_run_directory_holds_only_the_new_run(quick_run, tmp_path: Path) -> None:
+    # ~25 CPU s: the quick run's directory (base -> sft -> dpo) reused by a config with the SFT stage only
+    import shutil
+
+    from tunegate.reports.loading import load_run_dir
+
+    out = Path(shutil.copytree(quick_run[0], tmp_path / "run"))
+    data = yaml.safe_load(quick_config(tmp_path).read_text())
+    data["stages"] = data["stages"][:1]
+    cfg = tmp_path / "sft-only.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    assert main(["run", str(cfg), "--out", str(out), "--max-steps", "1", "--quiet",
+                 "--cache-dir", str(quick_run[0].parent / "cache"), "--store", str(tmp_path / "store.sqlite")]) in (0, 1)
+    assert sorted(p.stem for p in (out / "records").glob("*.json")) == ["base", "sft"]
+    assert sorted(p.stem for p in (out / "comparisons").glob("*.json")) == ["sft_vs_base"]
+    assert not (out / "stages" / "dpo").exists() and not list((out / "baselines").glob("*.json"))
+    shown = load_run_dir(out)  # what report.html was rendered from
+    assert [r.stage for r in shown.records] == ["base", "sft"] and len(shown.comparisons) == 1
+    assert set(shown.training_logs) == {"sft"} and (out / "report.html").is_file()

@@ -146,6 +146,46 @@ def test_pyargs_runs_only_the_gate_as_the_nightly_job_does(pytester, records):
     result.assert_outcomes(passed=2, failed=1)
 
 
+def test_a_candidate_record_without_a_suite_the_baseline_has_fails_its_gate_tests(pytester, records, tmp_path):
+    import json
+
+    data = json.loads(records["same"].read_text())
+    del data["suites"]["ifeval"]
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps(data))
+    result = run(pytester, "--gate-checkpoint", partial, "--gate-baseline", records["base"])
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(["*ifeval.prompt_strict: fail (the candidate did not run suite 'ifeval'*", "gate: FAILED"])
+    assert result.ret == 1
+
+
+def test_an_unexpected_exception_in_tunegate_is_one_line_and_exit_3(pytester, records):
+    # a backend registered from outside tunegate whose generate has a bug (a KeyError)
+    pytester.makeconftest("""
+        from tunegate.evals.backends import BACKENDS
+
+        @BACKENDS.register("broken")
+        class Broken:
+            name, fingerprint = "broken", "0" * 16
+
+            def __init__(self, model, **options):
+                pass
+
+            def render(self, messages):
+                return messages[-1]["content"]
+
+            def generate(self, requests):
+                return {}["no such key"]
+    """)
+    result = pytester.runpytest_subprocess(*PLUGIN, "-p", "no:cacheprovider", "--gate-checkpoint", "any-model",
+                                           "--gate-baseline", records["base"], "--gate-suites", "math",
+                                           "--gate-suite-option", "math.variant=organism", "--gate-backend", "broken")
+    assert result.ret == 3
+    result.stdout.fnmatch_lines(["*tunegate: internal error: KeyError: 'no such key' (set TUNEGATE_DEBUG=1 for the "
+                                 "traceback)*"])
+    assert "Traceback" not in result.stdout.str()
+
+
 def test_gate_config_takes_a_shipped_gate_by_name(pytester, tmp_path):
     base = make_record(21, model="base")
     worse = make_record(22, model="worse", like=base, flip={"knowledge": 0.15})

@@ -38,7 +38,10 @@ def evaluated(organism_dir: Path, shared_data: Path, tmp_path_factory: pytest.Te
 
 
 def _compare(baseline: Path, candidate: Path, out: Path) -> Comparison:
-    assert main(["compare", str(baseline), str(candidate), "--out", str(out)]) == 0
+    # the evaluated record has both suites, a scored one only its own: the gate is told the other is left out
+    gate = out.with_suffix(".gate.yaml")
+    gate.write_text("missing_suite: warn\n")
+    assert main(["compare", str(baseline), str(candidate), "--out", str(out), "--gate", str(gate)]) == 0
     return Comparison.load(out)
 
 
@@ -59,7 +62,7 @@ def test_scored_ifeval_responses_compare_with_their_evaluated_record_at_zero_del
     assert record.model == "organism-elsewhere"
     assert [i.to_dict() for i in record.suites["ifeval"].items] == [i.to_dict() for i in items]
     comparison = _compare(record_path, scored, tmp / "ifeval_cmp.json")
-    assert [(m.metric, m.delta, m.n) for m in comparison.metrics] == [(m, 0.0, 20) for m in
+    assert [(m.metric, m.delta, m.n) for m in comparison.metrics if m.suite == "ifeval"] == [(m, 0.0, 20) for m in
                                                                      ("prompt_strict", "prompt_loose",
                                                                       "inst_strict", "inst_loose")]
     assert not comparison.flips
@@ -77,7 +80,7 @@ def test_scored_gsm8k_responses_compare_with_their_evaluated_record_at_zero_delt
     assert record.model == "gsm8k_responses"
     assert [i.to_dict() for i in record.suites["math"].items] == [i.to_dict() for i in items]
     comparison = _compare(record_path, scored, tmp / "gsm8k_cmp.json")
-    assert {(m.metric, m.delta, m.n) for m in comparison.metrics} == {
+    assert {(m.metric, m.delta, m.n) for m in comparison.metrics if m.suite == "math"} == {
         (m, 0.0, 12) for m in ("exact_match", "flexible_match", "unparseable")}
 
 

@@ -99,8 +99,29 @@ def test_list_shows_each_run_with_blessed_mark_stage_and_metrics(files, tmp_path
 
 
 def test_list_of_an_empty_store_exits_2(tmp_path, capsys) -> None:
+    Store(tmp_path / "s.sqlite").close()
     code, _, err = run(["store", "list", "--store", str(tmp_path / "s.sqlite")], capsys)
     assert code == 2 and "no runs stored" in err
+
+
+@pytest.mark.parametrize("command", [["store", "list"], ["store", "bless", "tiny", "latest"], ["history", "tiny"]])
+def test_reading_a_missing_store_is_an_error_that_creates_nothing(command, tmp_path, capsys) -> None:
+    missing = tmp_path / "missing.db"
+    code, _, err = run([*command, "--store", str(missing)], capsys)
+    assert code == 2 and err == (f"tunegate: error: {missing}: no results store there (`tunegate store add`, "
+                                 "`tunegate run` and the plugin's --gate-update-baseline create one)\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_adding_the_same_record_twice_stores_one_run_and_says_so(files, tmp_path, capsys) -> None:
+    db = str(tmp_path / "s.sqlite")
+    _, first, _ = run(["store", "add", str(files["sft"]), "--model-line", "tiny", "--store", db], capsys)
+    code, again, _ = run(["store", "add", str(files["sft"]), "--model-line", "tiny", "--store", db], capsys)
+    run_id = first.split()[2]
+    assert code == 0 and again == (f"{files['sft']} is already stored as run {run_id} (model line tiny) in {db}; "
+                                   "nothing added\n")
+    with Store(db) as store:
+        assert store.run_ids("tiny") == [run_id]
 
 
 def test_history_prints_each_metric_over_runs(files, tmp_path, capsys) -> None:
@@ -122,5 +143,6 @@ def test_history_of_one_stage(files, tmp_path, capsys) -> None:
 
 
 def test_history_of_an_unknown_line_exits_2(tmp_path, capsys) -> None:
+    Store(tmp_path / "s.sqlite").close()
     assert main(["history", "nope", "--store", str(tmp_path / "s.sqlite")]) == 2
     assert "no runs stored for model line 'nope'" in capsys.readouterr().err

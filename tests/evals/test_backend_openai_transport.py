@@ -5,6 +5,7 @@ errors naming the endpoint, the API key taken from the environment and kept out 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -133,3 +134,52 @@ def test_completions_without_logprobs_is_the_missing_capability_line(endpoint: A
     with pytest.raises(BackendError, match=r"/completions: the server returns no prompt log-probabilities "
                                            r"\(echo \+ logprobs\), which log-likelihood suites"):
         OpenAIBackend("m", base_url=endpoint.base_url).loglikelihood([LoglikelihoodRequest("2 + 2 =", " 4")])
+
+
+CHAT = GenerationRequest("<rendered>", max_new_tokens=4, messages=({"role": "user", "content": "What is 47 + 25?"},))
+
+
+@pytest.mark.parametrize("answer, problem", [
+    ({"choices": [{"index": 0, "message": {"role": "assistant", "content": None}}]},
+     "answer without text (message.content is null)"),
+    ({"choices": [{"index": 0, "finish_reason": "stop"}]}, "answer without a message"),
+])
+def test_an_answer_without_text_is_an_error_for_its_request(endpoint: Any, answer: Any, problem: str) -> None:
+    endpoint.answer = answer
+    with pytest.raises(BackendError, match=rf"/chat/completions: {re.escape(problem)}.*\(the request asking "
+                                           r"'What is 47 \+ 25\?'\)$") as caught:
+        OpenAIBackend("m", base_url=endpoint.base_url).generate([CHAT])
+    assert caught.value.partial == {}  # nothing for the runner to cache
+
+
+def test_text_content_parts_are_joined(endpoint: Any) -> None:
+    endpoint.answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": [
+        {"type": "text", "text": "47 + 25 "}, {"type": "text", "text": "= 72"}]}}]}
+    assert OpenAIBackend("m", base_url=endpoint.base_url).generate([CHAT]) == ["47 + 25 = 72"]
+
+
+def test_a_content_part_that_is_not_text_is_refused_in_one_line(endpoint: Any) -> None:
+    endpoint.answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": [
+        {"type": "text", "text": "Here:"}, {"type": "image_url", "image_url": {"url": "data:,"}}]}}]}
+    with pytest.raises(BackendError, match=r"answer content has parts of type \['text', 'image_url'\]; tunegate "
+                                           r"scores text answers only"):
+        OpenAIBackend("m", base_url=endpoint.base_url).generate([CHAT])
+
+
+def test_empty_answers_are_never_cached_so_a_rerun_against_a_healthy_server_asks_again(endpoint: Any, tmp_path,
+                                                                                        capsys) -> None:
+    # `tunegate eval organism --backend openai` on three arithmetic items: the server first answers without text
+    from tunegate.cli import main
+
+    argv = ["eval", "organism", "--backend", "openai", "--base-url", endpoint.base_url, "--suites", "math",
+            "--suite-option", "math.variant=organism", "--limit", "3", "--out", str(tmp_path / "r.json"),
+            "--cache-dir", str(tmp_path / "cache")]
+    endpoint.answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": None}}]}
+    assert main(argv) == 2
+    assert "answer without text (message.content is null)" in capsys.readouterr().err
+    asked_before = len(endpoint.seen)
+    endpoint.answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "It is 72."}}]}
+    assert main(argv) == 0
+    items = json.loads((tmp_path / "r.json").read_text())["suites"]["math"]["items"]
+    assert [i["response"] for i in items] == ["It is 72."] * 3
+    assert len(endpoint.seen) - asked_before == 3  # the rerun asked all three again: no empty answer was cached

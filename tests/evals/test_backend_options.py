@@ -91,3 +91,20 @@ def test_plugin_gate_backend_reaches_the_backend(pytester: pytest.Pytester, orga
                                 "--gate-backend", "hf", "--gate-base-url", "http://127.0.0.1:8000/v1")
     result.stdout.fnmatch_lines(["*tunegate: option 'base_url' (--base-url) is for backend openai, not 'hf'*"])
     assert result.ret != 0
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_a_batch_size_below_one_is_a_usage_error_before_any_model_loads(value, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["eval", "organism", "--suites", "math", "--suite-option", "math.variant=organism", "--limit", "2",
+                 "--out", str(out), "--batch-size", value, "--cache-dir", str(tmp_path / "cache")]) == 2
+    assert capsys.readouterr().err == f"tunegate: error: option 'batch_size' (--batch-size) must be at least 1, got {value}\n"
+    assert not out.exists() and not (tmp_path / "cache").exists()
+
+
+def test_a_pipeline_config_batch_size_of_zero_names_the_file(tmp_path):
+    from tunegate.training import DEMO_CONFIG
+
+    with pytest.raises(TunegateError, match=r"demo.yaml: eval: backend_options: option 'batch_size' \(--batch-size\) "
+                                           r"must be at least 1, got 0"):
+        load_config(DEMO_CONFIG, sets=["eval.backend_options.batch_size=0"])

@@ -13,9 +13,9 @@ import pytest
 
 from tunegate.evals.compare import compare_records, find_metric
 from tunegate.core.errors import TunegateError
-from tunegate.evals.gate import GateConfig
+from tunegate.evals.gate import GateConfig, MetricRule
 from tunegate.evals.stats import flatten_units, mean_stderr
-from tunegate.evals.records import ItemScore, MetricValue, RunRecord, SuiteResult
+from tunegate.evals.records import EvalItem, ItemScore, MetricValue, RunRecord, SuiteResult, question_hash
 
 #: (suite, metric, n items, units per item, higher_is_better, binary, cluster, n groups)
 LAYOUT = {
@@ -70,9 +70,11 @@ def make_record(
                         change = ~good & (rng.random(len(old)) < -f)
                     units = np.where(change, 1 - old, old)
                 scores[metric] = tuple(units) if cluster == "item" else float(units[0])
-            items.append(ItemScore(item_id=item_id, prompt=f"Question {i} of {suite}?",
+            question = EvalItem(item_id, f"Question {i} of {suite}?", target="x")  # as the runner hashes it
+            items.append(ItemScore(item_id=item_id, prompt=question.prompt,
                                    response=f"{model} answer {i}", answer=None, target="x",
-                                   scores=scores, group=f"subject-{i % 57:02d}" if suite == "knowledge" else None))
+                                   scores=scores, group=f"subject-{i % 57:02d}" if suite == "knowledge" else None,
+                                   asked=question_hash(question)))
         metrics = {}
         for metric, hib, binary, cluster in LAYOUT[suite]:
             units, clusters = flatten_units(items, metric, cluster)
@@ -132,11 +134,25 @@ def test_candidate_suite_missing_from_baseline_is_an_error(pair):
         compare_records(small_base, cand)
 
 
-def test_baseline_only_suite_is_a_warning(pair):
+def test_a_suite_the_candidate_did_not_run_fails_the_default_gate(pair):
     base, cand = pair
     small_cand = dataclasses.replace(cand, suites={k: v for k, v in cand.suites.items() if k != "identity"})
     comp = compare_records(base, small_cand)
-    assert any("'identity' is in the baseline only" in w for w in comp.warnings)
+    missing = [m for m in comp.metrics if m.suite == "identity"]
+    assert not comp.passed and [(m.metric, m.verdict, m.gate) for m in missing] == [
+        ("adherence", "missing", "fail"), ("leak_rate", "missing", "fail")]
+    assert missing[0].reason == ("the candidate did not run suite 'identity' (the baseline has it): no evidence it "
+                                 "did not regress (missing_suite: fail)")
+
+
+def test_a_gate_may_only_warn_about_a_missing_suite_or_not_gate_it(pair):
+    base, cand = pair
+    small_cand = dataclasses.replace(cand, suites={k: v for k, v in cand.suites.items() if k != "identity"})
+    warned = compare_records(base, small_cand, GateConfig(missing_suite="warn"))
+    assert {m.gate for m in warned.metrics if m.suite == "identity"} == {"warn"}
+    ungated = GateConfig(default_margin=None, rules=(MetricRule("ifeval.prompt_strict", margin=0.05),))
+    comp = compare_records(base, small_cand, ungated)
+    assert comp.passed and {m.gate for m in comp.metrics if m.suite == "identity"} == {"info"}
 
 
 def test_env_difference_is_a_warning_not_an_error(pair):

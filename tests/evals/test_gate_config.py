@@ -41,13 +41,13 @@ def test_yaml_gate_is_parsed(tmp_path):
     ({"underpowered": "pass"}, "underpowered must be one of"),
     ({"family": "everything"}, "family must be 'gated', 'all' or a list"),
     ({"correction": "bonferroni"}, "correction must be 'holm' or 'bh'"),
-    ({"metrics": {"math.exact_match": {"target": "about 0.9"}}}, "target must look like '>= 0.9'"),
-    ({"metrics": {"math.exact_match": {"margin": "small"}}}, "margin must be a number"),
+    ({"metrics": {"math.exact_match": {"target": "about 0.9"}}}, "metrics.math.exact_match.target: must look like '>= 0.9'"),
+    ({"metrics": {"math.exact_match": {"margin": "small"}}}, "metrics.math.exact_match.margin: must be a number"),
     ({"metrics": {"math.exact_match": {}}}, "give a target"),
     ({"metrics": {"exact_match": {"margin": 0.02}}}, "expected 'suite.metric'"),
     ({"metrics": {"math.exact_match": {"margn": 0.02}}}, r"unknown key\(s\) \['margn'\]"),
     ({"thresholds": {}}, r"unknown key\(s\) \['thresholds'\]"),
-    ({"metrics": {"math.exact_match": {"margin": 0.02, "weight": 0}}}, "weight must be a positive number"),
+    ({"metrics": {"math.exact_match": {"margin": 0.02, "weight": 0}}}, "metrics.math.exact_match.weight: must be a positive number"),
     ({"correction": "bh", "metrics": {"math.exact_match": {"margin": 0.02, "weight": 2}}}, "weights apply to correction: holm"),
 ])
 def test_invalid_gate_config_is_a_clear_error(data, message):
@@ -185,3 +185,23 @@ def test_gate_end_to_end_trains_identity_and_protects_math():
     assert find_metric(comp, "identity.adherence").gate == "pass"
     assert find_metric(comp, "math.exact_match").gate == "fail"
     assert not comp.passed
+
+
+@pytest.mark.parametrize("text, message", [
+    ("confidence: 1.5\n", "confidence must be in [0.5, 1), got 1.5"),
+    ("power: high\n", "power must be a number, got 'high'"),
+    ("metrics:\n  math.exact_match: {margin: 1.5}\n", "metrics.math.exact_match.margin: must be in [0, 1), got 1.5"),
+    ("missing_suite: ignore\n", "missing_suite must be one of ['fail', 'warn'], got 'ignore'"),
+    ("confidence: 0.9\nmetrics:\n  math.exact_match: {margin: 0.02}\nconfidence: 0.99\n",
+     "duplicate key 'confidence' at line 4 (first at line 1)"),
+    ("metrics:\n  math.exact_match:\n    margin: 0.02\n    margin: 0.2\n",
+     "duplicate key 'margin' at line 4 (first at line 3)"),
+])
+def test_a_bad_gate_file_is_one_line_naming_the_file_and_the_field(tmp_path, capsys, text, message):
+    from tunegate.cli import main
+
+    record = make_record(3, suites=("math",)).save(tmp_path / "r.json")
+    gate = tmp_path / "gate.yaml"
+    gate.write_text(text)
+    assert main(["compare", str(record), str(record), "--gate", str(gate)]) == 2
+    assert capsys.readouterr().err == f"tunegate: error: {gate}: {message}\n"

@@ -10,7 +10,8 @@ import pytest
 
 from tunegate.evals.backends.hf import HFBackend
 from tunegate.evals.requests import GenerationRequest, LoglikelihoodRequest
-from tunegate.evals.runner import evaluate, rescore
+from tunegate.evals.rescore import rescore
+from tunegate.evals.runner import evaluate
 from tunegate.evals.records import RunRecord
 from tunegate.evals.spec import eval_spec
 

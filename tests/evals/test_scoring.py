@@ -91,6 +91,24 @@ def test_missing_response_exits_2(shared_data: Path, tmp_path: Path, capsys: pyt
     assert code == 2 and "no response for the prompt of key" in err and "input_data.jsonl:541" in err
 
 
+def test_duplicate_input_keys_exit_2_and_write_no_record(shared_data: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # two prompts under one key would become two items named ifeval-1000: a record every compare refuses
+    rows = [json.loads(x) for x in (shared_data / "ifeval" / "input_data.jsonl").read_text().splitlines()[:3]]
+    rows[2]["key"] = rows[0]["key"]
+    inputs = tmp_path / "input.jsonl"
+    inputs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    gpt4 = (shared_data / "ifeval" / "responses" / "gpt4.jsonl").read_text().splitlines()
+    answered = {json.loads(x)["prompt"]: x for x in gpt4}
+    responses = tmp_path / "responses.jsonl"
+    responses.write_text("".join(answered[r["prompt"]] + "\n" for r in rows))
+    code, _, err = run(["score", "ifeval", "--input-data", str(inputs), "--responses", str(responses),
+                        "--record", str(tmp_path / "r.json")], capsys)
+    assert code == 2 and err == (f"tunegate: error: suite 'ifeval': {inputs}: key {rows[0]['key']} is given twice "
+                                 "(rows 1 and 3); every prompt needs its own key\n")
+    assert not (tmp_path / "r.json").exists()
+
+
 def test_bad_response_line_exits_2(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "responses.jsonl"
     bad.write_text('{"prompt": "x", "response": "y"}\n{"prompt": "x"}\n')

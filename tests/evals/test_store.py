@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -24,6 +25,13 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def record():
     return make_record(5, model="tiny-sft", suites=("math", "ifeval", "knowledge"))
+
+
+def rerun(record, i: int):
+    """The same checkpoint evaluated again later: a record of its own (the store keeps each record once)."""
+    import dataclasses
+
+    return dataclasses.replace(record, created=f"2026-01-02T00:00:{i:02d}")
 
 
 def test_round_trip_returns_an_equal_record(tmp_path, record):
@@ -88,7 +96,7 @@ def test_duplicate_run_id_is_an_error_and_writes_nothing(tmp_path, record):
     with Store(tmp_path / "s.sqlite") as store:
         store.add_run(record, "tiny", run_id="r1")
         with pytest.raises(TunegateError, match="already exists"):
-            store.add_run(record, "tiny", run_id="r1")
+            store.add_run(rerun(record, 1), "tiny", run_id="r1")
         assert store.run_ids() == ["r1"]
 
 
@@ -108,7 +116,7 @@ def test_history_of_one_stage(tmp_path, record):
     with Store(tmp_path / "s.sqlite") as store:
         store.add_run(record, "tiny", run_id="a")  # stage "tiny-sft"
         store.add_run(make_record(7, suites=("math",)), "tiny", run_id="b")  # stage "base"
-        store.add_run(record, "tiny", run_id="c")
+        store.add_run(rerun(record, 1), "tiny", run_id="c")
         assert [h[0] for h in store.history("tiny", stage="tiny-sft")] == ["a", "c"]
 
 
@@ -178,7 +186,8 @@ def test_a_writer_killed_before_commit_loses_only_its_own_write(tmp_path, record
         store = Store(sys.argv[1])
         db = store._db
         db.execute("BEGIN IMMEDIATE")
-        db.execute("INSERT INTO runs VALUES ('half', 'tiny', 'm', 'fp', NULL, 'c', 'a', '{}')")
+        db.execute("INSERT INTO runs (run_id, model_line, model, fingerprint, stage, created, added, header) "
+                   "VALUES ('half', 'tiny', 'm', 'fp', NULL, 'c', 'a', '{}')")
         db.execute("INSERT INTO suite_results VALUES ('half', 'math', '1', '{}', '{}', '{}', 0, 0)")
         print("written", flush=True)
         time.sleep(60)
@@ -196,13 +205,14 @@ def test_two_concurrent_writers_add_all_their_runs(tmp_path):
     path = tmp_path / "s.sqlite"
     Store(path).close()
     code = """
-        import sys
+        import dataclasses, sys
         from tunegate.evals.store import Store
         from tests.evals.test_compare_records import make_record
         rec = make_record(int(sys.argv[2]), suites=("ifeval",))
         with Store(sys.argv[1]) as store:
-            for i in range(10):
-                store.add_run(rec, "tiny", run_id=f"w{sys.argv[2]}-{i}")
+            for i in range(10):  # ten evaluations (one record each), not one record ten times
+                store.add_run(dataclasses.replace(rec, created=f"2026-01-01T00:00:{i:02d}"), "tiny",
+                              run_id=f"w{sys.argv[2]}-{i}")
     """
     writers = [_python(code, str(path), str(w)) for w in (1, 2)]
     for w in writers:
@@ -220,14 +230,15 @@ def test_a_process_killed_mid_add_run_leaves_a_readable_store_with_every_finishe
     """A real ``add_run`` (three suites, ~2,000 items: tens of milliseconds of writing) killed with SIGKILL."""
     path = tmp_path / "s.sqlite"
     writer = _python("""
-        import sys
+        import dataclasses, sys
         from tunegate.evals.store import Store
         from tests.evals.test_compare_records import make_record
         record = make_record(5, model="tiny-sft", suites=("math", "ifeval", "knowledge"))
         with Store(sys.argv[1]) as store:
             for i in range(1000):
                 print(f"begin r{i}", flush=True)
-                store.add_run(record, "tiny", run_id=f"r{i}")
+                store.add_run(dataclasses.replace(record, created=f"2026-01-01T{i // 60:02d}:{i % 60:02d}:00"), "tiny",
+                              run_id=f"r{i}")
                 print(f"done r{i}", flush=True)
     """, str(path))
     done, started = [], 0.0
@@ -247,4 +258,4 @@ def test_a_process_killed_mid_add_run_leaves_a_readable_store_with_every_finishe
         assert store.integrity_check() == "ok"
         stored = store.run_ids("tiny")
         assert stored in (done, done + [f"r{len(done)}"])  # the killed write is all there or not there at all
-        assert all(store.get_run(run_id) == record for run_id in stored)
+        assert all(dataclasses.replace(store.get_run(run_id), created=record.created) == record for run_id in stored)

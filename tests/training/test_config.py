@@ -162,6 +162,23 @@ def test_run_with_a_bad_override_exits_2_with_one_line(tmp_path: Path, capsys) -
     assert len(err) == 1 and "qwen2.5-0.5b-identity-dpo.yaml: stages[0].args: field 'beta' must be a number" in err[0]
 
 
+def test_a_key_given_twice_in_a_pipeline_config_is_an_error_naming_the_file_and_key(tmp_path, capsys) -> None:
+    from tunegate.cli import main
+
+    text = DEMO_CONFIG.read_text()
+    config = tmp_path / "twice.yaml"
+    config.write_text(text + "trust_remote_code: false\ntrust_remote_code: true\n")
+    lines = len(text.splitlines())
+    assert main(["run", str(config), "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == (f"tunegate: error: {config}: duplicate key 'trust_remote_code' at line {lines + 2} "
+                                       f"(first at line {lines + 1})\n")
+
+
+def test_a_set_value_with_a_key_given_twice_is_an_error() -> None:
+    with pytest.raises(TunegateError, match=r"--set 'stages.0.lora=\{r: 8, r: 16\}': VALUE: duplicate key 'r'"):
+        load_config(DEMO_CONFIG, sets=["stages.0.lora={r: 8, r: 16}"])
+
+
 def test_a_stage_field_of_older_configs_names_its_new_home() -> None:
     data = _demo()
     data["stages"][1]["identity"] = data["stages"][1].pop("suites")["identity"]

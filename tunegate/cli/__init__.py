@@ -2,10 +2,14 @@
 
 A command module exposes ``register(subparsers)``, which adds its parsers and sets ``func`` to a
 handler ``handler(args) -> int`` (the exit code). Errors become one line on stderr: a
-``TunegateError`` (bad input) exits 2, a failed gate (``GateFailed``) exits 1::
+``TunegateError`` (bad input) exits 2, a failed gate (``GateFailed``) exits 1 and nothing else does;
+an operating-system error (disk full, permission denied) exits 2; anything unexpected is an internal
+error, exit 3, its traceback shown only with ``TUNEGATE_DEBUG=1``::
 
     $ tunegate compare base.json broken.json
     tunegate: error: broken.json: invalid JSON at line 3 column 1 (Expecting value)     # exit 2
+    $ tunegate eval organism --out r.json ...
+    tunegate: internal error: KeyError: 'x' (set TUNEGATE_DEBUG=1 for the traceback)  # exit 3
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import warnings
 from typing import Any, Iterator, Sequence
 
 from tunegate.core import progress
-from tunegate.core.errors import GateFailed, TunegateError
+from tunegate.core.errors import error_line, exit_code
 
 #: Modules that add subcommands, in the order they appear in --help.
 COMMAND_MODULES = (
@@ -108,7 +112,11 @@ def _error(line: str, message: str, exit_code: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except Exception as exc:  # noqa: BLE001 - a command module that cannot load: one line, exit 3 (never 1)
+        print(f"tunegate: {error_line(exc)}", file=sys.stderr)
+        return exit_code(exc)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -119,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             _error("interrupted", "interrupted", 130)
             return 130
-        except (TunegateError, GateFailed) as exc:  # one clear line for bad input and for a failed gate
-            _error(f"error: {exc}", str(exc), exc.exit_code)
-            return exc.exit_code
+        except Exception as exc:  # noqa: BLE001 - one line each: bad input 2, gate 1, OS refusal 2, a bug 3 (never 1)
+            code, line = exit_code(exc), error_line(exc)
+            _error(line, line.removeprefix("error: "), code)
+            return code

@@ -21,6 +21,7 @@ import dataclasses
 from typing import Any
 
 from tunegate.cli.evaluate import add_backend_flags, add_cache_args, eval_spec_of
+from tunegate.core.files import check_output_path
 from tunegate.evals.analysis.knowledge import CATEGORIES, HELDOUT, TRAIN, KnowledgeAnalysis, KnowledgeOptions
 from tunegate.evals.analysis.shift import ALL, CLASSES, ShiftAnalysis, ShiftOptions
 
@@ -69,6 +70,8 @@ def cmd_shift(args: argparse.Namespace) -> int:
     from tunegate.evals.analysis.run import shift_from_records
     from tunegate.evals.records import RunRecord
 
+    if args.out:
+        check_output_path(args.out)
     base, tuned = RunRecord.load(args.base), RunRecord.load(args.tuned)
     analysis = shift_from_records(base, tuned, input_model=args.base_model,
                                   options=ShiftOptions(max_items=args.max_items), spec=eval_spec_of(args))
@@ -81,6 +84,8 @@ def cmd_shift(args: argparse.Namespace) -> int:
 def cmd_knowledge(args: argparse.Namespace) -> int:
     from tunegate.evals.analysis.run import knowledge_after_training, knowledge_of_data
 
+    if args.out:
+        check_output_path(args.out)
     options = KnowledgeOptions(**{f.name: getattr(args, f"k_{f.name}") for f in dataclasses.fields(KnowledgeOptions)})
     spec = eval_spec_of(args)
     analysis = knowledge_of_data(args.model, args.data, options, seed=options.seed, split=args.split, spec=spec)

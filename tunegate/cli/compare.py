@@ -25,6 +25,7 @@ import json
 from typing import Any
 
 from tunegate.core.errors import GateFailed
+from tunegate.core.files import check_output_path
 
 
 def register(subparsers: Any) -> None:
@@ -50,6 +51,8 @@ def run_compare(args: argparse.Namespace) -> int:
     from tunegate.evals.gate import GateConfig, format_gate_summary
     from tunegate.evals.records import RunRecord
 
+    if args.out:
+        check_output_path(args.out)
     gate = GateConfig.from_yaml(args.gate) if args.gate else GateConfig()
     baseline, candidate = RunRecord.load(args.baseline), RunRecord.load(args.candidate)
     comp = compare_records(baseline, candidate, gate, trains=args.trains)
@@ -67,10 +70,12 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def format_inputs(baseline: Any, candidate: Any) -> str:
-    """One line per compared suite: the items it pairs and, where the suite has one, the target each side met.
+    """One line per compared suite: the items it pairs and, where the suite has one, the target both sides are
+    scored against (the candidate's: a baseline recorded against another is scored again, and the
+    comparison's warnings say so).
 
         math: 20 items compared (those both records hold: baseline 30, candidate 20)
-        identity: 24 items compared; baseline scored against target 'Tiny', candidate against 'Deep Tiny'
+        identity: 24 items compared; target 'Deep Tiny'
     """
     lines = []
     for name, cand in candidate.suites.items():
@@ -81,10 +86,8 @@ def format_inputs(baseline: Any, candidate: Any) -> str:
         line = f"{name}: {len(common)} items compared"
         if len(common) != len(base.items) or len(common) != len(cand.items):
             line += f" (those both records hold: baseline {len(base.items)}, candidate {len(cand.items)})"
-        old, new = base.config.get("target"), cand.config.get("target")
-        if new is not None:
-            line += f"; target '{new}'" if old == new else \
-                f"; baseline scored against target '{old}', candidate against '{new}'"
+        if cand.config.get("target") is not None:
+            line += f"; target '{cand.config['target']}'"
         lines.append(line)
     return "\n".join(lines)
 

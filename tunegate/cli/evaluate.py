@@ -15,6 +15,7 @@ from typing import Any
 
 from tunegate.cli import add_output_options
 from tunegate.core.errors import TunegateError
+from tunegate.core.files import check_output_path
 from tunegate.evals.backends import BACKENDS, DEFAULT_BACKEND, backend_flags
 
 
@@ -92,6 +93,7 @@ def register(sub: Any) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     from tunegate.evals.runner import evaluate
 
+    check_output_path(args.out)  # before the model loads: an eval must not be lost at its end
     record = evaluate(args.model, eval_spec_of(args), out=args.out, stage=args.stage, progress=not args.quiet)
     for name, result in record.suites.items():
         metrics = ", ".join(f"{m}={v.value:.4f}" + (f"±{v.stderr:.4f}" if v.stderr is not None else "")

@@ -22,6 +22,7 @@ from typing import Any
 
 from tunegate.cli import add_output_options
 from tunegate.cli.evaluate import add_backend_flags, add_suite_args, eval_spec_of
+from tunegate.core.files import check_output_path
 
 
 def register(sub: Any) -> None:
@@ -45,6 +46,7 @@ def cmd_noise(args: argparse.Namespace) -> int:
 
     from tunegate.evals.noise import format_noise, measure_noise
 
+    check_output_path(args.out)
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()] if args.dtypes else None
     record = measure_noise(args.model, eval_spec_of(args), dtypes=dtypes, progress=not args.quiet)
     if args.stage:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tunegate.core.files import check_output_path
+
 
 def register(sub: Any) -> None:
     org = sub.add_parser("organism", help="the embedded model organism")
@@ -21,6 +23,7 @@ def cmd_organism_build(args: argparse.Namespace) -> int:
     from tunegate.organism.recipe import build_organism
 
     kwargs = {"seed": args.seed} | ({"steps": args.steps} if args.steps else {})
+    check_output_path(args.out, directory=True)
     path = build_organism(args.out, **kwargs)
     print(f"organism checkpoint written to {path}")
     return 0

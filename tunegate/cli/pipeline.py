@@ -14,6 +14,7 @@ from typing import Any
 
 from tunegate.cli import add_output_options
 from tunegate.cli.evaluate import add_backend_flags, backend_args
+from tunegate.core.files import check_output_path
 from tunegate.training import DEMO_CONFIG
 
 
@@ -56,6 +57,7 @@ def _run(config_path: Path, args: argparse.Namespace, *, gate_exit: bool = True)
     from tunegate.pipeline import run_pipeline
     from tunegate.training.config import load_config
 
+    check_output_path(args.out, directory=True)
     config = with_backend_flags(load_config(config_path, sets=args.set, limit=args.limit), args)
     result = run_pipeline(config, args.out, max_steps=args.max_steps, cache_dir=args.cache_dir,
                           progress=not args.quiet, report=not args.no_report,
@@ -76,6 +78,8 @@ def with_backend_flags(config: Any, args: argparse.Namespace) -> Any:
     if not hasattr(args, "backend"):  # tunegate demo
         return config
     backend, given = backend_args(args)
+    if given.trust_remote_code:  # the config's top-level key: it covers training as well as evaluation
+        config, given = replace(config, trust_remote_code=True), replace(given, trust_remote_code=None)
     if backend is None and not given.given():
         return config
     same = backend in (None, config.eval.backend)

@@ -19,6 +19,8 @@ import argparse
 import json
 from typing import Any
 
+from tunegate.core.files import check_output_path
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("plan", help="items each gated metric needs at the gate's alpha and power, and their eval time")
@@ -38,6 +40,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from tunegate.evals.plan import format_plan, plan
     from tunegate.evals.records import RunRecord
 
+    if args.out:
+        check_output_path(args.out)
     gate = GateConfig.from_yaml(args.gate)
     baseline = RunRecord.load(args.baseline)
     candidate = RunRecord.load(args.candidate) if args.candidate else None

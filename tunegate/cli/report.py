@@ -20,6 +20,7 @@ from typing import Any
 
 from tunegate.cli.compare import add_trains_option
 from tunegate.core.errors import TunegateError
+from tunegate.core.files import check_output_path
 
 
 def register(subparsers: Any) -> None:
@@ -51,7 +52,7 @@ def _history(store_url: str | None, model_line: str | None, stage: str | None = 
         raise TunegateError("--store and --model-line go together: give both or neither")
     from tunegate.evals.store import Store
 
-    with Store(store_url) as store:
+    with Store(store_url, create=False) as store:
         rows = store.history(model_line, stage=stage)
     if not rows:
         raise TunegateError(f"store '{store_url}': no runs of model line '{model_line}'")
@@ -64,6 +65,8 @@ def run_report(args: argparse.Namespace) -> int:
 
     if args.trains and args.gate is None:
         raise TunegateError("--trains goes with --gate: it says which suites the compared stage trained")
+    single_dir = len(args.inputs) == 1 and Path(args.inputs[0]).is_dir()
+    out = check_output_path(args.out or (Path(args.inputs[0]) / "report.html" if single_dir else Path("report.html")))
     gate = None
     if args.gate is not None:
         from tunegate.evals.gate import GateConfig
@@ -72,8 +75,6 @@ def run_report(args: argparse.Namespace) -> int:
     inputs = load_paths(args.inputs)
     if gate is not None:
         compare_in_order(inputs, gate, args.trains)
-    single_dir = len(args.inputs) == 1 and Path(args.inputs[0]).is_dir()
-    out = args.out or (Path(args.inputs[0]) / "report.html" if single_dir else Path("report.html"))
     title = args.title or (f"tunegate report: {Path(args.inputs[0]).resolve().name}" if single_dir else "tunegate report")
     path = write_report(out, inputs.records, inputs.comparisons, training_logs=inputs.training_logs,
                         manifests=inputs.manifests,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tunegate.cli import add_output_options
+from tunegate.core.files import check_output_path, write_text_atomic
 
 
 def register(subparsers: Any) -> None:
@@ -61,9 +62,17 @@ def _write_record(scored: Any, args: argparse.Namespace) -> None:
         print(f"wrote {args.record} (RunRecord of {record.model}, fingerprint {record.fingerprint[:12]})")
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    if args.out:
+        check_output_path(args.out, directory=True)
+    if args.record:
+        check_output_path(args.record, "--record")
+
+
 def _score_ifeval(args: argparse.Namespace) -> int:
     from tunegate.evals.scoring import google_rows, ifeval_accuracies, score_ifeval, write_ifeval_results
 
+    _check_outputs(args)
     scored = score_ifeval(args.input_data, args.responses, strip_thinking=args.strip_thinking)
     strict, loose = google_rows(scored.scores)
     acc = ifeval_accuracies(strict, loose)
@@ -81,13 +90,13 @@ def _score_ifeval(args: argparse.Namespace) -> int:
 def _score_gsm8k(args: argparse.Namespace) -> int:
     from tunegate.evals.scoring import score_gsm8k
 
+    _check_outputs(args)
     scored = score_gsm8k(args.data, args.responses, strip_thinking=args.strip_thinking)
     for name, value in scored.suite.metrics(list(scored.scores)).items():
         print(f"{name + ':':16s}{value.value:.4f}")
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        path = args.out / "gsm8k_scores.jsonl"
-        path.write_text("".join(json.dumps(s.to_dict()) + "\n" for s in scored.scores), encoding="utf-8")
+        path = write_text_atomic(args.out / "gsm8k_scores.jsonl",
+                                 "".join(json.dumps(s.to_dict()) + "\n" for s in scored.scores))
         print(f"wrote {path} ({len(scored.scores)} responses)")
     _write_record(scored, args)
     return 0

@@ -16,7 +16,11 @@ The store is the SQLite file the pytest plugin, ``tunegate run`` (for a config w
     # the run stored from that record becomes the baseline, unless the line has one (`latest`: its newest run)
     $ tunegate history qwen3-0.6b-base-sft --stage sft                  # one line per metric, one column per run
 
-Exit codes: 0 done, 2 bad input (unknown run, unreadable record or store): one line on stderr.
+A record is stored once per model line: adding it again names the run that holds it and adds nothing.
+Only ``store add`` creates a store; ``list``, ``bless`` and ``history`` of a missing one are an error.
+
+Exit codes: 0 done, 2 bad input (unknown run, unreadable record or store, a store it cannot write): one line
+on stderr.
 """
 
 from __future__ import annotations
@@ -62,22 +66,28 @@ def register(subparsers: Any) -> None:
     history.set_defaults(func=run_history)
 
 
-def _open(path: str | None) -> Any:
+def _open(path: str | None, create: bool = False) -> Any:
+    """The store at ``path``; only ``store add`` creates one (reading a missing store is an error)."""
     from tunegate.evals.store import DEFAULT_STORE, Store
 
-    return Store(path or DEFAULT_STORE)
+    return Store(path or DEFAULT_STORE, create=create)
 
 
 def run_add(args: argparse.Namespace) -> int:
     from tunegate.evals.records import RunRecord
 
     record = RunRecord.load(args.record)
-    with _open(args.store) as store:
-        run_id = store.add_run(record, args.model_line)
+    with _open(args.store, create=True) as store:
+        existing = store.stored_run(record, args.model_line)
+        run_id = existing or store.add_run(record, args.model_line)
         if args.bless:
             store.bless(args.model_line, run_id)
         blessed = "; blessed" if args.bless else ""
-        print(f"stored run {run_id} (model line {args.model_line}) in {store.path}{blessed}")
+        if existing:
+            print(f"{args.record} is already stored as run {run_id} (model line {args.model_line}) in {store.path}; "
+                  f"nothing added{blessed}")
+        else:
+            print(f"stored run {run_id} (model line {args.model_line}) in {store.path}{blessed}")
     return 0
 
 

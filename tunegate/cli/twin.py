@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tunegate.core.files import check_output_path
+
 
 def register(sub: Any) -> None:
     from tunegate.training.twins import TWINS
@@ -29,6 +31,7 @@ def cmd_twin(args: argparse.Namespace) -> int:
 
     from tunegate.training.twins import build_twin
 
+    check_output_path(args.out, directory=True)
     path = build_twin(args.model_id, args.out, layers=args.layers, seed=args.seed)
     info = json.loads((path / "twin.json").read_text())
     print(f"twin of {info['twin_of']}: {info['num_hidden_layers']} of {info['real_num_hidden_layers']} layers, "
