@@ -115,14 +115,16 @@ def quiet_lm_eval() -> Iterator[None]:
     import lm_eval.api.task as api_task
 
     logger = logging.getLogger("lm_eval")
-    level, bar = logger.level, api_task.tqdm
+    level, bar = logger.level, getattr(api_task, "tqdm", None)
     logger.setLevel(logging.ERROR)
-    api_task.tqdm = lambda iterable, **_: iterable
+    if bar is not None:
+        api_task.tqdm = lambda iterable, **_: iterable
     try:
         yield
     finally:
         logger.setLevel(level)
-        api_task.tqdm = bar
+        if bar is not None:
+            api_task.tqdm = bar
 
 
 @dataclass(frozen=True)

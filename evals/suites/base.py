@@ -98,6 +98,12 @@ class Suite(ABC):
     #: none: the entry point sets it (``EvalSpec.reference``: the plugin's baseline, a stage's input record).
     reference: RunRecord | None = None
 
+    @classmethod
+    def for_name(cls, name: str) -> type["Suite"]:
+        """The suite class of one name of a family of suites registered as ``cls`` (``FAMILIES``: the class of
+        ``lm-eval:gsm8k``, of ``checks/refusals.yaml``)."""
+        raise NotImplementedError(f"suite '{cls.name}' is not a family of suites")
+
     def __init__(self, options: SuiteOptions | None = None, /, **fields: Any) -> None:
         """``Suite(options)``, or ``Suite(field=value, ...)`` for the options' fields (Python callers)."""
         self.options = options if options is not None else self.Options(**fields)
