@@ -6,6 +6,8 @@ completion the organism knows, half a question it does not answer; two filter pi
 and whitespace filters) and a multiple-choice task over 15 MMLU astronomy questions of the shared data
 (``acc``, ``acc_norm``). The organism is evaluated on both by ``tunegate eval`` and by ``lm_eval.simple_evaluate``
 (its HF backend, float32, one thread, ``log_samples=True``), and every document's every metric is compared.
+The module costs about 15 CPU s (both evaluations twice, plain and with the chat template; a noised organism; the
+plugin in a pytester run).
 """
 
 from __future__ import annotations
