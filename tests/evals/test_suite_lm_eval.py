@@ -1,9 +1,9 @@
 """``lm-eval:TASK`` suites: per-document scores equal lm-eval's own, and they gate through compare, the plugin and run.
 
 Two tasks are written here as local lm-eval YAML (``dataset_path: json``), found through ``--lm-eval-include-path``
-as lm-eval's ``--include_path`` finds them: a generation task over the organism's capitals (half the prompts a
-completion the organism knows, half a question it does not answer; two filter pipelines of lm-eval's own regex
-and whitespace filters) and a multiple-choice task over 15 MMLU astronomy questions of the shared data
+as lm-eval's ``--include_path`` finds them: a generation task over capitals (24 prompts, completions and questions,
+about capitals the organism knows, 4 about invented lands it cannot know; two filter pipelines of lm-eval's own
+regex and whitespace filters) and a multiple-choice task over 15 MMLU astronomy questions of the shared data
 (``acc``, ``acc_norm``). The organism is evaluated on both by ``tunegate eval`` and by ``lm_eval.simple_evaluate``
 (its HF backend, float32, one thread, ``log_samples=True``), and every document's every metric is compared.
 The module costs about 15 CPU s (both evaluations twice, plain and with the chat template; a noised organism; the
