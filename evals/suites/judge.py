@@ -106,10 +106,17 @@ class JudgeSuite(Suite):
             items.append(EvalItem(id=f"judge-{i:04d}", prompt=text,
                                   messages=system + ({"role": "user", "content": text},),
                                   group=str(row["category"]) if row.get("category") else None))
-        self._answers = self._reference_answers(items)
-        if self._answers is not None and not o.judge_model:
-            raise SuiteError("suite 'judge': option 'judge_model' is needed to judge against the baseline's answers "
-                             "(a model id, checkpoint or served model name)")
+        return items
+
+    def items(self) -> list[EvalItem]:
+        """The items to run (``limit``'s subset), and the baseline's answer to each when there is a baseline:
+        checked with the items, before any model loads."""
+        items = super().items()
+        if not hasattr(self, "_answers"):
+            self._answers = self._reference_answers(items)
+            if self._answers is not None and not self.options.judge_model:
+                raise SuiteError("suite 'judge': option 'judge_model' is needed to judge against the baseline's "
+                                 "answers (a model id, checkpoint or served model name)")
         return items
 
     def _reference_answers(self, items: Sequence[EvalItem]) -> dict[str, str] | None:

@@ -208,3 +208,16 @@ def test_a_served_judge_gives_the_in_process_judges_verdicts(baseline: Path, pro
         assert server.requests() == 2 * len(PROMPTS)  # both orders of every prompt, none from the cache
     judgments = {name: [[v["judgment"] for v in s.meta["verdicts"]] for s in items] for name, items in records.items()}
     assert judgments["served"] == judgments["hf"]
+
+
+@pytest.mark.slow
+def test_a_limited_candidate_is_judged_against_a_baseline_of_the_same_limit(prompts: Path, organism_dir: Path,
+                                                                            tmp_path: Path) -> None:
+    """~2 CPU s: both records hold the same 3 of the 8 prompts (one seeded order)."""
+    base, cand = tmp_path / "base.json", tmp_path / "cand.json"
+    common = [*judge_args(prompts, organism_dir), "--limit", "3", "--quiet", "--cache-dir", str(tmp_path / "cache")]
+    assert main(["eval", str(organism_dir), *common, "--out", str(base)]) == 0
+    assert main(["eval", str(organism_dir), *common, "--suite-option", f"judge.reference={base}",
+                 "--suite-option", "judge.verdict=likelihood", "--out", str(cand)]) == 0
+    items = RunRecord.load(cand).suites["judge"].items
+    assert len(items) == 3 and all(len(s.meta["verdicts"]) == 2 for s in items)
