@@ -143,17 +143,25 @@ class JudgeSuite(Suite):
             return [ItemScore(item_id=it.id, prompt=it.prompt, response=a, answer="tie", target=None,
                               scores={WIN_RATE: TIE}, group=it.group, meta={"reference": "self"})
                     for it, a in zip(items, answers)]
-        o = self.options
-        judge = load_backend(o.judge_model, o.judge_backend, o.judge_options)
+        judge = self._judge_backend(calls)
         try:
             chats = [self._judge_chat(it, pair) for it, a in zip(items, answers)
                      for pair in ((self._answers[it.id], a), (a, self._answers[it.id]))]
             judgments = self._judgments(chats, calls, judge)
         finally:
-            if hasattr(judge, "close"):
+            if judge is not calls.backend and hasattr(judge, "close"):
                 judge.close()
         return [self._judged(it, a, judgments[2 * k:2 * k + 2], judge.fingerprint)
                 for k, (it, a) in enumerate(zip(items, answers))]
+
+    def _judge_backend(self, calls: Calls) -> Any:
+        """The judge: the evaluated model's own backend when the judge is that model on that backend with no options
+        of its own (a model judging itself loads once), else a backend loaded for it."""
+        o = self.options
+        info = calls.backend.info() if hasattr(calls.backend, "info") else {}
+        if o.judge_model == calls.backend.name and info.get("backend") == o.judge_backend and not o.judge_options.given():
+            return calls.backend
+        return load_backend(str(o.judge_model), o.judge_backend, o.judge_options)
 
     def _judge_chat(self, item: EvalItem, pair: tuple[str, str]) -> tuple[dict[str, str], ...]:
         """The judge's chat for one order: ``pair`` is (assistant A's answer, assistant B's)."""

@@ -221,3 +221,28 @@ def test_a_limited_candidate_is_judged_against_a_baseline_of_the_same_limit(prom
                  "--suite-option", "judge.verdict=likelihood", "--out", str(cand)]) == 0
     items = RunRecord.load(cand).suites["judge"].items
     assert len(items) == 3 and all(len(s.meta["verdicts"]) == 2 for s in items)
+
+
+@pytest.mark.slow
+def test_a_real_judges_position_bias_cancels_and_swapping_the_sides_mirrors_the_score(
+        smollm2_dir: Path, organism_dir: Path, prompts: Path, tmp_path: Path) -> None:
+    """SmolLM2-135M-Instruct judges (by likelihood) its own answers against the organism's, the organism's against its
+    own, and its own against themselves (A/A): swapping baseline and candidate mirrors every item's score (the same
+    two judge prompts, roles exchanged), and the A/A is 0.5 on every item whatever the judge prefers. ~25 CPU s."""
+    def evaluate(model: Path, name: str, reference: Path | None = None) -> Path:
+        out = tmp_path / f"{name}.json"
+        extra = ["--suite-option", f"judge.reference={reference}"] if reference else []
+        assert main(["eval", str(model), *judge_args(prompts, smollm2_dir), "--limit", "4", "--suite-option",
+                     "judge.verdict=likelihood", *extra, "--out", str(out), "--quiet",
+                     "--cache-dir", str(tmp_path / "cache")]) == 0
+        return out
+
+    organism, smollm2 = evaluate(organism_dir, "organism"), evaluate(smollm2_dir, "smollm2")
+    scores = {name: [s.scores["win_rate"] for s in RunRecord.load(path).suites["judge"].items]
+              for name, path in (("smollm2 vs organism", evaluate(smollm2_dir, "a", organism)),
+                                 ("organism vs smollm2", evaluate(organism_dir, "b", smollm2)),
+                                 ("a/a", evaluate(smollm2_dir, "c", smollm2)))}
+    assert [a + b for a, b in zip(scores["smollm2 vs organism"], scores["organism vs smollm2"])] == [1.0] * 4
+    assert scores["a/a"] == [0.5] * 4
+    verdicts = RunRecord.load(tmp_path / "a.json").suites["judge"].breakdowns["verdict"]
+    assert verdicts["unparsed"] == 0.0  # by likelihood, every judgment is a verdict
