@@ -2,7 +2,8 @@
 
 One SFT stage of two steps on the organism (about 15 CPU s in all): the base and the stage are evaluated on the
 three suites, the stage is compared with the base under a gate on the lm-eval metric and the judge's win rate, the
-stage's judge items are judged against the base record's answers, and the report renders them.
+stage's judge items are judged against the base record's answers, the report renders them, and the results store
+holds both records as written.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tests.evals.test_suite_file import CAPITALS, suite_file
 from tests.evals.test_suite_lm_eval import organism_capitals, write_tasks
 from tunegate.cli import main
 from tunegate.evals.records import Comparison, RunRecord
+from tunegate.evals.store import Store
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +32,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ("Who are you?", "What is 3 + 4?",
                                                                            "Name a capital city.")))
     config = {
-        "name": "any-suite", "base_model": "organism",
+        "name": "any-suite", "base_model": "organism", "model_line": "any-suite",
         "eval": {"lm_eval_include_path": str(tasks), "suites": {
             "lm-eval:tg_capitals": {}, str(checks): {},
             "judge": {"source": str(prompts), "max_new_tokens": 12, "judge_model": "organism",
@@ -42,7 +44,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     path = root / "any.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     out = root / "run"
-    code = main(["run", str(path), "--out", str(out), "--max-steps", "2", "--quiet", "--cache-dir", str(root / "cache")])
+    code = main(["run", str(path), "--out", str(out), "--max-steps", "2", "--quiet", "--cache-dir", str(root / "cache"),
+                 "--store", str(root / "store.sqlite")])
     return out, code
 
 
@@ -67,3 +70,11 @@ def test_the_report_shows_the_new_suites(run_dir: tuple[Path, int]) -> None:
     out, _ = run_dir
     html = (out / "report.html").read_text()
     assert "lm-eval:tg_capitals" in html and "judge" in html and "capitals" in html
+
+
+def test_the_store_holds_the_new_suites_records_as_written(run_dir: tuple[Path, int]) -> None:
+    out, _ = run_dir
+    with Store(out.parent / "store.sqlite", create=False) as store:
+        stored = {(r := store.get_run(run_id)).stage: r for run_id in store.run_ids("any-suite")}
+    assert stored == {stage: RunRecord.load(out / "records" / f"{stage}.json") for stage in ("base", "sft")}
+    assert set(stored["sft"].suites) == {"lm-eval:tg_capitals", "capitals", "judge"}
