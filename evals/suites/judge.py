@@ -159,7 +159,8 @@ class JudgeSuite(Suite):
         of its own (a model judging itself loads once), else a backend loaded for it."""
         o = self.options
         info = calls.backend.info() if hasattr(calls.backend, "info") else {}
-        if o.judge_model == calls.backend.name and info.get("backend") == o.judge_backend and not o.judge_options.given():
+        same = o.judge_model == calls.backend.name and info.get("backend") == o.judge_backend
+        if same and not o.judge_options.given():
             return calls.backend
         return load_backend(str(o.judge_model), o.judge_backend, o.judge_options)
 

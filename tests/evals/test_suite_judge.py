@@ -246,3 +246,28 @@ def test_a_real_judges_position_bias_cancels_and_swapping_the_sides_mirrors_the_
     assert scores["a/a"] == [0.5] * 4
     verdicts = RunRecord.load(tmp_path / "a.json").suites["judge"].breakdowns["verdict"]
     assert verdicts["unparsed"] == 0.0  # by likelihood, every judgment is a verdict
+
+
+@pytest.mark.slow
+def test_a_model_judging_itself_is_loaded_once(baseline: Path, prompts: Path, organism_dir: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """~3 CPU s: the organism judged by the organism on the same backend with no judge options of its own: the judge
+    is the evaluated model's backend (no second load), and the verdicts are those of a separately loaded judge."""
+    import tunegate.evals.suites.judge as judge_module
+
+    loads: list[str] = []
+    real_load = judge_module.load_backend
+    monkeypatch.setattr(judge_module, "load_backend",
+                        lambda model, *a, **k: loads.append(model) or real_load(model, *a, **k))
+
+    def judged(*extra: str) -> list[list[str]]:
+        out = tmp_path / f"judged{len(extra)}.json"
+        assert main(["eval", str(organism_dir), *judge_args(prompts, organism_dir), "--limit", "4", "--suite-option",
+                     f"judge.reference={baseline}", "--suite-option", "judge.verdict=likelihood", *extra,
+                     "--out", str(out), "--quiet", "--no-cache"]) == 0
+        return [[v["verdict"] for v in s.meta["verdicts"]] for s in RunRecord.load(out).suites["judge"].items]
+
+    itself = judged()
+    assert loads == []
+    separately = judged("--suite-option", 'judge.judge_options={"batch_size": 1}')
+    assert loads == [str(organism_dir)] and separately == itself
