@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -121,6 +122,22 @@ def test_an_unreachable_hub_is_one_line_naming_the_command_and_the_folder(tmp_pa
     assert (f"run `tunegate data fetch mmlu --out DIR` where it is reachable and copy DIR/mmlu to "
             f"{tmp_path / 'data' / 'mmlu'} (or set TUNEGATE_DATA=DIR)") in err
     assert not (tmp_path / "data" / "mmlu").exists()
+
+
+@pytest.mark.slow
+def test_without_network_the_error_is_the_same_line_after_the_hubs_retries(tmp_path: Path) -> None:
+    """No HF_HUB_OFFLINE, the hub at a closed local port: huggingface_hub retries for about 25 s (2 CPU s)."""
+    from bench._common import free_port
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf"),
+           "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
+    proc = subprocess.run([sys.executable, "-m", "tunegate", "data", "fetch", "gsm8k", "--out", str(tmp_path / "data")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith(
+        "tunegate: error: data fetch gsm8k: openai/gsm8k is not cached and the hub is unreachable: run `tunegate "
+        "data fetch gsm8k --out DIR` where it is reachable")
+    assert not (tmp_path / "data" / "gsm8k").exists()
 
 
 @pytest.mark.parametrize("suite, bench, files, default, hub_id", [
