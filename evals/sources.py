@@ -136,13 +136,13 @@ class Benchmark:
     row: Callable[[dict[str, Any]], dict[str, Any]]
     ensure_ascii: bool = True
 
-    def default_source(self, *wanted: str | None) -> str:
-        """The local copy when ``data_dir()/NAME`` holds the files of the splits ``wanted`` (None: no split), else
-        the hub id. The copy is the folder (its files are ``SPLIT.jsonl``) or its one file (IFEval's
-        ``input_data.jsonl``)."""
+    def default_source(self, *wanted: str | None, config: str | None = None) -> str:
+        """The local copy when ``data_dir()/NAME`` holds the files of the splits ``wanted`` (None: no split) and
+        ``config`` is the hub config it was fetched from, else the hub id. The copy is the folder (its files
+        are ``SPLIT.jsonl``) or its one file (IFEval's ``input_data.jsonl``)."""
         splits = [s for s in wanted if s is not None]
         folder = data_dir() / self.name
-        if not all(s in self.files and (folder / self.files[s]).is_file() for s in splits):
+        if config != self.config or not all(s in self.files and (folder / self.files[s]).is_file() for s in splits):
             return self.hub_id
         paths = [folder / self.files[s] for s in splits]
         return str(paths[0]) if len(paths) == 1 and paths[0].stem != splits[0] else str(folder)

@@ -80,7 +80,8 @@ class MMLUOptions(SuiteOptions):
         super().__post_init__()
         if not 0 <= self.fewshot <= 5:
             raise SuiteError(f"option 'fewshot' must be 0..5 (dev has 5 per subject), got {self.fewshot}")
-        self._default("source", BENCHMARK.default_source(self.split, self.fewshot_split if self.fewshot else None))
+        self._default("source", BENCHMARK.default_source(self.split, self.fewshot_split if self.fewshot else None,
+                                                         config=self.name))
 
 
 class MMLUSuite(Suite):

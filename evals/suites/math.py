@@ -138,7 +138,8 @@ class GSM8KOptions(SuiteOptions):
         if self.fewshot < 0:
             raise SuiteError(f"option 'fewshot' must be >= 0, got {self.fewshot}")
         self._default("chat", self.fewshot == 0)
-        self._default("source", BENCHMARK.default_source(self.split, self.fewshot_split if self.fewshot else None))
+        self._default("source", BENCHMARK.default_source(self.split, self.fewshot_split if self.fewshot else None,
+                                                         config=self.name))
 
 
 class GSM8KSuite(Suite):

@@ -159,15 +159,19 @@ def test_a_suites_default_source_is_the_data_folder_when_it_holds_the_files(
     assert get_suite(suite, source="elsewhere/x.jsonl").options.source == "elsewhere/x.jsonl"
 
 
-def test_a_copy_without_the_shots_split_leaves_the_hub_id_for_few_shot(tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_copy_that_lacks_what_the_options_ask_leaves_the_hub_id(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from tunegate.evals.suites import get_suite
+    from tunegate.evals.suites.knowledge import MMLUOptions
 
     monkeypatch.setenv("TUNEGATE_DATA", str(tmp_path))
-    (tmp_path / "gsm8k").mkdir()
-    (tmp_path / "gsm8k" / "test.jsonl").write_text("")
+    for bench in ("gsm8k", "mmlu"):
+        (tmp_path / bench).mkdir()
+        (tmp_path / bench / "test.jsonl").write_text("")
     assert get_suite("math", fewshot=0).options.source == str(tmp_path / "gsm8k")
     assert get_suite("math", fewshot=5).options.source == "openai/gsm8k"  # no train.jsonl for the shots
+    assert MMLUOptions(name="all").source == str(tmp_path / "mmlu")
+    assert MMLUOptions(name="anatomy").source == "cais/mmlu"  # the copy holds config all, not one subject's
 
 
 def test_eval_reads_the_fetched_copy_with_no_source_option_and_records_it(tmp_path: Path, capsys,
