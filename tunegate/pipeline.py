@@ -205,11 +205,12 @@ class PipelineRun:
         """The stage's TRL Config fields as it trains: its ``args:``, and ``--max-steps`` over them."""
         return dict(stage.args) | ({"max_steps": self.settings.max_steps} if self.settings.max_steps else {})
 
-    def evaluate(self, model: str, name: str, stage: StageConfig) -> RunRecord:
+    def evaluate(self, model: str, name: str, stage: StageConfig, reference: RunRecord | None = None) -> RunRecord:
+        """``model``'s record; ``reference`` (the stage's input record) is what a pairwise judge suite judges against."""
         from tunegate.evals.runner import evaluate
 
-        return evaluate(model, self.spec(stage), stage=name, out=self.out / "records" / f"{name}.json",
-                        progress=self.settings.progress)
+        return evaluate(model, self.spec(stage).referenced(reference), stage=name,
+                        out=self.out / "records" / f"{name}.json", progress=self.settings.progress)
 
     def eval_base(self, base: str) -> Evaluated:
         """The base model's record, with the A/A noise floor of the eval set-up when ``eval.noise_items`` asks."""
@@ -237,7 +238,7 @@ class PipelineRun:
         knowledge = analyze_stage(self, stage, prev)
         trained = self.phases.run(f"train {stage.name}", lambda: self.train(stage, prev, rows, source))
         model = str(trained.model_dir)
-        record = self.phases.run(f"eval {stage.name}", lambda: self.evaluate(model, stage.name, stage))
+        record = self.phases.run(f"eval {stage.name}", lambda: self.evaluate(model, stage.name, stage, prev.record))
         self.result.records[stage.name] = record
         self.compare(stage, prev, record)
         analyze_stage(self, stage, prev, Evaluated(stage.name, model, record), knowledge)
