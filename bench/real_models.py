@@ -1,4 +1,4 @@
-"""The README's real-model figures: both lessons and the noise floor on real weights, offline, with their commands.
+"""The real-model figures of docs/real-models.md: both lessons and the noise floor on real weights, offline, with their commands.
 
     python bench/real_models.py --out runs/real           # fetches the models if needed, then runs and prints
     python bench/real_models.py --out runs/real --summary # only prints the table of an earlier run

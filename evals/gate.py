@@ -79,7 +79,7 @@ from tunegate.evals.stats import PairedResult, adjust_pvalues, mde, units_needed
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 _TARGET = re.compile(r"^\s*(>=|<=|>|<)\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$")
 #: Margin of unlisted metrics (and of the verdict of target-only rules): a 5-point drop, the drop
-#: the shipped gates are sized to catch (README "The gate: what it promises").
+#: the shipped gates are sized to catch (docs/statistics.md).
 FALLBACK_MARGIN = 0.05
 UNDERPOWERED = ("fail_on_drop", "warn", "fail")
 #: What a suite the candidate did not run does to the gate.

@@ -9,9 +9,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 #: A repository path in prose: a top-level folder of this repo, then a path (globs and templates are skipped).
-PATH = re.compile(r"(?<![\w/.-])((?:evals|training|reports|organism|tunegate|configs|bench|tests|\.github|\.ci)"
+PATH = re.compile(r"(?<![\w/.-])((?:evals|training|reports|organism|tunegate|configs|bench|tests|docs|\.github|\.ci)"
                   r"/[\w./-]*\w)")
-SOURCES = ["README.md", "configs/README.md", "configs/*.yaml", ".github/workflows/*.yml", "bench/*.py",
+SOURCES = ["README.md", "docs/*.md", "configs/README.md", "configs/*.yaml", ".github/workflows/*.yml", "bench/*.py",
            *(f"{folder}/**/*.py" for folder in ("evals", "training", "reports", "organism", "tunegate", "tests"))]
 #: Files a test or workflow writes itself, named in prose.
 WRITTEN_AT_RUN_TIME = {".github/actionlint.yaml"}

@@ -114,7 +114,7 @@ def test_identical_runs_at_n10_are_underpowered_not_non_inferior(ten, capsys, tm
 
 def test_shipped_gate_keeps_its_promise_on_a_small_calibration(tmp_path):
     # bench/calibration.py in small: pairs from its own generator (500 items per suite) through `tunegate
-    # compare` with configs/gate.yaml. README "The gate: what it promises" has the full table.
+    # compare` with configs/gate.yaml. docs/statistics.md has the full table.
     from bench.calibration import Generator, compare
 
     gen, rng = Generator(), np.random.default_rng(2026)
@@ -124,7 +124,7 @@ def test_shipped_gate_keeps_its_promise_on_a_small_calibration(tmp_path):
         rc, comp = compare(*gen.pair(rng, (500, 500, 500), "math", 0.05), str(GATE), "identity", tmp_path)
         caught.append(rc)
         mdes += [m["mde"] for m in comp["metrics"] if (m["suite"], m["metric"]) == ("math", "exact_match")]
-    assert np.mean(np.equal(alarms, 1)) <= 0.1  # family-wise false alarms (full run: see README)
+    assert np.mean(np.equal(alarms, 1)) <= 0.1  # family-wise false alarms (full run: see docs/statistics.md)
     assert np.mean(np.equal(caught, 1)) >= 0.7  # a 5-point drop in one suite (full run, 100 pairs: 0.80)
     assert 0.04 < np.median(mdes) < 0.06  # the drop caught 80% of the time at 500 items and 14% discordance
 

@@ -34,7 +34,7 @@ def tunegate(*args: str) -> subprocess.CompletedProcess:
 
 
 def offline_data(shared_data: Path) -> list[str]:
-    """The --set lines that point the configs' hub datasets at the offline copies (README "Real models offline")."""
+    """The --set lines that point the configs' hub datasets at the offline copies (docs/real-models.md)."""
     return ["--set", f"eval.suites.ifeval.source={shared_data / 'ifeval' / 'input_data.jsonl'}",
             "--set", f"eval.suites.math.source={shared_data / 'gsm8k'}",
             "--set", f"eval.suites.knowledge.source={shared_data / 'mmlu'}"]
