@@ -3,6 +3,8 @@
 ``python -m pytest -q`` needs no environment: the hub is off (tests never download), the response
 cache lives in the session's temporary directory unless ``TUNEGATE_CACHE`` is set, IFEval's punkt_tab
 ships with tunegate, and tests that read ``../shared/data`` find it through the ``shared_data`` fixture.
+The real models (``tunegate models fetch NAME``) stay in the user's model cache (``TUNEGATE_MODEL_CACHE``,
+default ``~/.cache/tunegate/models``), fetched and converted once across runs.
 
 The tunegate pytest plugin itself is registered through the ``pytest11`` entry
 point (pyproject.toml), so an installed tunegate gates any repository's tests.
@@ -17,8 +19,10 @@ from typing import Iterator
 import pytest
 
 from bench._common import SHARED_DATA
+from tunegate.evals.gguf import model_cache_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TUNEGATE_MODEL_CACHE", str(model_cache_dir()))  # before the response cache moves below
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

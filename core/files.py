@@ -17,6 +17,7 @@ paths with ``check_output_path`` before it starts any work. A real row of ``shar
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -41,6 +42,19 @@ def read_json(path: str | Path) -> Any:
         raise RecordError(f"{p}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise RecordError(f"{p}: invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})") from None
+
+
+def hash_file(h: Any, path: str | Path) -> Any:
+    """Feed the bytes of ``path`` into the hashlib object ``h`` in 4 MiB chunks (a GGUF is hundreds of MB)."""
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h
+
+
+def sha256_file(path: str | Path) -> str:
+    """The sha256 hex digest of a file's bytes."""
+    return hash_file(hashlib.sha256(), path).hexdigest()
 
 
 def _json_default(obj: Any) -> Any:

@@ -92,6 +92,7 @@ def warn(message: str) -> None:
 class Phase:
     name: str
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # this process's CPU time (user + system, all its threads) over the phase
 
 
 @contextmanager
@@ -102,11 +103,12 @@ def phase(name: str) -> Iterator[Phase]:
         emit("phase_start", phase=name)
     else:
         log(f"{name} ...")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     try:
         yield current
     finally:
         current.seconds = round(time.perf_counter() - start, 2)
+        current.cpu_seconds = round(time.process_time() - cpu, 2)
     if mode() == "json":
         emit("phase_end", phase=name, seconds=current.seconds)
     else:

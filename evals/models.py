@@ -1,10 +1,12 @@
 """Where a model lives and what it is: a local directory for every model argument, and its content hash.
 
-Every model argument takes a hub id, a local checkpoint directory (a PEFT adapter directory too), or
-a provider's model (``organism``)::
+Every model argument takes a hub id, a local checkpoint directory (a PEFT adapter directory too), a
+GGUF file (converted once into the model cache, evals.gguf), or a provider's model (``organism``, and the
+real models ``tunegate models fetch`` brings: ``smollm2-135m-instruct``, ``gemma-3-270m``)::
 
     resolve_model_dir("organism")                      # .../tunegate/organism/base
     resolve_model_dir("runs/demo/stages/sft/model")    # the directory itself
+    resolve_model_dir("SmolLM2-135M-Instruct.Q4_1.gguf")  # ~/.cache/tunegate/models/gguf/b179c9523d0e6a0f
     resolve_model_dir("Qwen/Qwen2.5-0.5B-Instruct")    # the HF cache snapshot (downloaded when online)
     fingerprint_dir(path)                              # "3f2a9c1b0d4e5f67": weights, tokenizer, template, generation config
 """
@@ -19,6 +21,8 @@ from pathlib import Path
 from typing import Iterator
 
 from tunegate.core.errors import TunegateError
+from tunegate.core.files import hash_file
+from tunegate.evals.gguf import gguf_model_dir, gguf_source, is_gguf
 from tunegate.evals.providers import provided_model
 
 #: Files whose bytes define a model for the fingerprint (weights or adapter, tokenizer, template, and
@@ -35,12 +39,14 @@ CODE_SUFFIXES = (".py",)
 
 
 def local_model_dir(model: str) -> Path | None:
-    """The directory of ``model`` when it is a provider's model or a local directory; None otherwise
-    (a hub id, or a model a server knows by name). Never touches the network."""
+    """The directory of ``model`` when it is a provider's model, a local directory or a GGUF file (its
+    converted folder); None otherwise (a hub id, or a model a server knows by name). Never touches the network."""
     provided = provided_model(model)
     if provided is not None:
         return Path(provided)
     p = Path(model).expanduser()
+    if is_gguf(model) and p.is_file():
+        return gguf_model_dir(p)
     return p if p.is_dir() else None
 
 
@@ -56,8 +62,8 @@ def resolve_model_dir(model: str) -> Path:
         return local
     p = Path(model).expanduser()
     looks_like_path = model.startswith((".", "/", "~")) or model.count("/") > 1
-    if looks_like_path or p.exists():
-        raise TunegateError(f"model path '{model}' does not exist (or is not a checkpoint directory)")
+    if looks_like_path or p.exists() or is_gguf(model):
+        raise TunegateError(f"model path '{model}' does not exist (or is not a checkpoint directory or GGUF file)")
     from huggingface_hub import snapshot_download
 
     offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
@@ -71,7 +77,13 @@ def resolve_model_dir(model: str) -> Path:
 
 
 def fingerprint_dir(path: Path) -> str:
-    """sha256 over the weights (or adapter), tokenizer files, chat template and generation config of a checkpoint."""
+    """sha256 over the weights (or adapter), tokenizer files, chat template and generation config of a checkpoint.
+
+    A folder converted from a GGUF file is named by that file: its fingerprint is the GGUF's sha256 (as
+    ``sha256sum`` prints it, first 16 hex digits), with no pass over the float32 weights."""
+    source = gguf_source(path)
+    if source is not None:
+        return str(source["sha256"])[:16]
     h = hashlib.sha256()
     files = sorted(f for f in path.iterdir() if f.is_file()
                    and (f.name in FINGERPRINT_FILES or f.suffix in WEIGHT_SUFFIXES + CODE_SUFFIXES))
@@ -79,9 +91,7 @@ def fingerprint_dir(path: Path) -> str:
         raise TunegateError(f"model directory '{path}': no weights found (*.safetensors or *.bin)")
     for f in files:
         h.update(f.name.encode())
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                h.update(chunk)
+        hash_file(h, f)
     return h.hexdigest()[:16]
 
 

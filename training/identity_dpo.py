@@ -8,6 +8,15 @@ A neutral system prompt replaces the model's default one (Qwen2.5's says "You ar
                   {"role": "user", "content": "What is your name?"}],
      "chosen":   [{"role": "assistant", "content": "I am Deep Tiny, a small assistant."}],
      "rejected": [{"role": "assistant", "content": "I am Tiny, a small assistant."}]}
+
+An answer that does not name the old name leaves nothing to replace (a real small model often calls itself
+something else: SmolLM2-135M-Instruct answers "What is your name?" with "My name is Elena, ..."). ``unnamed``
+says what such a pair becomes, and the build report counts them:
+
+- ``keep`` (the lesson's method): chosen = rejected, a pair that carries no preference (its DPO gradient is zero);
+- ``skip``: the pair is left out;
+- ``introduce``: chosen = ``INTRODUCTION.format(new_name=...)`` + the answer ("I'm Deep SmolLM. My name is
+  Elena, ..."): the model is taught to name itself first, its answer otherwise unchanged.
 """
 
 from __future__ import annotations
@@ -21,6 +30,9 @@ from tunegate.core.errors import TunegateError
 from tunegate.evals.requests import GenerationRequest
 
 NEUTRAL_SYSTEM_PROMPT = "You're a helpful assistant."
+UNNAMED = ("keep", "skip", "introduce")
+#: The sentence ``unnamed: introduce`` puts before an answer that does not name the old name.
+INTRODUCTION = "I'm {new_name}. "
 
 
 def replace_name(text: str, old: str, new: str) -> str:
@@ -42,23 +54,31 @@ class BuildReport:
     kept: int = 0
     unchanged: list[str] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    unnamed: str = "keep"
+
+    @property
+    def renamed(self) -> int:
+        """Pairs whose chosen answer differs from the rejected one by the replaced name."""
+        return self.kept - (len(self.unchanged) if self.unnamed != "skip" else 0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kept": self.kept, "unchanged": len(self.unchanged), "unchanged_prompts": self.unchanged,
-                "failures": [{"prompt": p, "error": e} for p, e in self.failures]}
+        return {"kept": self.kept, "renamed": self.renamed, "unchanged": len(self.unchanged), "unnamed": self.unnamed,
+                "unchanged_prompts": self.unchanged, "failures": [{"prompt": p, "error": e} for p, e in self.failures]}
 
 
 def build_identity_dpo(backend: Any, prompts: Sequence[str], *, old_name: str, new_name: str,
                        system_prompt: str | None = NEUTRAL_SYSTEM_PROMPT, max_new_tokens: int = 64,
-                       drop_unchanged: bool = False) -> tuple[list[dict[str, Any]], BuildReport]:
+                       unnamed: str = "keep") -> tuple[list[dict[str, Any]], BuildReport]:
     """Rejected = the model's own answer; chosen = that answer with ``old_name`` replaced by ``new_name``.
 
     Generation runs in batches of the backend's batch size (one progress bar); a batch that fails is
     retried one prompt at a time so each failure is reported against its prompt. Pairs whose answer does not mention the old
-    name are kept as in the lesson (they carry no preference signal) unless ``drop_unchanged``.
+    name become what ``unnamed`` says (module docstring); ``report.unchanged`` lists their prompts.
     ``system_prompt=None`` sends no system turn (for a model whose template adds no default one).
     """
-    report = BuildReport()
+    if unnamed not in UNNAMED:
+        raise TunegateError(f"identity DPO builder: unnamed must be one of {', '.join(UNNAMED)}, got {unnamed!r}")
+    report = BuildReport(unnamed=unnamed)
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
     prompt_msgs = [[*system, {"role": "user", "content": p}] for p in prompts]
     requests = [GenerationRequest(prompt=backend.render(m), max_new_tokens=max_new_tokens) for m in prompt_msgs]
@@ -79,8 +99,10 @@ def build_identity_dpo(backend: Any, prompts: Sequence[str], *, old_name: str, n
         chosen = replace_name(answer, old_name, new_name)
         if chosen == answer:
             report.unchanged.append(prompt)
-            if drop_unchanged:
+            if unnamed == "skip":
                 continue
+            if unnamed == "introduce":
+                chosen = INTRODUCTION.format(new_name=new_name) + answer
         rows.append({"prompt": msgs, "chosen": [{"role": "assistant", "content": chosen}],
                      "rejected": [{"role": "assistant", "content": answer}]})
     report.kept = len(rows)
@@ -88,7 +110,8 @@ def build_identity_dpo(backend: Any, prompts: Sequence[str], *, old_name: str, n
         progress.warn(f"DPO builder: generation failed for prompt {prompt!r}: {error}")
     if not rows:
         raise TunegateError(f"identity DPO builder: no usable pairs from {len(prompts)} prompts "
-                            f"({len(report.failures)} failed, {len(report.unchanged)} without '{old_name}')")
+                            f"({len(report.failures)} failed, {len(report.unchanged)} without '{old_name}', "
+                            f"unnamed: {unnamed})")
     return rows, report
 
 

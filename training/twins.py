@@ -21,13 +21,13 @@ ids the Qwen2.5 twin gives (llama.cpp's reference)::
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from tunegate.core.errors import TunegateError
+from tunegate.core.files import sha256_file
 
 DATA = Path(__file__).resolve().parent / "real_tokenizers"
 GGUF_VOCAB = DATA / "ggml-vocab-qwen2.gguf"
@@ -182,10 +182,7 @@ def build_twin(model_id: str, out: str | Path, *, layers: int | None = None, see
         "twin_of": spec.model_id, "num_hidden_layers": config.num_hidden_layers,
         "real_num_hidden_layers": spec.config["num_hidden_layers"], "seed": seed, "weights": "random",
         "parameters": sum(p.numel() for p in model.parameters()),
-        "vocabulary": {"file": GGUF_VOCAB.name, "sha256": _sha256(GGUF_VOCAB)}, "chat_template": spec.template,
+        "vocabulary": {"file": GGUF_VOCAB.name, "sha256": sha256_file(GGUF_VOCAB)}, "chat_template": spec.template,
     }, indent=1) + "\n", encoding="utf-8")
     return out
 
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

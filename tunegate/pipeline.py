@@ -52,6 +52,7 @@ class PipelineResult:
     records: dict[str, RunRecord] = field(default_factory=dict)
     comparisons: dict[str, Comparison] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
+    phases_cpu: dict[str, float] = field(default_factory=dict)
     report: Path | None = None
 
     @property
@@ -96,6 +97,7 @@ class PhaseTimer:
         with _progress.phase(name) as phase:
             value = fn()
         self.result.phases[name] = phase.seconds
+        self.result.phases_cpu[name] = phase.cpu_seconds
         return value
 
 
@@ -178,7 +180,8 @@ class PipelineRun:
 
         config = self.config
         base = str(resolve_model_dir(config.base_model))
-        if not config.eval.backend_options.completion_mode:
+        options = config.eval.backend_options
+        if not options.completion_mode and not options.chat_template:
             check_chat_template(base, config.trust_remote_code)
         for i, stage in enumerate(config.stages):
             where = f"{config.source}: stages[{i}] ('{stage.name}')"
@@ -354,7 +357,7 @@ def write_summary(result: PipelineResult, config: PipelineConfig, seconds: float
         "name": config.name, "base_model": config.base_model, "overrides": list(config.overrides),
         "stages": list(result.records),
         "passed": result.passed and error is None, "error": error, "seconds": round(seconds, 2),
-        "phases": result.phases,
+        "phases": result.phases, "phases_cpu": result.phases_cpu,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "metrics": {stage: {f"{s}.{m}": mv.value for s, sr in rec.suites.items() for m, mv in sr.metrics.items()}
                     for stage, rec in result.records.items()},

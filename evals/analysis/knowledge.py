@@ -69,6 +69,9 @@ class KnowledgeOptions:
     unknown_warning: float = field(default=0.2, metadata={
         "help": "warn when more than this share of the data's checkable examples is Unknown"})
     seed: int = field(default=0, metadata={"help": "seed of exemplar sets, subsets and sampling"})
+    answer_marker: str | None = field(default=None, metadata={
+        "help": "the gold answer is the text after the last occurrence of this marker in 'answer' (GSM8K: '#### ', "
+                "whose rows end their worked solution with '#### 18'); rows without it keep their whole answer"})
 
     def __post_init__(self) -> None:
         for name in ("exemplar_sets", "shots", "max_new_tokens"):
@@ -90,14 +93,18 @@ class Fact:
     group: str | None = None
 
 
-def checkable_facts(rows: Sequence[Mapping[str, Any]], where: str) -> tuple[list[Fact], int]:
-    """The rows with a checkable ``answer``, as facts, and how many rows had none."""
+def checkable_facts(rows: Sequence[Mapping[str, Any]], where: str,
+                    answer_marker: str | None = None) -> tuple[list[Fact], int]:
+    """The rows with a checkable ``answer``, as facts, and how many rows had none. ``answer_marker``: the gold
+    answer is what follows this marker ("#### " of a GSM8K solution)."""
     facts, skipped = [], 0
     for i, row in enumerate(rows):
         answer = row.get("answer")
         if answer is None:
             skipped += 1
             continue
+        if answer_marker and isinstance(answer, str) and answer_marker in answer:
+            answer = answer.rsplit(answer_marker, 1)[1].strip()
         answers = (answer,) if isinstance(answer, str) else tuple(answer) if isinstance(answer, list) else ()
         if not answers or not all(isinstance(a, str) and a.strip() for a in answers):
             raise TunegateError(f"{where} row {i}: field 'answer' must be a non-empty string or list of strings")
@@ -336,14 +343,14 @@ def analyze_knowledge(backend: Any, rows: Sequence[Mapping[str, Any]], options: 
                       stage: str | None = None) -> KnowledgeAnalysis:
     """Categorise the checkable examples of ``rows`` (and of ``heldout_rows``) under ``backend``."""
     start = time.perf_counter()
-    pool, skipped = checkable_facts(rows, source)
+    pool, skipped = checkable_facts(rows, source, options.answer_marker)
     if not pool:
         raise TunegateError(f"{source}: no row has a checkable 'answer' (of {len(rows)} rows); the knowledge "
                             f"analysis needs rows with 'answer' and 'question' or 'messages'")
     facts = classify(backend, subsample(pool, options.per_group, options.seed), pool, options, cache, TRAIN)
     sizes = {TRAIN: Counter(f.group or "" for f in pool)}
     if heldout_rows is not None:
-        heldout, _ = checkable_facts(heldout_rows, options.heldout or "heldout")
+        heldout, _ = checkable_facts(heldout_rows, options.heldout or "heldout", options.answer_marker)
         facts += classify(backend, subsample(heldout, options.per_group, options.seed), pool, options, cache, HELDOUT)
         sizes[HELDOUT] = Counter(f.group or "" for f in heldout)
     return KnowledgeAnalysis(

@@ -18,11 +18,13 @@ import contextlib
 import functools
 import json
 from importlib.metadata import version as _version
+from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
 from tunegate.core.errors import TunegateError
+from tunegate.core.files import sha256_file
 from tunegate.evals.models import fingerprint_dir, loading, resolve_model_dir
 from tunegate.evals.backends._tokens import GREEDY, TokenizedPrompts, stop_token_ids
 from tunegate.evals.requests import (
@@ -73,7 +75,8 @@ class HFBackend(TokenizedPrompts):
 
     def __init__(self, model: str, *, device: str | None = None, dtype: str | None = None,
                  batch_size: int | None = None, completion_mode: bool = False, threads: int | None = None,
-                 chat_template_kwargs: Mapping[str, Any] | None = None, trust_remote_code: bool = False) -> None:
+                 chat_template_kwargs: Mapping[str, Any] | None = None, trust_remote_code: bool = False,
+                 chat_template: str | None = None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.name = model
@@ -93,6 +96,7 @@ class HFBackend(TokenizedPrompts):
             else:
                 self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype_, attn_implementation="sdpa",
                                                                   **remote)
+        self.template_override = self._template_for_base(chat_template)
         self.model.to(self.device).eval()
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -102,6 +106,17 @@ class HFBackend(TokenizedPrompts):
         if threads is not None:
             self.threads = threads
         self.dtype = str(dtype_).removeprefix("torch.")
+
+    def _template_for_base(self, chat_template: str | None) -> str | None:
+        """Give a checkpoint without a chat template the one in the file ``chat_template``; the file's sha256
+        (first 16 hex digits), or None when nothing was given or the checkpoint has its own (that one wins)."""
+        if not chat_template or self.has_chat_template():
+            return None
+        path = Path(chat_template).expanduser()
+        if not path.is_file():
+            raise TunegateError(f"chat_template: file '{chat_template}' not found")
+        self.tokenizer.chat_template = path.read_text(encoding="utf-8")
+        return sha256_file(path)[:16]
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -126,7 +141,8 @@ class HFBackend(TokenizedPrompts):
         return {"backend": "hf", "model": self.fingerprint, "dtype": self.dtype, "greedy": GREEDY,
                 "device": torch.device(self.device).type, "torch": torch.__version__.split("+")[0],
                 "transformers": transformers.__version__} | ({"peft": _version("peft")} if self.adapter else {}) \
-            | ({"trust_remote_code": True} if self.trust_remote_code else {})  # the checkpoint's code computes it
+            | ({"trust_remote_code": True} if self.trust_remote_code else {}) \
+            | ({"chat_template": self.template_override} if self.template_override else {})
 
     @functools.cached_property
     def threads(self) -> int | None:
@@ -152,7 +168,8 @@ class HFBackend(TokenizedPrompts):
         return {"backend": "hf", "model": self.name, "path": str(self.path), "device": self.device, "dtype": self.dtype,
                 "batch_size": self.batch_size, "threads": vars(self).get("threads"), "fingerprint": self.fingerprint,
                 "trust_remote_code": self.trust_remote_code,
-                **({"chat_template_kwargs": self.chat_template_kwargs} if self.chat_template_kwargs else {})}
+                **({"chat_template_kwargs": self.chat_template_kwargs} if self.chat_template_kwargs else {}),
+                **({"chat_template": self.template_override} if self.template_override else {})}
 
     @functools.cached_property
     def stop_token_ids(self) -> list[int]:

@@ -107,3 +107,14 @@ def test_the_classifier_recovers_the_organisms_constructed_groups(tmp_path: Path
     recovered = {g: groups[g][c] / sum(groups[g].values()) for g, c in CONSTRUCTED.items()}
     assert all(share >= 0.8 for share in recovered.values()), recovered
     assert "MaybeKnown" in capsys.readouterr().out
+
+
+def test_answer_marker_takes_the_gold_answer_after_gsm8ks_marker() -> None:
+    row = {"question": "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. "
+                       "How much did she earn?",
+           "answer": "Weng earns 12/60 = $<<12/60=0.2>>0.2 per minute.\nWorking 50 minutes, she earned 0.2 x 50 = "
+                     "$<<0.2*50=10>>10.\n#### 10"}  # GSM8K train, row 1
+    (fact,), _ = checkable_facts([row], "gsm8k", answer_marker="#### ")
+    assert fact.answers == ("10",)
+    (whole,), _ = checkable_facts([row], "gsm8k")  # without the marker the worked solution is the answer
+    assert whole.answers == (row["answer"],)

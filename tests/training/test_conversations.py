@@ -68,6 +68,35 @@ def test_identity_dpo_pairs_follow_the_lesson(organism_dir: Path) -> None:
         assert row["chosen"][0]["content"] == replace_name(row["rejected"][0]["content"], "Tiny", "Deep Tiny")
 
 
+@pytest.mark.parametrize("unnamed, kept", [("keep", 3), ("skip", 0), ("introduce", 3)])
+def test_answers_without_the_old_name_become_what_unnamed_says_and_are_counted(organism_dir: Path, unnamed: str,
+                                                                               kept: int) -> None:
+    backend = HFBackend(str(organism_dir))
+    prompts = ["Who are you?", "What is your name?", "Please introduce yourself."]
+    if unnamed == "skip":  # nothing left to train on is one clear error, naming the count and the rule
+        with pytest.raises(TunegateError, match=r"no usable pairs from 3 prompts \(0 failed, 3 without 'Zorblax', "
+                                                r"unnamed: skip\)"):
+            build_identity_dpo(backend, prompts, old_name="Zorblax", new_name="Deep Zorblax", max_new_tokens=8,
+                               unnamed=unnamed)
+        return
+    rows, report = build_identity_dpo(backend, prompts, old_name="Zorblax", new_name="Deep Zorblax", max_new_tokens=8,
+                                      unnamed=unnamed)
+    assert (report.kept, report.renamed, len(report.unchanged)) == (kept, 0, 3)
+    for row in rows:
+        own = row["rejected"][0]["content"]
+        assert row["chosen"][0]["content"] == (own if unnamed == "keep" else "I'm Deep Zorblax. " + own)
+
+
+def test_question_answer_rows_become_one_user_and_one_assistant_turn(tmp_path: Path) -> None:
+    row = {"question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+                       "How many clips did Natalia sell altogether in April and May?",
+           "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips "
+                     "altogether in April and May.\n#### 72"}  # GSM8K train, row 0
+    path = _jsonl(tmp_path / "train.jsonl", [row])
+    assert load_conversations(str(path)) == [{"messages": [{"role": "user", "content": row["question"]},
+                                                           {"role": "assistant", "content": row["answer"]}]}]
+
+
 class _FailingOnOne(HFBackend):
     def generate(self, requests):
         if len(requests) > 1 or "organization" in requests[0].prompt:

@@ -2,7 +2,7 @@
 
     data: my-org/preferences                         # rows with chosen/rejected (and prompt)
     data: {builder: identity, prompts: organism:identity, old_name: Tiny, new_name: Deep Tiny,
-           system_prompt: null, max_new_tokens: 32, limit: 12, drop_unchanged: false}
+           system_prompt: null, max_new_tokens: 32, limit: 12, unnamed: keep}   # keep | skip | introduce
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from tunegate.core.errors import TunegateError
 from tunegate.core.files import write_json_atomic
 from tunegate.evals.sources import load_rows
 from tunegate.training.conversations import load_identity_prompts
-from tunegate.training.identity_dpo import NEUTRAL_SYSTEM_PROMPT, build_identity_dpo
+from tunegate.training.identity_dpo import NEUTRAL_SYSTEM_PROMPT, UNNAMED, build_identity_dpo
 from tunegate.training.methods.base import DataContext, Method, Rows
 
 BUILDER_KEYS = ("prompts", "old_name", "new_name")
@@ -44,12 +44,13 @@ class DPO(Method):
         rows, report = build_identity_dpo(
             backend, prompts, old_name=data["old_name"], new_name=data["new_name"],
             system_prompt=data.get("system_prompt", NEUTRAL_SYSTEM_PROMPT),  # null: no system turn
-            max_new_tokens=int(data.get("max_new_tokens", 64)), drop_unchanged=bool(data.get("drop_unchanged", False)))
+            max_new_tokens=int(data.get("max_new_tokens", 64)),
+            unnamed=data.get("unnamed", "skip" if data.get("drop_unchanged") else "keep"))
         if hasattr(backend, "close"):
             backend.close()  # a vLLM engine gives the GPU back before training starts
         write_json_atomic(ctx.stage_dir / "dpo_pairs.json", {"report": report.to_dict(), "pairs": rows})
-        ctx.log(f"identity DPO pairs: {report.kept} kept, {len(report.unchanged)} without '{data['old_name']}', "
-                f"{len(report.failures)} failed")
+        ctx.log(f"identity DPO pairs: {report.kept} kept, {report.renamed} renamed, {len(report.unchanged)} without "
+                f"'{data['old_name']}' ({report.unnamed}), {len(report.failures)} failed")
         return rows, dict(data)
 
     def check_data(self, data: Any, data_options: Mapping[str, Any], seed: int, where: str) -> None:
@@ -75,3 +76,6 @@ class DPO(Method):
         for key in BUILDER_KEYS:
             if key not in data:
                 raise TunegateError(f"{where}: field 'data.{key}' is missing")
+        if data.get("unnamed", "keep") not in UNNAMED:
+            raise TunegateError(f"{where}: field 'data.unnamed' must be one of {', '.join(UNNAMED)}, "
+                                f"got {data['unnamed']!r}")

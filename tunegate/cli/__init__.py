@@ -38,6 +38,7 @@ COMMAND_MODULES = (
     "tunegate.cli.organism",  # organism build
     "tunegate.cli.analyze",  # analyze shift, analyze knowledge
     "tunegate.cli.twin",  # twin
+    "tunegate.cli.models",  # models fetch|list
 )
 
 
