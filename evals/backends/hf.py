@@ -26,6 +26,8 @@ import torch
 from tunegate.core.errors import TunegateError
 from tunegate.core.files import sha256_file
 from tunegate.evals.models import fingerprint_dir, loading, resolve_model_dir
+from tunegate.evals.backends._continuous import PREFIX_COST, Decoding, expand, generate_tokens, prefill, supports
+from tunegate.evals.backends._tokens import shared_prefixes
 from tunegate.evals.backends._tokens import GREEDY, TokenizedPrompts, stop_token_ids
 from tunegate.evals.requests import (
     GenerationRequest,
@@ -183,42 +185,71 @@ class HFBackend(TokenizedPrompts):
             return self._generate(requests)
 
     def _generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
-        out: list[str | None] = [None] * len(requests)
-        encoded = [self._encode(r.prompt) for r in requests]
-        order = sorted(range(len(requests)), key=lambda i: (_settings_key(requests[i]), -len(encoded[i])))
+        """Requests with the same settings decode together: continuously batched where the model allows it
+        (``_continuous``), else in length-sorted static batches through ``model.generate``."""
+        out: list[str] = [""] * len(requests)
+        groups: dict[str, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(_settings_key(r), []).append(i)
+        for indices in groups.values():
+            req = requests[indices[0]]
+            prompts = [self._prompt_window(requests[i].prompt, req.max_new_tokens) for i in indices]
+            run = self._generate_continuous if self.continuous else self._generate_static
+            for i, text in zip(indices, run(prompts, req)):
+                out[i] = text
+        return out
+
+    @functools.cached_property
+    def continuous(self) -> bool:
+        """Whether this model decodes by continuous batching (see ``_continuous.supports``)."""
+        return supports(self.model)
+
+    def _generate_continuous(self, prompts: list[list[int]], req: GenerationRequest) -> list[str]:
+        """Continuous batching; out of memory, the batch size halves and the unfinished prompts run again."""
+        decoding = Decoding(max_new_tokens=req.max_new_tokens, eos=tuple(self.stop_token_ids), stop=tuple(req.stop),
+                            do_sample=req.do_sample, temperature=req.temperature or 1.0)
+        done: dict[int, list[int]] = {}
+        while True:
+            try:
+                generate_tokens(self.model, prompts, decoding, batch_size=self.batch_size, text=self._text,
+                                pad_id=self.tokenizer.pad_token_id, done=done)
+                break
+            except RuntimeError as exc:  # torch.OutOfMemoryError is one
+                self._halve_batch(exc)
+        return [truncate_at_stop(self._text(done[i]), req.stop) for i in range(len(prompts))]
+
+    def _text(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    def _halve_batch(self, exc: RuntimeError) -> None:
+        """Halve the batch size after an out-of-memory error (accelerate decides what is one and frees the
+        cache); any other error, or one at batch size 1, is raised again."""
+        from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
+
+        if self.batch_size == 1 or not should_reduce_batch_size(exc):
+            raise exc
+        clear_device_cache()
+        self.batch_size = max(1, self.batch_size // 2)
+
+    def _generate_static(self, prompts: list[list[int]], req: GenerationRequest) -> list[str]:
+        """Length-sorted static batches through ``model.generate`` (a model the continuous path does not take)."""
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+        out: list[str] = [""] * len(prompts)
         i = 0
         while i < len(order):
-            key = _settings_key(requests[order[i]])
-            batch = [order[i]]
-            while len(batch) < self.batch_size and i + len(batch) < len(order) \
-                    and _settings_key(requests[order[i + len(batch)]]) == key:
-                batch.append(order[i + len(batch)])
-            texts = self._generate_batch([encoded[j] for j in batch], requests[batch[0]])
+            batch = order[i:i + self.batch_size]
+            try:
+                texts = self._generate_padded([prompts[j] for j in batch], req)
+            except RuntimeError as exc:
+                self._halve_batch(exc)
+                continue
             for j, text in zip(batch, texts):
                 out[j] = text
             i += len(batch)
-        return [t or "" for t in out]
-
-    def _generate_batch(self, ids: list[list[int]], req: GenerationRequest) -> list[str]:
-        # accelerate decides what is out-of-memory and frees the cache; the halving stays ours because its
-        # find_executable_batch_size reruns the whole call and empties the cache before every call (every batch)
-        from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
-
-        try:
-            return self._generate_padded(ids, req)
-        except RuntimeError as exc:  # torch.OutOfMemoryError is one
-            if len(ids) == 1 or not should_reduce_batch_size(exc):
-                raise
-            clear_device_cache()
-            half = len(ids) // 2
-            self.batch_size = max(1, half)
-            return self._generate_batch(ids[:half], req) + self._generate_batch(ids[half:], req)
+        return out
 
     def _generate_padded(self, ids: list[list[int]], req: GenerationRequest) -> list[str]:
         pad = self.tokenizer.pad_token_id
-        room = self.max_length - req.max_new_tokens  # as lm-eval: keep the last (max_length - max_new) prompt tokens
-        if room > 0:
-            ids = [x[-room:] for x in ids]
         width = max(len(x) for x in ids)
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=self.device)
         mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
@@ -248,23 +279,47 @@ class HFBackend(TokenizedPrompts):
         members: dict[tuple[int, ...], list[int]] = {}
         for i, seq in enumerate(inputs):
             members.setdefault(seq, []).append(i)
-        seqs = sorted(members, key=len, reverse=True)
+        scored = {s: max(len(pairs[i][1]) for i in members[s]) for s in members}  # positions each row scores
         out = [0.0] * len(requests)
-        for batch in _token_batches(seqs, self.batch_size, LL_TOKENS_PER_ROW * self.batch_size):
-            conts = [[pairs[i][1] for i in members[s]] for s in batch]
-            for s, values in zip(batch, self._loglikelihood_batch(batch, conts)):
-                for i, v in zip(members[s], values):
-                    out[i] = v
+        for prefix, seqs in self._prefix_groups(list(members), scored):
+            skip = prefix[0] if prefix else 0
+            for batch in _token_batches(seqs, self.batch_size, LL_TOKENS_PER_ROW * self.batch_size, skip):
+                conts = [[pairs[i][1] for i in members[s]] for s in batch]
+                for s, values in zip(batch, self._loglikelihood_batch(batch, conts, prefix)):
+                    for i, v in zip(members[s], values):
+                        out[i] = v
         return out
 
-    def _last_logits(self, seqs: list[tuple[int, ...]], keep: int) -> torch.Tensor:
-        """One forward over left-padded ``seqs``: float logits of the last ``keep`` positions of each row
-        (only those go through the output layer, where the model takes ``logits_to_keep``)."""
-        width = max(len(s) for s in seqs)
+    def _prefix_groups(self, seqs: list[tuple[int, ...]], scored: Mapping[tuple[int, ...], int]
+                       ) -> Iterator[tuple[tuple[int, Any] | None, list[tuple[int, ...]]]]:
+        """``seqs`` in groups, longest first, each with the (length, cache) of the token prefix its rows share
+        (computed here, once) or None: the rows' last ``scored[s]`` positions stay out of the prefix."""
+        if not self.continuous:  # a model whose cache cannot be shared this way: one group, no prefix
+            yield None, sorted(seqs, key=len, reverse=True)
+            return
+        for length, idx in shared_prefixes(seqs, [len(s) - scored[s] for s in seqs], PREFIX_COST):
+            group = sorted((seqs[i] for i in idx), key=len, reverse=True)
+            if not length:
+                yield None, group
+                continue
+            ids = torch.tensor([group[0][:length]], device=self.device)
+            yield (length, prefill(self.model, ids, None, None, None)[1]), group
+
+    def _last_logits(self, seqs: list[tuple[int, ...]], keep: int, prefix: tuple[int, Any] | None = None
+                     ) -> torch.Tensor:
+        """One forward over left-padded ``seqs`` (after their shared ``prefix``: its length and cache): float logits
+        of the last ``keep`` positions of each row (only those go through the output layer, where the model takes
+        ``logits_to_keep``)."""
+        skip = prefix[0] if prefix else 0
+        rows = [s[skip:] for s in seqs]
+        width = max(len(s) for s in rows)
         pad = self.tokenizer.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(s)) + list(s) for s in seqs], device=self.device)
-        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
-        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        input_ids = torch.tensor([[pad] * (width - len(s)) + list(s) for s in rows], device=self.device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in rows], device=self.device)
+        position_ids = (skip + mask.cumsum(-1) - 1).clamp(min=0)
+        if prefix is not None:
+            mask = torch.cat([mask.new_ones((len(rows), skip)), mask], dim=1)
+            return prefill(self.model, input_ids, mask, position_ids, expand(prefix[1], len(rows)), keep)[0].float()
         with torch.inference_mode():
             try:
                 logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
@@ -273,10 +328,11 @@ class HFBackend(TokenizedPrompts):
                 logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids).logits
         return logits[:, -keep:].float()
 
-    def _loglikelihood_batch(self, seqs: list[tuple[int, ...]], conts: list[list[list[int]]]) -> list[list[float]]:
+    def _loglikelihood_batch(self, seqs: list[tuple[int, ...]], conts: list[list[list[int]]],
+                             prefix: tuple[int, Any] | None = None) -> list[list[float]]:
         """One forward over left-padded ``seqs``; per row, the log-likelihood of each continuation that ends it."""
         keep = max(len(k) for row in conts for k in row)  # only the last positions are scored
-        logprobs = torch.log_softmax(self._last_logits(seqs, keep), dim=-1)
+        logprobs = torch.log_softmax(self._last_logits(seqs, keep, prefix), dim=-1)
         out = []
         for row, row_conts in enumerate(conts):
             values = []
@@ -358,12 +414,13 @@ class HFBackend(TokenizedPrompts):
 LL_TOKENS_PER_ROW = 256
 
 
-def _token_batches(seqs: Sequence[Sequence[int]], max_rows: int, max_tokens: int) -> Iterator[list[Any]]:
+def _token_batches(seqs: Sequence[Sequence[int]], max_rows: int, max_tokens: int, skip: int = 0) -> Iterator[list[Any]]:
     """Consecutive batches of length-sorted (longest first) ``seqs``: at most ``max_rows`` rows and
-    ``max_tokens`` padded tokens (a batch always takes at least one row)."""
+    ``max_tokens`` padded tokens computed (a row's first ``skip`` come from a shared prefix; a batch always takes
+    at least one row)."""
     batch: list[Any] = []
     for seq in seqs:
-        if batch and (len(batch) == max_rows or (len(batch) + 1) * len(batch[0]) > max_tokens):
+        if batch and (len(batch) == max_rows or (len(batch) + 1) * (len(batch[0]) - skip) > max_tokens):
             yield batch
             batch = []
         batch.append(seq)
