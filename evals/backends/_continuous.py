@@ -81,6 +81,10 @@ def generate_tokens(model: Any, prompts: Sequence[Sequence[int]], decoding: Deco
 PREFIX_COST = 64
 
 
+#: New tokens the slab first makes room for beyond the longest prompt; it grows by half when a row needs more.
+SLAB_AHEAD = 256
+
+
 @dataclass
 class _Row:
     index: int  # the prompt's index
@@ -231,7 +235,8 @@ class _Engine:
             cache, mask, logits = self._prefill([self.prompts[i] for i in indices], prefix)
             if self.slab is None:
                 longest = max(len(p) for p in self.prompts)
-                self.slab = _Slab.like(cache, self.batch_size, longest + min(self.decoding.max_new_tokens, 256) + 1)
+                ahead = min(self.decoding.max_new_tokens, SLAB_AHEAD)
+                self.slab = _Slab.like(cache, self.batch_size, longest + ahead + 1)
             self.slab.place(taken, cache, mask)
             first = self._choose(logits)
             for slot, index, token in zip(taken, indices, first):

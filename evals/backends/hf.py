@@ -79,35 +79,53 @@ class HFBackend(TokenizedPrompts):
                  batch_size: int | None = None, completion_mode: bool = False, threads: int | None = None,
                  chat_template_kwargs: Mapping[str, Any] | None = None, trust_remote_code: bool = False,
                  chat_template: str | None = None) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         self.name = model
         self.device = check_device(device or default_device())
-        dtype_ = torch_dtype(dtype, self.device)
+        self._torch_dtype = torch_dtype(dtype, self.device)
         self.path = resolve_model_dir(model)
         self._fingerprint = fingerprint_dir(self.path)
-        self.adapter = adapter = (self.path / "adapter_config.json").is_file()
+        self.adapter = (self.path / "adapter_config.json").is_file()
         self.trust_remote_code = bool(trust_remote_code)
-        remote = {"trust_remote_code": self.trust_remote_code}  # explicit: never transformers' interactive prompt
         with loading(model):
-            self.tokenizer = AutoTokenizer.from_pretrained(self.path, **remote)
-            if adapter:
-                from peft import AutoPeftModelForCausalLM
-
-                self.model = AutoPeftModelForCausalLM.from_pretrained(self.path, dtype=dtype_, **remote)
-            else:
-                self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype_, attn_implementation="sdpa",
-                                                                  **remote)
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path, trust_remote_code=self.trust_remote_code)
         self.template_override = self._template_for_base(chat_template)
-        self.model.to(self.device).eval()
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.completion_mode = completion_mode
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
-        self.batch_size = batch_size or (32 if self.device == "cpu" else auto_batch_size(self.model))
+        self._batch_size = batch_size or (32 if self.device == "cpu" else None)  # None: from free GPU memory
         if threads is not None:
             self.threads = threads
-        self.dtype = str(dtype_).removeprefix("torch.")
+        self.dtype = str(self._torch_dtype).removeprefix("torch.")
+
+    @functools.cached_property
+    def model(self) -> torch.nn.Module:
+        """The weights, loaded at first use: an evaluation whose every response is cached never loads them."""
+        from transformers import AutoModelForCausalLM
+
+        remote = {"trust_remote_code": self.trust_remote_code}  # explicit: never transformers' interactive prompt
+        with loading(self.name):
+            if self.adapter:
+                from peft import AutoPeftModelForCausalLM
+
+                model = AutoPeftModelForCausalLM.from_pretrained(self.path, dtype=self._torch_dtype, **remote)
+            else:
+                model = AutoModelForCausalLM.from_pretrained(self.path, dtype=self._torch_dtype,
+                                                             attn_implementation="sdpa", **remote)
+        return model.to(self.device).eval()
+
+    @property
+    def batch_size(self) -> int:
+        """Generation batch size: given, 32 on the CPU, or from free GPU memory once the weights are loaded."""
+        if self._batch_size is None:
+            self._batch_size = auto_batch_size(self.model)
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        self._batch_size = value
 
     def _template_for_base(self, chat_template: str | None) -> str | None:
         """Give a checkpoint without a chat template the one in the file ``chat_template``; the file's sha256
@@ -168,7 +186,7 @@ class HFBackend(TokenizedPrompts):
 
     def info(self) -> dict[str, Any]:
         return {"backend": "hf", "model": self.name, "path": str(self.path), "device": self.device, "dtype": self.dtype,
-                "batch_size": self.batch_size, "threads": vars(self).get("threads"), "fingerprint": self.fingerprint,
+                "batch_size": self._batch_size, "threads": vars(self).get("threads"), "fingerprint": self.fingerprint,
                 "trust_remote_code": self.trust_remote_code,
                 **({"chat_template_kwargs": self.chat_template_kwargs} if self.chat_template_kwargs else {}),
                 **({"chat_template": self.template_override} if self.template_override else {})}
