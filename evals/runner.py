@@ -135,8 +135,7 @@ def cache_identity(backend: Backend) -> dict[str, Any]:
 
 #: Backend ``info()`` fields a RunRecord keeps under ``generation`` (besides ``completion_mode``).
 RECORD_INFO = ("backend", "device", "dtype", "batch_size", "base_url", "served_model", "revision", "endpoint",
-               "tensor_parallel_size", "data_parallel_size", "chat_template_kwargs", "trust_remote_code",
-               "chat_template")
+               "tensor_parallel_size", "data_parallel_size", "chat_template_kwargs", "trust_remote_code", "chat_template")
 
 
 def evaluate(model: str | Backend, spec: EvalSpec, *, out: str | Path | None = None, stage: str | None = None,

@@ -102,16 +102,6 @@ def gate_of(comparison: Comparison) -> GateConfig:
                       family=tuple(family) if family else "gated", default_margin=None)
 
 
-def _target_notes(base: RunRecord, cand: RunRecord, labels: tuple[str, str]) -> tuple[str, ...]:
-    notes = []
-    for name, suite in cand.suites.items():
-        old = base.suites[name].config.get("target") if name in base.suites else None
-        new = suite.config.get("target")
-        if old is not None and new is not None and old != new:
-            notes.append(f"{name}: {labels[0]} was scored against target '{old}', {labels[1]} against '{new}'")
-    return tuple(notes)
-
-
 def ship_line(base: RunRecord, cand: RunRecord, stage: Comparison, trains: Sequence[str],
               labels: tuple[str, str]) -> Line:
     """``candidate vs base``: the candidate's headline metrics compared with the first record."""
@@ -120,7 +110,10 @@ def ship_line(base: RunRecord, cand: RunRecord, stage: Comparison, trains: Seque
         comparison = compare_records(base, cand, gate_of(stage), trains=trains)
     except TunegateError as exc:
         return Line(labels[1], labels[0], False, True, None, (), error=f"not compared: {exc}")
-    return Line(labels[1], labels[0], False, True, None, entries(comparison, keys), _target_notes(base, cand, labels))
+    # compare_records scores the base's responses again under the candidate's target (rescore.retarget): say so
+    notes = tuple(w.replace("the baseline's", f"{labels[0]}'s").replace("the candidate's", f"{labels[1]}'s")
+                  for w in comparison.warnings if "responses scored again" in w)
+    return Line(labels[1], labels[0], False, True, None, entries(comparison, keys), notes)
 
 
 def headers(records: Mapping[str, RunRecord], comparisons: Sequence[Comparison],

@@ -78,7 +78,9 @@ def test_identity_dpo_gate_targets_adherence_and_forbids_the_old_name() -> None:
 def test_cpu_twin_trains_like_the_gpu_config(gpu: str, cpu: str) -> None:
     big, small = load_config(CONFIGS / gpu), load_config(CONFIGS / cpu)
     assert [(s.method, s.trains) for s in big.stages] == [(s.method, s.trains) for s in small.stages]
-    assert [dict(s.args) for s in big.stages] == [dict(s.args) for s in small.stages]
+    # the real SmolLM2 DPO adds TRL's sft loss term (plain DPO degenerated it: configs/smollm2-135m-identity-dpo.yaml)
+    assert [dict(s.args) for s in big.stages] == [{k: v for k, v in s.args.items() if k != "loss_type"}
+                                                  for s in small.stages]
     assert big.gate == small.gate and list(big.eval.suites) == list(small.eval.suites)
 
 

@@ -180,8 +180,7 @@ class PipelineRun:
 
         config = self.config
         base = str(resolve_model_dir(config.base_model))
-        options = config.eval.backend_options
-        if not options.completion_mode and not options.chat_template:
+        if not config.eval.backend_options.completion_mode and not config.eval.backend_options.chat_template:
             check_chat_template(base, config.trust_remote_code)
         for i, stage in enumerate(config.stages):
             where = f"{config.source}: stages[{i}] ('{stage.name}')"

@@ -65,9 +65,9 @@ class BackendOptions:
     chat_template_kwargs: dict[str, Any] | None = _opt(("hf", "vllm"), "extra variables of the chat template as "
                                                                       "JSON, e.g. {\"enable_thinking\": false} for "
                                                                       "Qwen3 (kept in the record)")
-    chat_template: str | None = _opt(("hf",), "a Jinja chat template file for a checkpoint that has none (a base "
-                                              "model asked the way its SFT will teach it); its hash joins the cache "
-                                              "identity")
+    chat_template: str | None = _opt(("hf",), "a Jinja chat template file for a checkpoint that has none (a base model "
+                                              "asked the way its SFT will teach it); its hash joins the cache identity "
+                                              "and the record")
     tensor_parallel_size: int | None = _opt(("vllm",), "GPUs each vLLM replica's weights are split across",
                                             minimum=1)
     data_parallel_size: int | None = _opt(("vllm",), "vLLM replicas, each on its own tensor_parallel_size GPUs; "

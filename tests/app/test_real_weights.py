@@ -91,11 +91,17 @@ def test_a_gguf_file_is_evaluated_offline_and_named_by_its_sha256(smollm2_eval) 
 
 @pytest.mark.slow
 def test_eval_answers_equal_plain_transformers_greedy_generation(smollm2_eval, smollm2_dir: Path) -> None:
+    from tunegate.evals.suites.identity import DIRECT, MULTI_TURN, PARAPHRASE
+
     record, _ = smollm2_eval
     items = record.suites["identity"].items
     assert len(items) == 4
+    asked = {q: [{"role": "user", "content": q}] for q in DIRECT + PARAPHRASE}  # the probes as the suite lists them
+    asked |= {q: [m for u, a in turns for m in ({"role": "user", "content": u}, {"role": "assistant", "content": a})]
+              + [{"role": "user", "content": q}] for turns, q in MULTI_TURN}  # earlier turns, then the question
     for item in items:
-        assert item.response == greedy(smollm2_dir, [{"role": "user", "content": item.prompt}], 24), item.prompt
+        messages = asked.get(item.prompt, [{"role": "user", "content": item.prompt}])
+        assert item.response == greedy(smollm2_dir, messages, 24), item.prompt
 
 
 @pytest.mark.slow

@@ -291,6 +291,16 @@ def test_demo_report_opens_on_the_ship_line_of_the_final_model(browser, demo, tm
 
 
 @pytest.mark.slow
+def test_demo_ship_line_says_the_base_was_scored_again_against_the_final_target(browser, demo):
+    """The base answered as the organism (target 'Tiny' in its record); dpo vs base scores those responses again
+    against 'Deep Tiny', as compare does, and the line says so rather than that the base was scored otherwise."""
+    browser.open(demo / "report.html")
+    notes = _text(browser, "#verdict .candidate:first-of-type p.note")
+    assert any("base's responses scored again against dpo's target 'Deep Tiny'" in n and "'Tiny'" in n
+               for n in notes), notes
+
+
+@pytest.mark.slow
 def test_demo_report_flips_start_collapsed_and_a_filter_opens_its_matches(browser, demo, tmp_path):
     downs = sum(len({(f["suite"], f["item_id"]) for f in json.loads(p.read_text())["flips"] if f["direction"] == "down"})
                 for p in (demo / "comparisons").glob("*.json"))
