@@ -70,7 +70,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import SHARED_DATA, peak_rss_gb  # noqa: E402
+from bench._common import SHARED_DATA, cpu_seconds, peak_rss_gb  # noqa: E402
 from bench._speed_workloads import BUILDERS, Workload, agreement, responses, run_lm_eval  # noqa: E402
 
 
@@ -92,13 +92,6 @@ def warm_up(model_dir: str) -> None:
     with torch.inference_mode():
         model(**tok(["The capital of France is"], return_tensors="pt"))
     del model
-
-
-def cpu_seconds() -> float:
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:

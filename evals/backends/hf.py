@@ -467,7 +467,12 @@ def _settings_key(r: GenerationRequest) -> str:
 #: reductions are split, so a count that followed the load made the demo's trained model (and its verdicts)
 #: depend on what else ran on the machine (DPO identity adherence 0.8 on one thread, 0.9 on two, same seed).
 #: On idle cores two threads are faster (bench/eval_speed.py's organism workload: 1.4-1.8 s vs 2.5-2.9 s).
-SMALL_MODEL_PARAMS = 10_000_000
+#: SmolLM2-135M-Instruct (135M parameters) is below the line too: on 2 cores busy with other jobs (load average
+#: 7.9; bench/threads.py, 8 GSM8K prompts x 64 tokens and 32 MMLU items) two threads cost 97.1 vs 13.4 CPU s and
+#: 347 vs 93 wall s for the generation, 50.1 vs 6.1 CPU s and 138 vs 42 wall s for the log-likelihoods: slower on
+#: the wall clock as well as in CPU time. Larger models (gemma-3-270m, Qwen2.5-0.5B) are not measured and keep
+#: torch's own count.
+SMALL_MODEL_PARAMS = 200_000_000
 
 
 def auto_threads(model: torch.nn.Module, device: str) -> int | None:
