@@ -1,39 +1,20 @@
-"""tunegate's evaluation against lm-eval's ``simple_evaluate`` (HF backend) on the real architecture, side by side.
+"""tunegate's evaluation against lm-eval's ``simple_evaluate`` (HF backend) on real weights, side by side.
 
-Two workloads on the same checkpoint, items, dtype (float32), device (CPU), torch threads and batch size:
+The real configs' workloads (bench/_speed_workloads.py), each on the same checkpoint, items, dtype (float32),
+device (CPU), torch threads and batch size on both sides, through lm-eval's own task YAMLs:
 
-- MMLU, 0-shot, by log-likelihood of " A".." D" (lm-eval's own ``mmlu`` template through ``include``):
-  the first ``--per-subject`` test rows of each ``--subjects`` (default 4 x 50 = 200 items);
-- GSM8K, zero-shot completion, the first ``--gsm8k-n`` (16) test questions, greedy, ``--max-new-tokens`` (64),
-  lm-eval's stop strings; ``repetition_penalty: 1.0`` in lm-eval's task, because lm-eval's HF backend would
-  otherwise apply the checkpoint's generation_config (Qwen2.5-Instruct: 1.1) to greedy decoding, which
-  tunegate does not (``evals/backends/_tokens.py: GREEDY``).
+- ``ifeval``: IFEval through the chat template at the configs' budget (1280 new tokens), the first ``--ifeval-n``;
+- ``gsm8k``: GSM8K 5-shot with the shots as chat turns (lm-eval's ``--apply_chat_template --fewshot_as_multiturn``,
+  the same five shots), 256 new tokens, the first ``--gsm8k-n`` test questions;
+- ``mmlu0`` / ``mmlu5``: MMLU by log-likelihood of " A".." D", 0-shot and 5-shot (each subject's dev rows).
 
-Each side loads the model itself (its load is timed) after a warm-up that imports both stacks. The sides
-alternate ``--repeat`` times and keep their best time (timeit's rule). Then the peak RSS of a fresh process
-that evaluates the real configs' MMLU set (2,000 seeded test items, or its ``--rss-longest`` longest).
-
-    tunegate twin Qwen/Qwen2.5-0.5B-Instruct --out twins/qwen2.5           # the full-size twin (0.49B)
-    HF_HUB_OFFLINE=1 python bench/eval_speed.py --model twins/qwen2.5 --threads 1 --repeat 1 --rss-items 0
-    HF_HUB_OFFLINE=1 python bench/eval_speed.py --model twins/qwen2.5 --threads 1 --repeat 1 --rss-items 0 --only gsm8k
-    HF_HUB_OFFLINE=1 python bench/eval_speed.py --rss-child --model twins/qwen2.5 --threads 1 --rss-longest 32
-
-Measured on 2 CPU cores shared with 3-5 other jobs (load average 6-8; each run got 18-25% of a core, so wall
-seconds are loose and CPU seconds are the figure to compare), batch 32, one torch thread per side::
-
-    mmlu   (200 items): tunegate 1467.8 s (cpu 280.2 s), lm-eval 1502.9 s (cpu 313.7 s) -> 1.02x wall, 1.12x cpu;
-           same choice 200/200, max |dlogp| 2.9e-06
-    gsm8k  (16 x 64 tokens): tunegate 271.3 s (cpu 65.9 s), lm-eval 278.9 s (cpu 61.2 s) -> 1.03x wall, 0.93x cpu;
-           same response 16/16 (a second run, --only gsm8k: 394.5 s / 297.6 s wall, cpu 67.1 s / 65.6 s, 16/16)
-    peak RSS, MMLU 2000 items (the 32 longest prompts, its heaviest batches): 3.72 GiB (3.90 GB, /usr/bin/time -v)
-
-Both speed targets (2x MMLU, 1.3x generation) are missed. Profile: generation is the same transformers
-``generate`` over the same 16-row batch on both sides (the 0.49B forward per step dominates; lm-eval's per-step
-stop-string check is milliseconds), so the two run at ~1x. For MMLU both sides run one forward per
-question (lm-eval groups the four one-token continuations by context); on one padded batch of 8 MMLU prompts
-(52-369 tokens, 1 thread) tunegate's ``_loglikelihood_batch`` took 33.7 cpu s, a bare right-padded forward with
-``logits_to_keep=1`` 33.6 s, lm-eval's way (all positions' logits + log_softmax) 48.8 s: 1.45x per forward, the
-upper bound of skipping the tied 136M-parameter head; the whole run's 1.12x is below it (not yet explained).
+Per workload: tunegate on a fresh cache, tunegate again with every response cached (re-evaluation), then lm-eval;
+CPU seconds of this process for each. Agreement: generation counts identical responses and, for those that
+differ, how many change in lm-eval's own answer when the item is decoded alone (batch 1: the A/A noise floor);
+MMLU counts identical choices and the largest log-likelihood difference. ``--model`` takes the real
+SmolLM2-135M-Instruct (``smollm2-135m-instruct``, fetched by ``tunegate models fetch``) and the full-size
+Qwen2.5-0.5B twin (``tunegate twin Qwen/Qwen2.5-0.5B-Instruct --out twins/qwen2.5``; random weights). The
+README's speed table gives the figures and the commands that measured them.
 
 ``--backend openai`` instead times the first ``--gsm8k-n`` GSM8K items through the ``openai`` backend against a real
 ``transformers serve`` started on localhost, at ``--concurrency 1 4 16``, beside the in-process HF
