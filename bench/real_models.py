@@ -83,6 +83,9 @@ def run(name: str, args: list[str], log: Path) -> dict[str, float]:
 def table(out: Path) -> str:
     lines = []
     for run_name in ("dpo", "sft"):
+        if not (out / run_name / "summary.json").is_file():
+            lines.append(f"## {run_name}: no summary.json under {out / run_name} (not run, or unfinished)")
+            continue
         summary = json.loads((out / run_name / "summary.json").read_text())
         lines.append(f"## {summary['name']} (passed: {summary['passed']}, {summary['seconds']} s)")
         cpu = summary.get("phases_cpu", {})
@@ -93,7 +96,7 @@ def table(out: Path) -> str:
             for m in data["metrics"]:
                 lines.append(f"  {m['suite']}.{m['metric']:<16} {m['baseline']:.3f} -> {m['candidate']:.3f} "
                              f"delta {m['delta']:+.3f} CI [{m['ci_low']:+.3f}, {m['ci_high']:+.3f}] "
-                             f"MDE {m.get('mde')} n={m.get('n')} {m['verdict']} {m.get('gate') or ''}")
+                             f"MDE {m['mde'] if m.get('mde') is None else round(m['mde'], 3)} n={m.get('n')} {m['verdict']} {m.get('gate') or ''}")
         for analysis in sorted((out / run_name / "analysis").glob("*.json")):
             data = json.loads(analysis.read_text())
             if data.get("kind") == "shift" or "suites" in data:

@@ -41,6 +41,7 @@ import numpy as np
 
 from tunegate.core.errors import TunegateError
 from tunegate.evals.gate import GateConfig, Measured, decide, missing_suite
+from tunegate.evals.pairwise import PAIRWISE, baseline_side
 from tunegate.evals.rescore import retarget
 from tunegate.evals.stats import paired_compare
 from tunegate.evals.records import (Comparison, ItemFlip, ItemScore, MetricComparison, NoiseFloor, RunRecord,
@@ -79,6 +80,8 @@ def compare_records(
     flips: list[ItemFlip] = []
     for suite in suites:
         b_suite, c_suite = baseline.suites[suite], candidate.suites[suite]
+        if c_suite.config.get(PAIRWISE):  # judged against the baseline's answers: the baseline side is a tie
+            b_suite = baseline_side(b_suite, c_suite)
         pairs, note = pair_items(b_suite, c_suite)
         warnings.extend(n for n in (same_questions(suite, pairs), note) if n)
         for name, spec in c_suite.metrics.items():

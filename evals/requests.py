@@ -104,6 +104,35 @@ class Backend(Protocol):
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[float]: ...
 
 
+class Calls(Protocol):
+    """What a ``custom`` suite's ``run`` may ask of the runner (``tunegate.evals.runner.RunnerCalls``).
+
+    Requests go through the response cache under the identity of the backend that answers them (the evaluated
+    model's, or ``backend=`` another: a judge), in chunks, with a progress bar counting items (``item_of[i]``:
+    the item request ``i`` belongs to)::
+
+        texts = calls.generate([GenerationRequest(calls.render(messages), 64, messages=tuple(messages))], "chat")
+        lls = calls.loglikelihood([LoglikelihoodRequest("Question: ...\nAnswer:", " Paris")], "arc", item_of=[0])
+    """
+
+    backend: Backend
+
+    @property
+    def completion_mode(self) -> bool: ...
+
+    def render(self, messages: Sequence[Mapping[str, str]], backend: Backend | None = None) -> str: ...
+
+    def generate(self, requests: Sequence[GenerationRequest], desc: str, *, item_of: Sequence[int] | None = None,
+                 backend: Backend | None = None) -> list[str]: ...
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], desc: str, *,
+                      item_of: Sequence[int] | None = None, backend: Backend | None = None) -> list[float]: ...
+
+    def answer(self, items: Sequence[Any], settings: Any, desc: str, *, chat: bool = True) -> list[str]:
+        """Each EvalItem's response, as a generation suite asks it (GenerationSettings ``settings``)."""
+        ...
+
+
 def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
     """Cut ``text`` at the first occurrence of any stop string (as lm-eval does)."""
     cut = len(text)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, Mapping
 
-from tunegate.core.errors import SuiteError
+from tunegate.core.errors import TunegateError
 from tunegate.evals.records import RunRecord, SuiteResult, question_hash
 from tunegate.evals.suites import SUITES, Suite, parse_suite_options
 
@@ -70,7 +70,7 @@ def suite_from_config(name: str, config: Mapping[str, Any]) -> Suite | None:
                                            f"suite '{name}'")
         suite = cls(options)
         return suite if suite_config(suite) == dict(config) else None
-    except SuiteError:
+    except TunegateError:  # a key its options lack (a config() that records more), a value they refuse
         return None
 
 

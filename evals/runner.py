@@ -18,11 +18,12 @@ dataset fails in seconds, not after the suites before it have run.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from tunegate.evals import distributed
 from tunegate.evals.cache import ResponseCache, default_cache_dir, warn_if_unpinned
@@ -30,7 +31,7 @@ from tunegate.core.env import environment
 from tunegate.core.errors import BackendError
 from tunegate.core.progress import bar as progress_bar
 from tunegate.core.progress import emit
-from tunegate.evals.records import RunRecord, SuiteResult
+from tunegate.evals.records import EvalItem, ItemScore, RunRecord, SuiteResult
 from tunegate.evals.requests import Backend, GenerationRequest, LoglikelihoodRequest
 from tunegate.evals.rescore import suite_config
 from tunegate.evals.spec import EvalSpec
@@ -86,36 +87,77 @@ def generation_key(cache: ResponseCache, identity: Mapping[str, Any], request: G
     return cache.key(identity, "gen", request.prompt, [dict(m) for m in request.messages], settings.to_dict())
 
 
+def generate_cached(backend: Backend, requests: Sequence[GenerationRequest], cache: ResponseCache, desc: str, *,
+                    progress: bool = True, chunk: int = 128, item_of: Sequence[int] | None = None) -> list[str]:
+    """``backend.generate(requests)`` through the cache (sampled requests are never cached), with a bar."""
+    identity = cache_identity(backend)
+    keys = [generation_key(cache, identity, r) for r in requests]
+    cacheable = not any(r.do_sample for r in requests)
+    return [str(t) for t in cached_calls(cache, keys, list(requests), cacheable, backend.generate, chunk, desc,
+                                         progress, item_of=item_of)]
+
+
+def loglikelihood_cached(backend: Backend, requests: Sequence[LoglikelihoodRequest], cache: ResponseCache, desc: str,
+                         *, progress: bool = True, chunk: int = 512,
+                         item_of: Sequence[int] | None = None) -> list[float]:
+    """``backend.loglikelihood(requests)`` through the cache, with a bar counting items."""
+    identity = cache_identity(backend)
+    keys = [cache.key(identity, "ll", r.context, r.continuation) for r in requests]
+    return cached_calls(cache, keys, list(requests), True, backend.loglikelihood, chunk, desc, progress,
+                        item_of=item_of)
+
+
+@dataclasses.dataclass
+class RunnerCalls:
+    """The runner's side of ``tunegate.evals.requests.Calls``: what a suite asks, cached, on ``backend`` (the
+    evaluated model) unless a call names another."""
+
+    backend: Backend
+    cache: ResponseCache
+    progress: bool = True
+    chunk: int = 128
+
+    @property
+    def completion_mode(self) -> bool:
+        return bool(getattr(self.backend, "completion_mode", False))
+
+    def render(self, messages: Sequence[Mapping[str, str]], backend: Backend | None = None) -> str:
+        return (backend or self.backend).render(messages)
+
+    def generate(self, requests: Sequence[GenerationRequest], desc: str, *, item_of: Sequence[int] | None = None,
+                 backend: Backend | None = None) -> list[str]:
+        return generate_cached(backend or self.backend, requests, self.cache, desc, progress=self.progress,
+                               chunk=self.chunk, item_of=item_of)
+
+    def answer(self, items: Sequence[EvalItem], settings: GenerationSettings, desc: str, *,
+               chat: bool = True) -> list[str]:
+        """Each item's response as a generation suite asks it: its chat through the chat template (the messages
+        too, for a server that renders them), or its raw prompt in completion mode or with ``chat`` false."""
+        chat = chat and not self.completion_mode
+        requests = [GenerationRequest(
+            prompt=self.render(it.messages) if chat else it.prompt,
+            max_new_tokens=settings.max_new_tokens, stop=settings.stop,
+            do_sample=settings.do_sample, temperature=settings.temperature,
+            messages=tuple(it.messages) if chat else ()) for it in items]
+        return self.generate(requests, desc)
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], desc: str, *,
+                      item_of: Sequence[int] | None = None, backend: Backend | None = None) -> list[float]:
+        return loglikelihood_cached(backend or self.backend, requests, self.cache, desc, progress=self.progress,
+                                    chunk=self.chunk * 4, item_of=item_of)
+
+
 def run_suite(backend: Backend, suite: Suite, cache: ResponseCache, *, progress: bool = True,
               chunk: int = 128) -> SuiteResult:
     """Run one suite on a loaded backend and score every item."""
     start = time.perf_counter()
-    items = suite.items()
-    completion = bool(getattr(backend, "completion_mode", False))
-    identity = cache_identity(backend)
-    if suite.kind == "generate":
-        settings = suite.generation()
-        chat = suite.chat and not completion
-        requests = [GenerationRequest(
-            prompt=backend.render(it.messages) if chat else it.prompt,
-            max_new_tokens=settings.max_new_tokens, stop=settings.stop,
-            do_sample=settings.do_sample, temperature=settings.temperature,
-            messages=tuple(it.messages) if chat else ()) for it in items]
-        keys = [generation_key(cache, identity, r) for r in requests]
-        responses = cached_calls(cache, keys, requests, not settings.do_sample, backend.generate, chunk,
-                                 suite.name, progress)
-        scores = [suite.score(it, resp).asking(it) for it, resp in zip(items, responses)]
+    calls = RunnerCalls(backend, cache, progress, chunk)
+    if suite.kind == "custom":
+        scores = [score.asking(item) for item, score in zip(suite.items(), suite.run(calls))]
+    elif suite.kind == "generate":
+        scores = _generate_suite(calls, suite)
     else:
-        contexts = [suite.choice_context(it) or
-                    (backend.render(it.messages) if not completion else it.prompt) for it in items]
-        requests = [LoglikelihoodRequest(ctx, choice) for it, ctx in zip(items, contexts) for choice in it.choices]
-        keys = [cache.key(identity, "ll", r.context, r.continuation) for r in requests]
-        values = cached_calls(cache, keys, requests, True, backend.loglikelihood, chunk * 4,
-                              suite.name, progress, item_of=[k for k, it in enumerate(items) for _ in it.choices])
-        scores, k = [], 0
-        for it in items:
-            scores.append(suite.score_choices(it, values[k:k + len(it.choices)]).asking(it))
-            k += len(it.choices)
+        scores = _loglikelihood_suite(calls, suite)
     result = SuiteResult(
         suite=suite.name, version=suite.version, metrics=suite.metrics(scores), items=tuple(scores),
         config=suite_config(suite), breakdowns=suite.breakdowns(scores), seconds=round(time.perf_counter() - start, 3))
@@ -123,6 +165,25 @@ def run_suite(backend: Backend, suite: Suite, cache: ResponseCache, *, progress:
         emit("metrics", model=backend.name, suite=suite.name, items=len(scores), seconds=result.seconds,
              metrics={m: v.value for m, v in result.metrics.items()})
     return result
+
+
+def _generate_suite(calls: RunnerCalls, suite: Suite) -> list[ItemScore]:
+    items = suite.items()
+    responses = calls.answer(items, suite.generation(), suite.name, chat=suite.chat)
+    return [suite.score(it, resp).asking(it) for it, resp in zip(items, responses)]
+
+
+def _loglikelihood_suite(calls: RunnerCalls, suite: Suite) -> list[ItemScore]:
+    items = suite.items()
+    contexts = [suite.choice_context(it) or
+                (calls.render(it.messages) if not calls.completion_mode else it.prompt) for it in items]
+    requests = [LoglikelihoodRequest(ctx, choice) for it, ctx in zip(items, contexts) for choice in it.choices]
+    values = calls.loglikelihood(requests, suite.name, item_of=[k for k, it in enumerate(items) for _ in it.choices])
+    scores, k = [], 0
+    for it in items:
+        scores.append(suite.score_choices(it, values[k:k + len(it.choices)]).asking(it))
+        k += len(it.choices)
+    return scores
 
 
 def cache_identity(backend: Backend) -> dict[str, Any]:

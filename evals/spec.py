@@ -27,13 +27,18 @@ from typing import Any, Mapping, Sequence
 
 from tunegate.core.errors import TunegateError
 from tunegate.evals.backends import DEFAULT_BACKEND, BackendOptions, check_backend, load_backend
+from tunegate.evals.records import RunRecord
 from tunegate.evals.requests import Backend
-from tunegate.evals.suites import parse_suite_options
+from tunegate.evals.suites import family_of, parse_suite_options, suite_key
 from tunegate.evals.suites.base import Suite, SuiteOptions, options_config
 
 #: What ``--limit`` means wherever it is a flag (``eval``, ``noise``, ``run``, the plugin's ``--gate-limit``).
 LIMIT_HELP = ("cap every suite at N items: the first N of one seeded order, so records of different limits "
               "compare on their common items; a suite's own smaller limit stays")
+#: What ``--lm-eval-include-path`` means (``eval``, ``noise``, ``analyze``; the plugin's ``--gate-lm-eval-include-path``;
+#: a pipeline config's ``eval.lm_eval_include_path``): every lm-eval suite's ``include_path`` unless it sets one.
+LM_EVAL_INCLUDE_HELP = ("folder of lm-eval task YAMLs for the lm-eval:TASK suites, found before lm-eval's own tasks, "
+                        "as lm-eval's --include_path")
 
 
 @dataclass(frozen=True)
@@ -47,8 +52,12 @@ class SuiteSpec:
     def name(self) -> str:
         return self.suite.name
 
-    def build(self) -> Suite:
-        return self.suite(self.options)
+    def build(self, reference: RunRecord | None = None) -> Suite:
+        """The suite; ``reference`` is the baseline record a suite scored against one takes (``Suite.reference``)."""
+        suite = self.suite(self.options)
+        if reference is not None:
+            suite.reference = reference
+        return suite
 
     def config(self) -> dict[str, Any]:
         """What the record keeps as this suite's config: the variant and the options, whole."""
@@ -67,6 +76,9 @@ class EvalSpec:
     backend_options: BackendOptions = field(default_factory=BackendOptions)
     cache_dir: str | Path | None = None
     use_cache: bool = True
+    #: the baseline record that suites scored against a baseline (the pairwise judge) use when their options
+    #: name none: the plugin's baseline, a pipeline stage's input record (``referenced``)
+    reference: RunRecord | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         check_backend(self.backend, self.backend_options)
@@ -88,8 +100,12 @@ class EvalSpec:
         """The same evaluation with some backend options changed (the noise pass: ``batch_size=1``)."""
         return dataclasses.replace(self, backend_options=dataclasses.replace(self.backend_options, **backend_options))
 
+    def referenced(self, record: RunRecord | None) -> "EvalSpec":
+        """The same evaluation, with ``record`` as the baseline that suites scored against one judge against."""
+        return dataclasses.replace(self, reference=record)
+
     def build(self) -> list[Suite]:
-        return [s.build() for s in self.suites]
+        return [s.build(self.reference) for s in self.suites]
 
     def check(self) -> list[Suite]:
         """The suites, built, with their items read and validated: a missing dataset or a bad row fails here,
@@ -106,27 +122,31 @@ class EvalSpec:
 def eval_spec(suites: Sequence[str | Suite], options: Mapping[str, Mapping[str, Any]] | None = None, *,
               limit: int | None = None, subset_seed: int | None = None, backend: str = DEFAULT_BACKEND,
               backend_options: BackendOptions | None = None, cache_dir: str | Path | None = None,
-              use_cache: bool = True, where: str = "") -> EvalSpec:
+              use_cache: bool = True, where: str = "", lm_eval_include_path: str | None = None) -> EvalSpec:
     """An EvalSpec from suite names (or built suites) and each suite's options as a mapping.
 
     ``limit`` caps every suite (``LIMIT_HELP``); ``subset_seed`` is every suite's seed unless its options
-    set one; ``where`` starts each option error (``--suite-option``: "--suite-option ifeval: unknown ...").
+    set one; ``lm_eval_include_path`` is every ``lm-eval:TASK`` suite's ``include_path`` unless its options
+    set one; ``where`` starts each option error ("--suite-option ifeval: unknown ..."). Options are keyed by
+    the suite's name as records know it (a suite file's own ``name``, see ``suite_key``).
     """
     options = options or {}
-    names = [s if isinstance(s, str) else s.name for s in suites]
+    keys = [suite_key(s) if isinstance(s, str) else s.name for s in suites]
     for name in options:
-        if name not in names:
+        if name not in keys:
             raise TunegateError(f"{where or 'suite options'}: suite '{name}' is not evaluated "
-                                f"(suites: {', '.join(names)})")
+                                f"(suites: {', '.join(keys)})")
     specs = []
-    for s in suites:
+    for s, key in zip(suites, keys):
         if isinstance(s, Suite):
             specs.append(SuiteSpec(type(s), s.options))
             continue
-        data = dict(options.get(s) or {})
+        data = dict(options.get(key) or {})
         if subset_seed is not None:
             data.setdefault("subset_seed", subset_seed)
-        specs.append(SuiteSpec(*parse_suite_options(s, data, f"{where} {s}" if where else f"suite '{s}'")))
+        if lm_eval_include_path is not None and family_of(s) == "lm-eval":
+            data.setdefault("include_path", lm_eval_include_path)
+        specs.append(SuiteSpec(*parse_suite_options(s, data, f"{where} {key}" if where else f"suite '{key}'")))
     return EvalSpec(tuple(specs), backend, backend_options or BackendOptions(), cache_dir, use_cache).capped(limit)
 
 

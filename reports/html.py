@@ -32,7 +32,8 @@ from tunegate.evals.analysis.knowledge import CATEGORIES, HELDOUT, TRAIN, Knowle
 from tunegate.evals.analysis.shift import ALL, ItemShift, ShiftAnalysis, shift_class
 from tunegate.evals.records import Comparison, ItemFlip, MetricComparison, RunRecord, SuiteResult, item_units
 from tunegate.reports import plots, verdict
-from tunegate.reports.loading import load_run_dir
+from tunegate.reports.loading import Variant, load_run_dir
+from tunegate.reports.variants import training_by_stage, variant_section
 
 TEMPLATES = Path(__file__).parent / "templates"
 DIFF_TOKEN_LIMIT = 4000
@@ -328,7 +329,7 @@ def _provenance(records: Sequence[RunRecord], labels: Sequence[str],
 
 def _plots(records: Sequence[RunRecord], labels: Sequence[str], comparisons: Sequence[Comparison],
            cmp_labels: Sequence[str], training_logs: Mapping[str, Sequence[Mapping[str, Any]]],
-           history: History | None) -> dict[str, Any]:
+           history: History | None, variants: Sequence[str] = ()) -> dict[str, Any]:
     suites = list(dict.fromkeys(s for r in records for s in r.suites))
     per_suite = []
     for suite in suites:
@@ -339,8 +340,7 @@ def _plots(records: Sequence[RunRecord], labels: Sequence[str], comparisons: Seq
         per_suite.append((suite, plots.suite_stage_plot(suite, labels, values)))
     forest = [(label, plots.forest_plot(c.metrics, f"{label}: deltas (95% CI)"))
               for c, label in zip(comparisons, cmp_labels)]
-    ordered_logs = [s for s in labels if s in training_logs] + [s for s in training_logs if s not in labels]
-    training = [(s, plots.training_plot(s, training_logs[s])) for s in ordered_logs]
+    training = training_by_stage(training_logs, labels, variants)
     breakdowns = []
     names = dict.fromkeys((suite, b) for r in records for suite, s in r.suites.items() for b in s.breakdowns)
     for suite, name in names:
@@ -441,12 +441,13 @@ def render_report(records: Sequence[RunRecord], comparisons: Sequence[Comparison
                   manifests: Mapping[str, Mapping[str, Any]] | None = None,
                   history: History | None = None, title: str = "tunegate report",
                   summary: Mapping[str, Any] | None = None, plans: Mapping[str, Plan] | None = None,
-                  analyses: Sequence[Any] = ()) -> str:
+                  analyses: Sequence[Any] = (), variants: Mapping[str, Variant] | None = None) -> str:
     """The report as one HTML string. ``history`` is ``Store.history(model_line)`` (or model line -> that);
     ``plans`` maps a comparison's label (``"sft vs base"``) to its eval budget (``tunegate.evals.plan``);
-    ``analyses`` are tunegate.evals.analysis results, each kind in its own section."""
+    ``analyses`` are tunegate.evals.analysis results, each kind in its own section; ``variants`` are the run
+    directories of several runs of one pipeline (``reports.loading.load_paths``), shown side by side."""
     records, comparisons = _pipeline_order(list(records), list(comparisons))
-    training_logs, manifests, summary = training_logs or {}, manifests or {}, summary or {}
+    training_logs, manifests, summary, variants = training_logs or {}, manifests or {}, summary or {}, variants or {}
     labels = _stage_labels(records)
     records_by = dict(zip(labels, records))
     shifts = {a.stage: a for a in analyses if isinstance(a, ShiftAnalysis) and a.stage}
@@ -462,7 +463,9 @@ def render_report(records: Sequence[RunRecord], comparisons: Sequence[Comparison
         "banner": _banner(comparisons, cmp_labels, summary, analyses),
         "cmp_labels": cmp_labels,
         "metric_rows": _metric_rows(records, labels, comparisons),
-        "plots": _plots(records, labels, comparisons, cmp_labels, training_logs, history),
+        "plots": _plots(records, labels, comparisons, cmp_labels, training_logs, history, list(variants)),
+        "variants": variant_section(variants, comparisons, endpoints, manifests) if variants else [],
+        "variant_runs": list(variants.values()),
         "flips": flips,
         "flip_filter": _flip_filter(flips),
         "headers": verdict.headers(records_by, comparisons, endpoints),

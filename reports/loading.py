@@ -14,13 +14,21 @@ Files given one by one are told apart by their ``kind`` field (``run_record``,
 ``comparison`` or an analysis kind). Every failure is a RecordError naming the file.
 ``compare_in_order`` adds the comparisons a gate makes of records given without one
 (``tunegate report base.json dpo.json --gate dpo``).
+
+Several run directories are variants of one pipeline (LoRA beside a full fine-tune, two seeds): each is
+named by its directory (``runs/full``, ``runs/lora`` -> ``full``, ``lora``) and its stages are labelled
+``VARIANT/STAGE`` (``lora/sft``), so no two runs share a column, a comparison or a training log. A stage
+whose record is the same in every variant (the base: same fingerprint, same scores) is shown once, unlabelled::
+
+    tunegate report runs/full runs/lora --out lora-vs-full.html
+    # columns base, full/sft, lora/sft, full/dpo, lora/dpo; comparisons full/sft vs base, lora/sft vs base, ...
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from tunegate.evals.gate import GateConfig
 from tunegate.evals.plan import Plan
@@ -41,6 +49,7 @@ class ReportInputs:
     summary: dict[str, Any] = field(default_factory=dict)
     plans: dict[str, Plan] = field(default_factory=dict)  # "<cand> vs <base>" -> its eval budget
     analyses: list[Any] = field(default_factory=list)
+    variants: dict[str, Variant] = field(default_factory=dict)  # several run directories: name -> its run
 
     def extend(self, other: "ReportInputs") -> None:
         self.records.extend(other.records)
@@ -49,7 +58,28 @@ class ReportInputs:
         self.analyses.extend(other.analyses)
         self.training_logs.update(other.training_logs)
         self.manifests.update(other.manifests)
+        self.variants.update(other.variants)
         self.summary = self.summary or other.summary
+
+
+#: Between a variant's name and its stage in a label (``lora/sft``).
+VARIANT_SEP = "/"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One run directory of several given together: its name, where it is, what its summary says."""
+
+    name: str
+    path: str
+    stages: tuple[str, ...]
+    summary: dict[str, Any]
+
+
+def split_label(label: str, variants: Iterable[str]) -> tuple[str | None, str]:
+    """``("lora", "sft")`` for ``lora/sft`` when ``lora`` is a variant; ``(None, label)`` otherwise."""
+    name, sep, stage = label.partition(VARIANT_SEP)
+    return (name, stage) if sep and name in set(variants) else (None, label)
 
 
 def _training_log(path: Path) -> list[dict[str, Any]]:
@@ -96,13 +126,96 @@ def load_run_dir(run_dir: str | Path) -> ReportInputs:
     return inputs
 
 
+def variant_names(dirs: Sequence[Path]) -> dict[Path, str]:
+    """Each run directory's variant name: its own name, with as many parent folders as tell them apart."""
+    for depth in range(1, max((len(d.resolve().parts) for d in dirs), default=1) + 1):
+        names = {d: "-".join(d.resolve().parts[-depth:]) for d in dirs}
+        if len(set(names.values())) == len(dirs):
+            return names
+    raise RecordError(f"the same run directory is given twice: {', '.join(map(str, dirs))}")
+
+
+def relabel(inputs: ReportInputs, label: Callable[[str], str]) -> ReportInputs:
+    """``inputs`` with every stage label mapped by ``label`` (records, comparisons' ends, training logs,
+    manifests, plans, analyses); where two then share a label, the first is kept (what has no stage stays)."""
+    def one(stage: str | None) -> str | None:
+        return None if stage is None else label(stage)
+
+    def first(pairs: Iterable[tuple[Any, Any]]) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        for key, value in pairs:
+            out.setdefault(key, value)
+        return out
+
+    def plan_key(key: str) -> str:
+        return " vs ".join(label(part) for part in key.split(" vs ", 1))
+
+    records = first((r.stage or id(r), r) for r in (replace(r, stage=one(r.stage)) for r in inputs.records))
+    comparisons = first(((c.baseline_stage, c.candidate_stage) if c.candidate_stage else id(c), c) for c in (
+        replace(c, baseline_stage=one(c.baseline_stage), candidate_stage=one(c.candidate_stage))
+        for c in inputs.comparisons))
+    analyses = first(((a.kind, a.stage) if a.stage else id(a), a) for a in (
+        replace(a, stage=one(a.stage), **({"input_stage": one(a.input_stage)} if hasattr(a, "input_stage") else {}))
+        for a in inputs.analyses))
+    return ReportInputs(
+        records=list(records.values()), comparisons=list(comparisons.values()), analyses=list(analyses.values()),
+        training_logs=first((label(k), v) for k, v in inputs.training_logs.items()),
+        manifests=first((label(k), v) for k, v in inputs.manifests.items()),
+        plans=first((plan_key(k), v) for k, v in inputs.plans.items()),
+        summary=inputs.summary, variants=dict(inputs.variants))
+
+
+def as_variant(inputs: ReportInputs, name: str, path: Path) -> ReportInputs:
+    """A run directory's inputs with every stage labelled ``name/stage``."""
+    labelled = relabel(inputs, lambda stage: f"{name}{VARIANT_SEP}{stage}")
+    labelled.variants = {name: Variant(name, str(path), tuple(r.stage or "" for r in inputs.records), inputs.summary)}
+    return labelled
+
+
+def _same(a: RunRecord, b: RunRecord) -> bool:
+    """The same model evaluated the same way with the same scores (the base of two variants of a pipeline)."""
+    def scores(r: RunRecord) -> dict[str, Any]:
+        return {name: (s.config, {m: v.value for m, v in s.metrics.items()}) for name, s in r.suites.items()}
+
+    return a.fingerprint == b.fingerprint and scores(a) == scores(b)
+
+
+def share_common_stages(inputs: ReportInputs) -> ReportInputs:
+    """The variants' inputs with a stage whose record is the same in every variant shown once, under its own name
+    (what names it, as its comparisons and analyses do, follows); records ordered stage by stage, variant by
+    variant; the summary passed when every variant's did."""
+    names = list(inputs.variants)
+    by_stage: dict[str, list[RunRecord]] = {}
+    for r in inputs.records:
+        by_stage.setdefault(split_label(r.stage or "", names)[1], []).append(r)
+    shared = {r.stage: stage for stage, group in by_stage.items()
+              if len(group) == len(names) and all(_same(group[0], r) for r in group[1:]) for r in group}
+    out = relabel(inputs, lambda stage: shared.get(stage, stage))
+    order = {stage: i for v in inputs.variants.values() for i, stage in enumerate(v.stages)}
+
+    def position(r: RunRecord) -> tuple[int, int]:
+        variant, stage = split_label(r.stage or "", names)
+        return order.get(stage, len(order)), names.index(variant) if variant else -1
+
+    out.records.sort(key=position)
+    passed = [v.summary.get("passed") for v in inputs.variants.values()]
+    errors = [f"{v.name}: {v.summary['error']}" for v in inputs.variants.values() if v.summary.get("error")]
+    out.summary = {"passed": None if None in passed else all(passed), "error": "; ".join(errors) or None}
+    return out
+
+
 def load_paths(paths: Iterable[str | Path]) -> ReportInputs:
-    """Load run directories and record/comparison JSON files, in the order given."""
+    """Load run directories and record/comparison JSON files, in the order given; several run directories are
+    variants of one pipeline (``as_variant``, ``share_common_stages``)."""
+    paths = list(paths)
+    dirs = [Path(p) for p in paths if Path(p).is_dir()]
+    variants = variant_names(dirs) if len(dirs) > 1 else {}
     inputs = ReportInputs()
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            inputs.extend(load_run_dir(path))
+            run = load_run_dir(path)
+            inputs.extend(as_variant(run, variants[path], path) if variants else run)
             continue
         data = read_json(path)
         kind = data.get("kind", "run_record") if isinstance(data, dict) else None
@@ -117,7 +230,7 @@ def load_paths(paths: Iterable[str | Path]) -> ReportInputs:
                               f"analysis ({', '.join(ANALYSES.names())})")
     if not inputs.records and not inputs.comparisons:
         raise RecordError("no records or comparisons given")
-    return inputs
+    return share_common_stages(inputs) if variants else inputs
 
 
 def compare_in_order(inputs: ReportInputs, gate: GateConfig, trains: Sequence[str] = ()) -> list[Comparison]:

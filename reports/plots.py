@@ -9,6 +9,11 @@ in the caller's process. One real input, a stage's TRL log row::
     {"step": 10, "loss": 0.6931, "learning_rate": 5e-07, "epoch": 0.4,
      "rewards/chosen": 0.012, "rewards/rejected": -0.004, "rewards/margins": 0.016,
      "rewards/accuracies": 0.625}
+
+and a GRPO stage's (the organism's, rewarded by IFEval's checkers)::
+
+    {"step": 20, "loss": 0.0112, "reward": 0.6641, "reward_std": 0.3536, "rewards/ifeval/mean": 0.6641,
+     "kl": 0.2594, "entropy": 0.6012, "completions/mean_length": 9.41, "frac_reward_zero_std": 0.25}
 """
 
 from __future__ import annotations
@@ -129,27 +134,54 @@ def _series(log: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], li
     return xs, ys
 
 
-def training_plot(stage: str, log: Sequence[Mapping[str, Any]]) -> str | None:
-    """A stage's training curves: loss (and eval loss); for DPO also rewards, margins and accuracies."""
-    panels: list[tuple[str, list[str]]] = [("loss", ["loss", "eval_loss"])]
-    if any(k.startswith("rewards/") for row in log for k in row):
-        panels.append(("rewards", ["rewards/chosen", "rewards/rejected", "rewards/margins"]))
-        panels.append(("preference accuracy", ["rewards/accuracies"]))
-    panels = [(t, [k for k in keys if _series(log, k)[0]]) for t, keys in panels]
-    panels = [(t, keys) for t, keys in panels if keys]
+#: Training-curve panels, each drawn when the log has one of its keys: every method's loss; DPO's implicit rewards
+#: and preference accuracy; GRPO/RLOO's mean reward of the sampled completions and KL to the input model.
+TRAINING_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("loss", ("loss", "eval_loss")),
+    ("rewards", ("rewards/chosen", "rewards/rejected", "rewards/margins")),
+    ("preference accuracy", ("rewards/accuracies",)),
+    ("reward", ("reward",)),
+    ("KL to the input model", ("kl",)),
+)
+
+
+def training_panels(logs: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[tuple[str, list[str]]]:
+    """The panels with data; the reward panel adds each reward function's mean when there are several."""
+    present = {k for log in logs.values() for row in log for k in row}
+    per_function = sorted(k for k in present if k.startswith("rewards/") and k.endswith("/mean"))
+    panels = []
+    for title, keys in TRAINING_PANELS:
+        wanted = [*keys, *per_function] if title == "reward" and len(per_function) > 1 else list(keys)
+        found = [k for k in wanted if any(_series(log, k)[0] for log in logs.values())]
+        if found:
+            panels.append((title, found))
+    return panels
+
+
+def training_plot(stage: str, log: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Mapping[str, Any]]]) -> str | None:
+    """A stage's training curves (``TRAINING_PANELS``). ``log`` is one run's TRL log history, or run name ->
+    log history: the runs of one stage (variants of a pipeline, LoRA beside full) drawn on the same axes."""
+    logs = dict(log) if isinstance(log, Mapping) else {"": log}
+    panels = training_panels(logs)
     if not panels:
         return None
-    fig = _new_figure(2.8 * len(panels) + 0.6, 2.4)  # an SFT and a DPO stage side by side at 1400 px
+    below = len(logs) > 1 and any(len(keys) > 1 for _, keys in panels)  # a legend under a panel needs room
+    fig = _new_figure(2.8 * len(panels) + 0.6, 2.4 + (0.5 if below else 0))  # SFT and DPO side by side at 1400 px
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (panel_title, keys) in zip(axes, panels):
-        for key in keys:
-            xs, ys = _series(log, key)
-            ax.plot(xs, ys, marker="." if len(xs) < 40 else None, linewidth=1.2, label=key)
+        for color, (run, rows) in zip(STAGE_COLORS[1:] * 4, logs.items()):
+            for style, key in zip(("-", "--", ":", "-."), keys):
+                xs, ys = _series(rows, key)
+                label = f"{run} {key}".strip() if len(keys) > 1 or not run else run
+                ax.plot(xs, ys, marker="." if len(xs) < 40 else None, linewidth=1.2, label=label,
+                        linestyle=style, **({"color": color} if len(logs) > 1 else {}))
         ax.set_title(f"{stage}: {panel_title}", fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=7)
-        if len(keys) > 1:
+        if len(keys) > 1 and len(logs) > 1:  # runs x curves: below the axes, off the data
+            ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
+        elif len(keys) > 1 or len(logs) > 1:
             ax.legend(fontsize=7)
     return figure_to_data_uri(fig)
 

@@ -66,6 +66,24 @@ def quick_run(tmp_path_factory) -> tuple[Path, int]:
     return out, proc.returncode
 
 
+LORA = "{r: 8, lora_alpha: 16, target_modules: all-linear}"
+
+
+@pytest.fixture(scope="session")
+def lora_and_full_runs(tmp_path_factory) -> tuple[Path, Path]:
+    """The quick demo run twice as a user runs it, 6 training steps per stage: ``full`` fine-tunes, ``lora`` sets
+    ``lora:`` on both stages (about 18 + 19 s of CPU)."""
+    tmp = tmp_path_factory.mktemp("variants")
+    config = quick_config(tmp)
+    runs = {"full": [], "lora": ["--set", f"stages.0.lora={LORA}", "--set", f"stages.1.lora={LORA}"]}
+    for name, sets in runs.items():
+        proc = subprocess.run([sys.executable, "-m", "tunegate", "run", str(config), "--out", str(tmp / name),
+                               "--max-steps", "6", "--quiet", "--cache-dir", str(tmp / "cache"), "--no-report", *sets],
+                              capture_output=True, text=True, timeout=1800)
+        assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    return tmp / "full", tmp / "lora"
+
+
 @pytest.fixture(scope="session")
 def quick_run_stderr(quick_run) -> str:
     """What the quick run wrote on stderr (``--log-format json``)."""

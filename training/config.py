@@ -43,7 +43,7 @@ from tunegate.evals.analysis.knowledge import KnowledgeOptions
 from tunegate.evals.analysis.shift import ShiftOptions
 from tunegate.evals.backends import BackendOptions, check_backend
 from tunegate.evals.spec import EvalSpec, SuiteSpec
-from tunegate.evals.suites import parse_suite_options, suite_names
+from tunegate.evals.suites import FAMILY_PATTERNS, family_of, is_suite, parse_suite_options, suite_key, suite_names
 from tunegate.training.identity_dpo import NEUTRAL_SYSTEM_PROMPT
 from tunegate.training.methods import METHODS, get_method
 
@@ -61,14 +61,15 @@ class StageConfig:
     """One training stage: a method over a dataset, and the suites it trains."""
 
     name: str = field(metadata={"help": "stage name (unique, not 'base'); names the stage's records and directory"})
-    method: str = field(metadata={"help": "training method: a name in tunegate.training.methods.METHODS (sft, dpo)"})
+    method: str = field(metadata={"help": "training method: a name in tunegate.training.methods.METHODS "
+                                          "(sft, dpo, grpo, rloo)"})
     data: Any = field(metadata={"help": "dataset (hub id, local path, organism:NAME) or a builder mapping"})
     trains: tuple[str, ...] = field(default=(), metadata={"help": "suites this stage trains: gated on targets, "
                                                                    "the others on non-inferiority"})
     args: dict[str, Any] = field(default_factory=dict, metadata={"help": "fields of the method's TRL Config"})
     lora: dict[str, Any] | None = field(default=None, metadata={"help": "peft LoraConfig fields; null: full fine-tuning"})
     options: dict[str, Any] = field(default_factory=dict, metadata={
-        "help": "the method's own options (its Options dataclass; sft and dpo have none)"})
+        "help": "the method's own options (its Options dataclass; sft and dpo have none, grpo: rewards)"})
     suites: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={
         "help": "suite options for this stage's evaluation over eval.suites, e.g. {identity: {target: Tiny}}; "
                 "the stage's input model is re-scored with them"})
@@ -90,6 +91,9 @@ class EvalConfig:
     backend_options: BackendOptions = field(default_factory=BackendOptions, metadata={
         "help": "the backend's options (tunegate.evals.backends.BackendOptions), e.g. {batch_size: 64} for hf, "
                 "{base_url: 'http://127.0.0.1:8000/v1'} for openai, {chat_template_kwargs: {enable_thinking: false}}"})
+    lm_eval_include_path: str | None = field(default=None, metadata={
+        "help": "folder of lm-eval task YAMLs for the lm-eval:TASK suites, found before lm-eval's own tasks, as "
+                "lm-eval's --include_path"})
     noise_items: int | None = field(default=None, metadata={
         "help": "measure the A/A noise floor (tunegate noise: batch size N vs 1, and dtypes on CUDA) of the base "
                 "model on this many items per suite; every stage's comparison shows it (None: not measured; "
@@ -135,7 +139,7 @@ class PipelineConfig:
         own ``system_prompt``, ``null`` included): Qwen2.5's template would otherwise add "You are Qwen, created
         by Alibaba Cloud", telling the model at eval time the very name DPO trains away.
         """
-        options = {name: {**(opts or {}), **stage.suites.get(name, {})} for name, opts in self.eval.suites.items()}
+        options = {name: {**(opts or {}), **_stage_suite(stage, name)} for name, opts in self.eval.suites.items()}
         builder = next((s.data for s in self.stages if isinstance(s.data, Mapping) and s.data.get("builder") == "identity"),
                        None)
         if "identity" in options and builder is not None and "system_prompt" not in options["identity"]:
@@ -146,13 +150,21 @@ class PipelineConfig:
         """The EvalSpec of ``stage``'s evaluations (the base model's: the first stage's), capped at ``--limit``."""
         index = self.stages.index(stage)
         specs = []
+        include = self.eval.lm_eval_include_path
         for name, data in self.suite_options(stage).items():
             where = f"{self.source}: eval.suites.{name}"
-            if name in stage.suites:
+            if _stage_suite(stage, name):
                 where = f"{self.source}: stages[{index}].suites.{name} (over eval.suites.{name})"
+            if include is not None and family_of(name) == "lm-eval":
+                data.setdefault("include_path", include)
             specs.append(SuiteSpec(*parse_suite_options(name, data, where)))
         options = self.eval.backend_options.updated(trust_remote_code=self.trust_remote_code or None)
         return EvalSpec(tuple(specs), self.eval.backend, options, cache_dir).capped(self.limit)
+
+
+def _stage_suite(stage: StageConfig, name: str) -> dict[str, Any]:
+    """A stage's options of the suite ``name`` evaluates, keyed by that name or by its record name (a suite file's)."""
+    return {**stage.suites.get(suite_key(name), {}), **stage.suites.get(name, {})}
 
 
 def validate_trl_args(method: str, args: Mapping[str, Any], where: str) -> None:
@@ -184,10 +196,10 @@ def parse_config(data: Any, source: str = "<config>", overrides: tuple[str, ...]
     loads: each stage's suites are built with its options, its method's options and TRL fields read."""
     _moved(data, source)
     config = from_mapping(PipelineConfig, data, source, source=source, overrides=overrides, limit=limit)
-    known = set(suite_names())
     for suite in config.eval.suites:
-        if suite not in known:
-            raise TunegateError(f"{source}: eval.suites: unknown suite '{suite}' (known: {', '.join(sorted(known))})")
+        if not is_suite(suite):
+            raise TunegateError(f"{source}: eval.suites: unknown suite '{suite}' (known: "
+                                f"{', '.join(sorted(suite_names()))}, {', '.join(FAMILY_PATTERNS.values())})")
     if config.eval.backend_options.trust_remote_code is not None:
         raise TunegateError(f"{source}: eval.backend_options.trust_remote_code: set trust_remote_code at the top "
                             f"level of the config (it covers training as well)")
@@ -209,16 +221,17 @@ def _check_stage(config: PipelineConfig, stage: StageConfig, where: str) -> None
     validate_trl_args(stage.method, stage.args, f"{where}.args")
     if stage.lora:
         validate_lora(stage.lora, f"{where}.lora")
-    get_method(stage.method).parse_options(stage.options, f"{where}.options")
+    method = get_method(stage.method)
+    method.check_config(method.parse_options(stage.options, f"{where}.options"), stage.data, where)
     if stage.knowledge is not None and not isinstance(stage.data, str):
         raise TunegateError(f"{where}.knowledge: needs the stage's 'data' to be a dataset (hub id, path, "
                             f"organism:NAME) whose rows carry 'answer', not a builder")
-    evaluated = list(config.eval.suites)
+    evaluated = list(config.eval.suites) + [suite_key(name) for name in config.eval.suites]
     for key, suites in (("trains", stage.trains), ("suites", stage.suites)):
         for suite in suites:
             if suite not in evaluated:
                 raise TunegateError(f"{where}.{key}: suite '{suite}' is not evaluated "
-                                    f"(eval.suites has: {', '.join(evaluated) or 'none'})")
+                                    f"(eval.suites has: {', '.join(config.eval.suites) or 'none'})")
     config.eval_spec(stage)  # every suite built with the stage's options: a bad option fails now
 
 

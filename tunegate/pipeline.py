@@ -177,6 +177,7 @@ class PipelineRun:
         and every suite's data as each stage evaluates it. Returns the base model's directory."""
         from tunegate.evals.sources import load_rows
         from tunegate.training.launch import check_accelerate_config
+        from tunegate.training.stages import build_trl_config
 
         config = self.config
         base = str(resolve_model_dir(config.base_model))
@@ -185,6 +186,8 @@ class PipelineRun:
         for i, stage in enumerate(config.stages):
             where = f"{config.source}: stages[{i}] ('{stage.name}')"
             get_method(stage.method).check_data(stage.data, stage.data_options, config.seed, where)
+            build_trl_config(stage.method, self.stage_args(stage), self.out / "stages" / stage.name, config.seed,
+                             where=f"{config.source}: stages[{i}].args")  # its own checks (GRPO's batch sizes)
             if stage.knowledge is not None and stage.knowledge.heldout:
                 load_rows(stage.knowledge.heldout, split=stage.data_options.get("split", "train"),
                           options={"seed": config.seed})
@@ -198,11 +201,16 @@ class PipelineRun:
     def spec(self, stage: StageConfig) -> EvalSpec:
         return self.specs[stage.name]
 
-    def evaluate(self, model: str, name: str, stage: StageConfig) -> RunRecord:
+    def stage_args(self, stage: StageConfig) -> dict[str, Any]:
+        """The stage's TRL Config fields as it trains: its ``args:``, and ``--max-steps`` over them."""
+        return dict(stage.args) | ({"max_steps": self.settings.max_steps} if self.settings.max_steps else {})
+
+    def evaluate(self, model: str, name: str, stage: StageConfig, reference: RunRecord | None = None) -> RunRecord:
+        """``model``'s record; ``reference`` (the stage's input record) is what a pairwise judge suite judges against."""
         from tunegate.evals.runner import evaluate
 
-        return evaluate(model, self.spec(stage), stage=name, out=self.out / "records" / f"{name}.json",
-                        progress=self.settings.progress)
+        return evaluate(model, self.spec(stage).referenced(reference), stage=name,
+                        out=self.out / "records" / f"{name}.json", progress=self.settings.progress)
 
     def eval_base(self, base: str) -> Evaluated:
         """The base model's record, with the A/A noise floor of the eval set-up when ``eval.noise_items`` asks."""
@@ -221,15 +229,16 @@ class PipelineRun:
 
     def run_stage(self, stage: StageConfig, prev: Evaluated) -> Evaluated:
         """Data, analyses before, training, eval, comparison and analyses after, of one stage."""
+        method = get_method(stage.method)
         context = DataContext(model_dir=prev.model, stage_dir=self.out / "stages" / stage.name, seed=self.config.seed,
                               where=f"{self.config.source}: stage '{stage.name}'", eval=self.spec(stage),
-                              args=stage.args, log=log)
-        rows, source = self.phases.run(f"data {stage.name}", lambda: get_method(stage.method).dataset(
+                              args=stage.args, log=log, options=method.parse_options(stage.options, stage.name))
+        rows, source = self.phases.run(f"data {stage.name}", lambda: method.dataset(
             stage.data, stage.data_options, context))
         knowledge = analyze_stage(self, stage, prev)
         trained = self.phases.run(f"train {stage.name}", lambda: self.train(stage, prev, rows, source))
         model = str(trained.model_dir)
-        record = self.phases.run(f"eval {stage.name}", lambda: self.evaluate(model, stage.name, stage))
+        record = self.phases.run(f"eval {stage.name}", lambda: self.evaluate(model, stage.name, stage, prev.record))
         self.result.records[stage.name] = record
         self.compare(stage, prev, record)
         analyze_stage(self, stage, prev, Evaluated(stage.name, model, record), knowledge)
@@ -240,8 +249,8 @@ class PipelineRun:
         from tunegate.training.stages import train_stage
 
         s = self.settings
-        args = dict(stage.args) | ({"max_steps": s.max_steps} if s.max_steps else {})
-        kwargs = dict(out_dir=self.out / "stages" / stage.name, name=stage.name, args=args, lora=stage.lora,
+        kwargs = dict(out_dir=self.out / "stages" / stage.name, name=stage.name, args=self.stage_args(stage),
+                      lora=stage.lora,
                       seed=self.config.seed, data_source=source, trains=stage.trains, options=stage.options,
                       extra_manifest={"input_stage": prev.name}, trust_remote_code=self.config.trust_remote_code)
         if s.launched:

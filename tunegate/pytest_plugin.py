@@ -42,7 +42,7 @@ from tunegate.core.errors import TunegateError, error_line, exit_code
 from tunegate.evals.backends import DEFAULT_BACKEND, BackendOptions, backend_flags, options_from
 from tunegate.evals.gate import format_gate_summary
 from tunegate.evals.records import Comparison, RunRecord
-from tunegate.evals.spec import LIMIT_HELP, EvalSpec
+from tunegate.evals.spec import LIMIT_HELP, LM_EVAL_INCLUDE_HELP, EvalSpec
 
 NO_CHECKPOINT = "no --gate-checkpoint given"
 #: The module of gate tests this plugin parametrizes and, where no collected test uses them, collects.
@@ -61,6 +61,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="option of a suite evaluated from a checkpoint, as `tunegate eval --suite-option` "
              "(`tunegate eval --help` lists every suite's options)")
     add("--gate-limit", metavar="N", type=int, default=None, help=LIMIT_HELP)
+    add("--gate-lm-eval-include-path", metavar="DIR", default=None, help=LM_EVAL_INCLUDE_HELP)
     add("--gate-trains", metavar="S1,S2", default="", help="suites the stage trained (gated on targets, not non-inferiority)")
     add("--gate-report", metavar="PATH", help="write the HTML comparison report here")
     add("--gate-store", metavar="PATH|sqlite:///PATH", help="results store (default runs/tunegate.sqlite when a model line is given)")
@@ -91,6 +92,7 @@ class GateOptions:
     limit: int | None = None
     backend: str | None = None
     backend_options: BackendOptions = BackendOptions()
+    lm_eval_include_path: str | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> "GateOptions":
@@ -99,7 +101,7 @@ class GateOptions:
         return cls(opt("gate_checkpoint"), opt("gate_baseline"), opt("gate_config"), _csv(opt("gate_suites")),
                    _csv(opt("gate_trains")), opt("gate_report"), opt("gate_store"), opt("gate_model_line"),
                    bool(opt("gate_update_baseline")), tuple(opt("gate_suite_option") or ()), opt("gate_limit"),
-                   opt("gate_backend"), backend_options)
+                   opt("gate_backend"), backend_options, opt("gate_lm_eval_include_path"))
 
     def eval_spec(self, suites: tuple[str, ...]) -> EvalSpec:
         """The EvalSpec a checkpoint is evaluated with: the suites, their options, ``--gate-limit``, the backend."""
@@ -107,7 +109,8 @@ class GateOptions:
 
         flag = "--gate-suite-option"
         return eval_spec(list(suites), suite_option_pairs(self.suite_options, flag), limit=self.limit,
-                         backend=self.backend or DEFAULT_BACKEND, backend_options=self.backend_options, where=flag)
+                         backend=self.backend or DEFAULT_BACKEND, backend_options=self.backend_options, where=flag,
+                         lm_eval_include_path=self.lm_eval_include_path)
 
 
 class GateSession:
@@ -181,7 +184,9 @@ class GateSession:
             raise TunegateError(f"--gate-suites is needed to evaluate the {role} checkpoint '{spec}'")
         from tunegate.evals.runner import evaluate  # lazily: loads torch
 
-        wanted = self.options.eval_spec(suites)  # every suite's options and data checked before the model loads
+        # every suite's options and data checked before the model loads; the candidate's pairwise judge suite
+        # judges its answers against the baseline's
+        wanted = self.options.eval_spec(suites).referenced(self.baseline if role == "candidate" else None)
         with self._terminal() as show:
             return evaluate(spec, wanted, stage=role, progress=show)
 

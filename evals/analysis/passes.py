@@ -36,13 +36,9 @@ def open_cache(cache_dir: str | Path | None = None, use_cache: bool = True) -> I
 
 def cached_generate(backend: Any, requests: Sequence[GenerationRequest], cache: ResponseCache) -> list[str]:
     """``backend.generate(requests)`` through the runner's cache and keys; sampled requests are not cached."""
-    from tunegate.evals.runner import cache_identity, cached_calls, generation_key  # torch: at the first pass
+    from tunegate.evals.runner import generate_cached  # torch: at the first pass
 
-    identity = cache_identity(backend)
-    keys = [generation_key(cache, identity, r) for r in requests]
-    cacheable = not any(r.do_sample for r in requests)
-    return [str(t) for t in cached_calls(cache, keys, list(requests), cacheable, backend.generate, CHUNK,
-                                         "generate", False)]
+    return generate_cached(backend, requests, cache, "generate", progress=False, chunk=CHUNK)
 
 
 def cached_token_ranks(backend: Any, requests: Sequence[TokenRankRequest], cache: ResponseCache) -> list[TokenRanks]:

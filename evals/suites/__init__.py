@@ -4,6 +4,12 @@
     ifeval     IFEval instruction following, strict and loose as Google's reference (or the organism's items)
     math       GSM8K (lm-eval's strict and flexible extraction) or the organism's arithmetic
     knowledge  MMLU by log-likelihood (lm-eval's prompt), generative MMLU, or the organism's capitals
+    judge      chat quality: the candidate's answers against the baseline's, judged pairwise by a model
+
+Families of suites are named by a pattern, not one by one (``FAMILIES``)::
+
+    lm-eval:TASK  any lm-eval task or group by its lm-eval name (lm-eval:gsm8k, lm-eval:mmlu)
+    PATH.yaml     a suite defined in a file: data, prompt template, target, kind and metric, no Python
 
 A new suite is one module here (a Suite subclass with its ``Options`` dataclass, or ``Variants`` of
 several) plus one line in ``SUITES``; code outside tunegate adds its own with ``register_suite("name")``.
@@ -33,19 +39,53 @@ SUITES: Registry[type[Suite] | Variants] = Registry("suite", {
     "ifeval": "tunegate.evals.suites.ifeval:VARIANTS",
     "math": "tunegate.evals.suites.math:VARIANTS",
     "knowledge": "tunegate.evals.suites.knowledge:VARIANTS",
+    "judge": "tunegate.evals.suites.judge:JudgeSuite",
 })
 register_suite = SUITES.register
+
+#: Families of suites named by a pattern: each a Suite class whose ``for_name(name)`` is the suite class of one
+#: name (cached: one class per name). ``family_of`` says which family a name belongs to.
+FAMILIES: Registry[type[Suite]] = Registry("suite family", {
+    "lm-eval": "tunegate.evals.suites.lm_eval:LmEvalSuite",
+    "file": "tunegate.evals.suites.from_file:FileSuite",
+})
+#: How each family's names look, for errors and ``--help``.
+FAMILY_PATTERNS = {"lm-eval": "lm-eval:TASK", "file": "PATH.yaml"}
+SUITE_FILE_SUFFIXES = (".yaml", ".yml")
 
 
 def suite_names() -> list[str]:
     return SUITES.names()
 
 
+def family_of(name: str) -> str | None:
+    """The family of a suite name: ``lm-eval`` for ``lm-eval:TASK``, ``file`` for a ``.yaml`` path, else None."""
+    if name.endswith(SUITE_FILE_SUFFIXES):
+        return "file"
+    prefix, sep, rest = name.partition(":")
+    return prefix if sep and rest and prefix in FAMILIES and prefix != "file" else None
+
+
+def is_suite(name: str) -> bool:
+    """``name`` is a registered suite or a name of a family (whether its task or file exists is checked later)."""
+    return name in SUITES or family_of(name) is not None
+
+
+def suite_key(name: str) -> str:
+    """The name a suite is known by in records, options and gates: a suite file's own ``name``, else ``name``."""
+    return variants(name).default_class.name if family_of(name) == "file" else name
+
+
 def variants(name: str) -> Variants:
-    """The suite classes registered as ``name`` (one, or several told apart by ``variant``)."""
-    if name not in SUITES:
-        raise SuiteError(f"unknown suite '{name}' (known: {', '.join(SUITES.names())})")
-    entry = SUITES.get(name)
+    """The suite classes registered as ``name`` (one, or several told apart by ``variant``), or of its family."""
+    family = family_of(name)
+    if family is not None:
+        entry: Any = FAMILIES.get(family).for_name(name)
+    elif name in SUITES:
+        entry = SUITES.get(name)
+    else:
+        raise SuiteError(f"unknown suite '{name}' (known: {', '.join(SUITES.names())}, "
+                         f"{', '.join(FAMILY_PATTERNS.values())})")
     return entry if isinstance(entry, Variants) else Variants({entry.variant or "default": entry})
 
 
@@ -73,7 +113,8 @@ def get_suite(name: str, **options: Any) -> Suite:
 
 
 def describe_suites(width: int = 100) -> str:
-    """Every registered suite with its options, defaults and help, from the options dataclasses (``eval --help``)."""
+    """Every registered suite and family with its options, defaults and help, from the options dataclasses
+    (``eval --help``)."""
     common = {f.name for f in dataclasses.fields(SuiteOptions)}
     lines = ["every suite:", *_describe_fields(SuiteOptions, (), width)]
     for name in SUITES.names():
@@ -81,10 +122,15 @@ def describe_suites(width: int = 100) -> str:
         for variant, cls in choices.classes.items():
             label = name if len(choices.classes) == 1 else \
                 f"{name} variant={variant}" + (" (the default)" if variant == choices.default else "")
-            about = (cls.Options.__doc__ or cls.__doc__ or "").strip().replace("``", "")
-            lines.append(f"{label}: {about}")
-            lines += _describe_fields(cls.Options, common, width)
+            lines += _describe_class(label, cls, common, width)
+    for family, pattern in FAMILY_PATTERNS.items():
+        lines += _describe_class(pattern, FAMILIES.get(family), common, width)
     return "\n".join(lines)
+
+
+def _describe_class(label: str, cls: type[Suite], common: set[str], width: int) -> list[str]:
+    about = (cls.Options.__doc__ or cls.__doc__ or "").strip().replace("``", "")
+    return [f"{label}: {about}", *_describe_fields(cls.Options, common, width)]
 
 
 def _describe_fields(options: type, skip: set[str] | tuple[str, ...], width: int) -> list[str]:
@@ -92,10 +138,11 @@ def _describe_fields(options: type, skip: set[str] | tuple[str, ...], width: int
     for f in dataclasses.fields(options):
         if f.name in skip:
             continue
-        head = f"    {f.name} (default: {json.dumps(f.default)})"
+        default = json.dumps(f.default, default=lambda v: v.given() if hasattr(v, "given") else str(v))
+        head = f"    {f.name} (default: {default})"
         out += textwrap.wrap(f"{head} {f.metadata.get('help', '')}", width, subsequent_indent=" " * 8)
     return out
 
 
-__all__ = ["SUITES", "Suite", "SuiteError", "SuiteOptions", "Variants", "describe_suites", "get_suite",
-           "parse_suite_options", "register_suite", "suite_names", "variants"]
+__all__ = ["FAMILIES", "SUITES", "Suite", "SuiteError", "SuiteOptions", "Variants", "describe_suites", "family_of",
+           "get_suite", "is_suite", "parse_suite_options", "register_suite", "suite_key", "suite_names", "variants"]

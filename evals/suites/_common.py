@@ -12,19 +12,23 @@ from typing import Any, Callable, Mapping, Sequence
 from tunegate.core.errors import SuiteError, TunegateError
 from tunegate.core.files import Required
 from tunegate.evals.records import ItemScore, item_units
-from tunegate.evals.sources import load_rows
+from tunegate.evals.sources import Benchmark, data_dir, load_rows
 
 _THINK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
 
 
 def suite_rows(suite: str, source: str, *, split: str, name: str | None = None, required: Required | None = None,
-               options: Mapping[str, Any] | None = None, option: str = "source") -> list[dict[str, Any]]:
+               options: Mapping[str, Any] | None = None, option: str = "source",
+               benchmark: Benchmark | None = None) -> list[dict[str, Any]]:
     """``tunegate.evals.sources.load_rows`` with failures turned into a one-line SuiteError naming the suite and
-    the option that chooses its data (``option``), as a flag and as a pipeline config field."""
+    the option that chooses its data (``option``), as a flag and as a pipeline config field, and for a
+    ``benchmark`` the command that writes its default copy (``tunegate data fetch NAME``)."""
     try:
         return load_rows(source, split=split, name=name, required=required, options=options)
     except TunegateError as exc:
-        raise SuiteError(f"suite '{suite}': {exc} [the data is the option '{option}': --suite-option "
+        fetch = (f"`tunegate data fetch {benchmark.name}` writes the default copy ({data_dir() / benchmark.name}), "
+                 "or give " if benchmark else "")
+        raise SuiteError(f"suite '{suite}': {exc} [the data is the option '{option}': {fetch}--suite-option "
                          f"{suite}.{option}=PATH, or eval.suites.{suite}.{option} in a pipeline config]") from None
 
 

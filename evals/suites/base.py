@@ -6,7 +6,9 @@ read them through ``tunegate.core.typed_config``, ``tunegate eval --help`` lists
 keeps the dataclass whole as the suite's config. A generation suite turns each EvalItem into chat
 messages (or raw text in completion mode), the runner generates a response, and ``score`` turns the
 response into an ItemScore. A log-likelihood suite gives ``choices`` per item; the runner scores each
-continuation and ``score_choices`` picks the answer.
+continuation and ``score_choices`` picks the answer. A ``custom`` suite makes its own requests in ``run``,
+through the runner's ``Calls`` (the backend's chat template, and cached, batched generations and
+log-likelihoods, on the evaluated model or another: an lm-eval task's mixed requests, a judge's verdicts).
 
 Example (the organism's math suite)::
 
@@ -22,10 +24,13 @@ import dataclasses
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping, Sequence
 
 from tunegate.core.errors import SuiteError
-from tunegate.evals.records import EvalItem, ItemScore, MetricSpec, MetricValue
+from tunegate.evals.records import EvalItem, ItemScore, MetricSpec, MetricValue, RunRecord
+
+if TYPE_CHECKING:
+    from tunegate.evals.requests import Calls
 
 
 def option(default: Any, help: str) -> Any:
@@ -83,12 +88,21 @@ class Suite(ABC):
 
     name: ClassVar[str]
     version: ClassVar[str]
-    kind: ClassVar[Literal["generate", "loglikelihood"]] = "generate"
+    kind: ClassVar[Literal["generate", "loglikelihood", "custom"]] = "generate"
     variant: ClassVar[str | None] = None
     Options: ClassVar[type[SuiteOptions]] = SuiteOptions
     #: Options that change how a response is scored but not what the model is asked (identity's target):
     #: a record's responses can be scored again under a candidate's values (tunegate.evals.rescore).
     scoring_options: ClassVar[tuple[str, ...]] = ()
+    #: The baseline record a suite scored against a baseline (the pairwise judge) takes when its options name
+    #: none: the entry point sets it (``EvalSpec.reference``: the plugin's baseline, a stage's input record).
+    reference: RunRecord | None = None
+
+    @classmethod
+    def for_name(cls, name: str) -> type["Suite"]:
+        """The suite class of one name of a family of suites registered as ``cls`` (``FAMILIES``: the class of
+        ``lm-eval:gsm8k``, of ``checks/refusals.yaml``)."""
+        raise NotImplementedError(f"suite '{cls.name}' is not a family of suites")
 
     def __init__(self, options: SuiteOptions | None = None, /, **fields: Any) -> None:
         """``Suite(options)``, or ``Suite(field=value, ...)`` for the options' fields (Python callers)."""
@@ -127,6 +141,10 @@ class Suite(ABC):
 
     def score_choices(self, item: EvalItem, logprobs: Sequence[float]) -> ItemScore:  # loglikelihood suites
         raise NotImplementedError(f"suite '{self.name}' does not score choices")
+
+    def run(self, calls: "Calls") -> list[ItemScore]:  # custom suites
+        """Make this suite's requests through ``calls`` and score every item of ``items()``, in order."""
+        raise NotImplementedError(f"suite '{self.name}' is not a custom suite")
 
     def choice_context(self, item: EvalItem) -> str | None:
         """Raw context text for log-likelihood items; None means render ``item.messages`` with the chat template."""
@@ -171,6 +189,10 @@ class Variants:
     @property
     def default(self) -> str:
         return next(iter(self.classes))
+
+    @property
+    def default_class(self) -> type[Suite]:
+        return self.classes[self.default]
 
     def resolve(self, variant: str | None, suite: str, where: str) -> type[Suite]:
         name = self.aliases.get(variant, variant) if variant is not None else self.default

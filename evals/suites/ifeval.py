@@ -35,6 +35,7 @@ from typing import Any, Mapping, Sequence
 
 from tunegate.core.errors import SuiteError
 from tunegate.evals.records import EvalItem, ItemScore, MetricSpec
+from tunegate.evals.sources import Benchmark
 from tunegate.evals.suites._common import mean_by, strip_thinking, suite_rows
 from tunegate.evals.suites.base import STRIP_THINKING, GenerationSettings, Suite, SuiteOptions, Variants, option
 
@@ -122,15 +123,31 @@ def follow_instructions(key: Any, prompt: str, ids: Sequence[str], kwargs: Seque
     return Verdict(strict=tuple(strict), loose=tuple(loose))
 
 
+def google_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A hub row as a line of Google's ``input_data.jsonl``: each instruction's kwargs without the keys the hub's
+    table fills with null (``{"num_highlights": 3, "relation": None, ...}`` -> ``{"num_highlights": 3}``)."""
+    return {"key": row["key"], "prompt": row["prompt"], "instruction_id_list": list(row["instruction_id_list"]),
+            "kwargs": [{k: v for k, v in kw.items() if v is not None} for kw in row["kwargs"]]}
+
+
+#: lm-eval's ifeval task reads google/IFEval's train split; ``tunegate data fetch ifeval`` writes Google's file.
+BENCHMARK = Benchmark("ifeval", HUB_ID, None, {"train": "input_data.jsonl"}, REQUIRED, google_row)
+
+
 @dataclass(frozen=True)
 class IFEvalOptions(SuiteOptions):
     """Google's IFEval prompts from the hub or a local copy of ``input_data.jsonl``."""
 
-    source: str = option(HUB_ID, "rows in Google's input_data.jsonl format: hub id, local .jsonl/.json file, "
-                                 "or a folder holding SPLIT.jsonl")
+    source: str | None = option(None, "rows in Google's input_data.jsonl format: hub id, local .jsonl/.json file, "
+                                      "or a folder holding SPLIT.jsonl (default: $TUNEGATE_DATA/ifeval/"
+                                      f"input_data.jsonl once `tunegate data fetch ifeval` wrote it, else {HUB_ID})")
     split: str = option("train", "split to evaluate (the hub copy has only train)")
     max_new_tokens: int = option(1280, "response budget in tokens (Google's reference: 1280)")
     strip_thinking: bool = option(False, STRIP_THINKING)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._default("source", BENCHMARK.default_source(self.split))
 
 
 @dataclass(frozen=True)
@@ -155,7 +172,8 @@ class IFEvalSuite(Suite):
         return GenerationSettings(max_new_tokens=self.options.max_new_tokens)
 
     def source_rows(self) -> list[dict[str, Any]]:
-        return suite_rows(self.name, self.options.source, split=self.options.split, required=REQUIRED)
+        return suite_rows(self.name, self.options.source, split=self.options.split, required=REQUIRED,
+                          benchmark=BENCHMARK)
 
     def rows(self) -> list[dict[str, Any]]:
         """The raw rows in Google's input format, validated."""

@@ -31,6 +31,7 @@ from typing import Any, Sequence
 
 from tunegate.core.errors import SuiteError
 from tunegate.evals.records import EvalItem, ItemScore, MetricSpec
+from tunegate.evals.sources import Benchmark
 from tunegate.evals.suites._common import mean_by, strip_thinking, suite_rows
 from tunegate.evals.suites.base import STRIP_THINKING, GenerationSettings, Suite, SuiteOptions, Variants, option
 
@@ -55,12 +56,20 @@ def pick(logprobs: Sequence[float], n: int, item_id: str) -> int:
     return max(range(n), key=lambda i: (logprobs[i], -i))
 
 
+#: cais/mmlu, config all (lm-eval's mmlu tasks read its per-subject configs: the same rows), test and dev.
+BENCHMARK = Benchmark("mmlu", HUB_ID, "all", {"test": "test.jsonl", "dev": "dev.jsonl"}, REQUIRED,
+                      lambda row: {"subject": row["subject"], "question": row["question"],
+                                   "choices": list(row["choices"]), "answer": row["answer"]},
+                      ensure_ascii=False)
+
+
 @dataclass(frozen=True)
 class MMLUOptions(SuiteOptions):
     """MMLU questions and how they are asked."""
 
-    source: str = option(HUB_ID, "rows with subject, question, choices and answer: hub id, local .jsonl/.json "
-                                 "file, or a folder holding SPLIT.jsonl")
+    source: str | None = option(None, "rows with subject, question, choices and answer: hub id, local .jsonl/.json "
+                                      "file, or a folder holding SPLIT.jsonl (default: $TUNEGATE_DATA/mmlu once "
+                                      f"`tunegate data fetch mmlu` wrote it, else {HUB_ID})")
     name: str | None = option("all", "the dataset's config name on the hub")
     split: str = option("test", "split to evaluate")
     fewshot: int = option(0, "the subject's first dev questions before each question, 0..5 (lm-eval: 5)")
@@ -71,6 +80,8 @@ class MMLUOptions(SuiteOptions):
         super().__post_init__()
         if not 0 <= self.fewshot <= 5:
             raise SuiteError(f"option 'fewshot' must be 0..5 (dev has 5 per subject), got {self.fewshot}")
+        self._default("source", BENCHMARK.default_source(self.split, self.fewshot_split if self.fewshot else None,
+                                                         config=self.name))
 
 
 class MMLUSuite(Suite):
@@ -84,7 +95,7 @@ class MMLUSuite(Suite):
 
     def _rows(self, split: str) -> list[dict[str, Any]]:
         o = self.options
-        rows = suite_rows(self.name, o.source, split=split, name=o.name, required=REQUIRED)
+        rows = suite_rows(self.name, o.source, split=split, name=o.name, required=REQUIRED, benchmark=BENCHMARK)
         for i, row in enumerate(rows):
             if len(row["choices"]) != 4 or not 0 <= row["answer"] < 4:
                 raise SuiteError(f"suite 'knowledge': {o.source} {split} row {i}: "

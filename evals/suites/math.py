@@ -35,6 +35,7 @@ from typing import Any, Sequence
 
 from tunegate.core.errors import SuiteError
 from tunegate.evals.records import EvalItem, ItemScore, MetricSpec
+from tunegate.evals.sources import Benchmark
 from tunegate.evals.suites._common import strip_thinking, suite_rows
 from tunegate.evals.suites.base import STRIP_THINKING, GenerationSettings, Suite, SuiteOptions, Variants, option
 
@@ -110,12 +111,18 @@ def doc_to_text(question: str) -> str:
     return f"Question: {question}\nAnswer:"
 
 
+#: lm-eval's gsm8k task: openai/gsm8k, config main, test (and train for the shots); OpenAI's files' layout.
+BENCHMARK = Benchmark("gsm8k", HUB_ID, "main", {"test": "test.jsonl", "train": "train.jsonl"}, REQUIRED,
+                      lambda row: {"question": row["question"], "answer": row["answer"]})
+
+
 @dataclass(frozen=True)
 class GSM8KOptions(SuiteOptions):
     """GSM8K test questions and how they are asked."""
 
-    source: str = option(HUB_ID, "rows with question and answer: hub id, local .jsonl/.json file, or a folder "
-                                 "holding SPLIT.jsonl")
+    source: str | None = option(None, "rows with question and answer: hub id, local .jsonl/.json file, or a "
+                                      "folder holding SPLIT.jsonl (default: $TUNEGATE_DATA/gsm8k once `tunegate "
+                                      f"data fetch gsm8k` wrote it, else {HUB_ID})")
     name: str | None = option("main", "the dataset's config name on the hub")
     split: str = option("test", "split to evaluate")
     fewshot: int = option(0, "solved examples before each question (lm-eval: 5)")
@@ -131,6 +138,8 @@ class GSM8KOptions(SuiteOptions):
         if self.fewshot < 0:
             raise SuiteError(f"option 'fewshot' must be >= 0, got {self.fewshot}")
         self._default("chat", self.fewshot == 0)
+        self._default("source", BENCHMARK.default_source(self.split, self.fewshot_split if self.fewshot else None,
+                                                         config=self.name))
 
 
 class GSM8KSuite(Suite):
@@ -147,7 +156,8 @@ class GSM8KSuite(Suite):
         return GenerationSettings(max_new_tokens=self.options.max_new_tokens, stop=STOP)
 
     def _rows(self, split: str) -> list[dict[str, Any]]:
-        return suite_rows(self.name, self.options.source, split=split, name=self.options.name, required=REQUIRED)
+        return suite_rows(self.name, self.options.source, split=split, name=self.options.name, required=REQUIRED,
+                          benchmark=BENCHMARK)
 
     def fewshot_shots(self) -> list[dict[str, Any]]:
         """k train rows, drawn once with ``fewshot_seed`` (the same shots for every item)."""

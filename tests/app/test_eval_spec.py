@@ -14,6 +14,7 @@ import pytest
 
 from tunegate.cli import main
 from tunegate.evals.records import RunRecord
+from tunegate.evals.sources import data_dir
 
 pytest_plugins = ["pytester"]
 
@@ -100,6 +101,7 @@ def test_missing_suite_data_fails_before_any_suite_runs(tmp_path: Path, capsys: 
     events = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert [e["event"] for e in events] == ["error"]  # no identity progress, no metrics: nothing ran
     assert events[0]["message"] == (f"suite 'ifeval': {missing}: file not found [the data is the option 'source': "
-                                    f"--suite-option ifeval.source=PATH, or eval.suites.ifeval.source in a pipeline "
-                                    f"config]")
+                                    f"`tunegate data fetch ifeval` writes the default copy ({data_dir() / 'ifeval'}), "
+                                    f"or give --suite-option ifeval.source=PATH, or eval.suites.ifeval.source in a "
+                                    f"pipeline config]")
     assert not (tmp_path / "c").exists()

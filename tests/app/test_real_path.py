@@ -145,7 +145,7 @@ def test_qwen3_records_keep_the_choice_to_strip_thinking(real_runs) -> None:
 @pytest.mark.slow
 def test_lora_all_linear_adapts_every_qwen_projection(real_runs) -> None:
     run, _ = real_runs["dpo"]
-    adapter = json.loads((run / "stages" / "dpo" / "model" / "adapter_config.json").read_text())
+    adapter = json.loads((run / "stages" / "dpo" / "adapter" / "adapter_config.json").read_text())
     # PEFT saves all-linear resolved to module paths (model.layers.0.self_attn.q_proj, ...): 7 per layer, no lm_head
     modules = adapter["target_modules"]
     assert {m.rsplit(".", 1)[-1] for m in modules} == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",

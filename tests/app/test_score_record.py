@@ -122,11 +122,12 @@ class Replay:
         raise NotImplementedError
 
 
-def test_real_ifeval_responses_score_as_the_runner_scores_them(shared_data: Path, tmp_path: Path) -> None:
+def test_real_ifeval_responses_score_as_the_runner_scores_them(shared_data: Path, ifeval_responses: Path,
+                                                               tmp_path: Path) -> None:
     from tunegate.evals.runner import evaluate
     from tunegate.evals.spec import eval_spec
 
-    inputs, responses = shared_data / "ifeval" / "input_data.jsonl", shared_data / "ifeval" / "responses" / "gpt4.jsonl"
+    inputs, responses = shared_data / "ifeval" / "input_data.jsonl", ifeval_responses / "gpt4.jsonl"
     assert main(["score", "ifeval", "--input-data", str(inputs), "--responses", str(responses),
                  "--record", str(tmp_path / "gpt4.json")]) == 0
     scored = RunRecord.load(tmp_path / "gpt4.json")

@@ -25,9 +25,10 @@ def ifeval_args(shared_data: Path, responses: Path, out: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def gpt4_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Path]:
+def gpt4_run(shared_data: Path, ifeval_responses: Path,
+             tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Path]:
     out = tmp_path_factory.mktemp("gpt4")
-    responses = shared_data / "ifeval" / "responses" / "gpt4.jsonl"
+    responses = ifeval_responses / "gpt4.jsonl"
     code = main(ifeval_args(shared_data, responses, out))
     return code, "", out
 
@@ -44,12 +45,12 @@ def test_score_ifeval_writes_google_format(gpt4_run: tuple[int, str, Path]) -> N
     assert first == json.dumps(strict[0])  # json.dumps defaults, as Google's write_outputs
 
 
-def test_score_ifeval_prints_the_four_accuracies(shared_data: Path, tmp_path: Path,
+def test_score_ifeval_prints_the_four_accuracies(shared_data: Path, ifeval_responses: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     from tunegate.evals.scoring import ifeval_accuracies
 
     # GPT-4 (Nov 2023), Google's archived responses; the paper reports about 0.77 / 0.79 / 0.84 / 0.85.
-    responses = shared_data / "ifeval" / "responses" / "gpt4.jsonl"
+    responses = ifeval_responses / "gpt4.jsonl"
     lines = responses.read_text().splitlines()
     tiny = tmp_path / "three.jsonl"
     tiny.write_text("\n".join(lines[:3]) + "\n")
@@ -73,9 +74,9 @@ def test_gpt4_accuracies_match_google_figures(gpt4_run: tuple[int, str, Path]) -
     assert values == [0.7708, 0.7967, 0.8369, 0.8561]  # prompt strict/loose, instruction strict/loose
 
 
-def test_response_prompt_not_in_input_exits_2_naming_line(shared_data: Path, tmp_path: Path,
+def test_response_prompt_not_in_input_exits_2_naming_line(shared_data: Path, ifeval_responses: Path, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    lines = (shared_data / "ifeval" / "responses" / f"{MODEL}.jsonl").read_text().splitlines()
+    lines = (ifeval_responses / f"{MODEL}.jsonl").read_text().splitlines()
     lines[3] = json.dumps({"prompt": "Not an IFEval prompt.", "response": "ok"})
     bad = tmp_path / "responses.jsonl"
     bad.write_text("\n".join(lines) + "\n")
@@ -83,22 +84,23 @@ def test_response_prompt_not_in_input_exits_2_naming_line(shared_data: Path, tmp
     assert code == 2 and f"{bad}:4: prompt is not in" in err and err.count("\n") == 1
 
 
-def test_missing_response_exits_2(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    lines = (shared_data / "ifeval" / "responses" / f"{MODEL}.jsonl").read_text().splitlines()
+def test_missing_response_exits_2(shared_data: Path, ifeval_responses: Path, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    lines = (ifeval_responses / f"{MODEL}.jsonl").read_text().splitlines()
     short = tmp_path / "responses.jsonl"
     short.write_text("\n".join(lines[:-1]) + "\n")
     code, _, err = run(ifeval_args(shared_data, short, tmp_path / "out"), capsys)
     assert code == 2 and "no response for the prompt of key" in err and "input_data.jsonl:541" in err
 
 
-def test_duplicate_input_keys_exit_2_and_write_no_record(shared_data: Path, tmp_path: Path,
+def test_duplicate_input_keys_exit_2_and_write_no_record(shared_data: Path, ifeval_responses: Path, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     # two prompts under one key would become two items named ifeval-1000: a record every compare refuses
     rows = [json.loads(x) for x in (shared_data / "ifeval" / "input_data.jsonl").read_text().splitlines()[:3]]
     rows[2]["key"] = rows[0]["key"]
     inputs = tmp_path / "input.jsonl"
     inputs.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    gpt4 = (shared_data / "ifeval" / "responses" / "gpt4.jsonl").read_text().splitlines()
+    gpt4 = (ifeval_responses / "gpt4.jsonl").read_text().splitlines()
     answered = {json.loads(x)["prompt"]: x for x in gpt4}
     responses = tmp_path / "responses.jsonl"
     responses.write_text("".join(answered[r["prompt"]] + "\n" for r in rows))

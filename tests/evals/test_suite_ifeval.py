@@ -21,8 +21,8 @@ def suite(shared_data: Path) -> IFEvalSuite:
     return IFEvalSuite(source=str(shared_data / "ifeval" / "input_data.jsonl"))
 
 
-def responses(shared_data: Path, model: str) -> dict[str, str]:
-    lines = (shared_data / "ifeval" / "responses" / f"{model}.jsonl").read_text(encoding="utf-8").splitlines()
+def responses(folder: Path, model: str) -> dict[str, str]:
+    lines = (folder / f"{model}.jsonl").read_text(encoding="utf-8").splitlines()
     return {row["prompt"]: row["response"] for row in map(json.loads, lines)}
 
 
@@ -32,8 +32,8 @@ def test_items_load_all_541_prompts(suite: IFEvalSuite) -> None:
     assert items[0].id == "ifeval-1000" and items[0].messages[0]["content"] == items[0].prompt
 
 
-def test_verdicts_agree_with_google_reference_on_all_prompts(suite: IFEvalSuite, shared_data: Path) -> None:
-    answers = responses(shared_data, "gpt4")
+def test_verdicts_agree_with_google_reference_on_all_prompts(suite: IFEvalSuite, ifeval_responses: Path) -> None:
+    answers = responses(ifeval_responses, "gpt4")
     errors = []
     for row, item in zip(suite.rows(), suite.items()):
         ours = suite.score(item, answers[item.prompt])
@@ -45,16 +45,16 @@ def test_verdicts_agree_with_google_reference_on_all_prompts(suite: IFEvalSuite,
     assert not errors
 
 
-def test_scoring_twice_gives_identical_verdicts(suite: IFEvalSuite, shared_data: Path) -> None:
-    answers = responses(shared_data, "qwen2.5-1.5b-instruct-gptq-int4")
+def test_scoring_twice_gives_identical_verdicts(suite: IFEvalSuite, ifeval_responses: Path) -> None:
+    answers = responses(ifeval_responses, "qwen2.5-1.5b-instruct-gptq-int4")
     items = [i for i in suite.items() if i.meta["key"] in RANDOM_LETTER_KEYS
              or "language:response_language" in i.meta["instruction_id_list"]]
     first = [suite.score(i, answers[i.prompt]).scores for i in items]
     assert [suite.score(i, answers[i.prompt]).scores for i in items] == first
 
 
-def test_strict_never_beats_loose_and_metrics_are_ordered(suite: IFEvalSuite, shared_data: Path) -> None:
-    answers = responses(shared_data, "llama-3.1-8b-instruct-awq-int4")
+def test_strict_never_beats_loose_and_metrics_are_ordered(suite: IFEvalSuite, ifeval_responses: Path) -> None:
+    answers = responses(ifeval_responses, "llama-3.1-8b-instruct-awq-int4")
     scores = [suite.score(i, answers[i.prompt]) for i in suite.items()[:150]]
     assert all(a <= b for s in scores for a, b in zip(s.scores["inst_strict"], s.scores["inst_loose"]))
     metrics = suite.metrics(scores)

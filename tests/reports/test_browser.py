@@ -330,3 +330,38 @@ def test_demo_report_is_under_8000_px_at_1400_px(browser, demo, tmp_path):
     browser.screenshot(tmp_path / "demo-report.png", height=height, scale=0.5)
     assert browser.js("document.documentElement.scrollWidth") <= WIDTH
     assert height < 8000
+
+
+@pytest.mark.slow
+def test_lora_vs_full_report_shows_each_stage_per_variant_at_1400_px(browser, lora_and_full_runs, tmp_path):
+    """``tunegate report full lora``: per stage, each variant's training, time and gate; one training plot per stage
+    with both variants; no column twice."""
+    from tunegate.cli import main
+
+    out = tmp_path / "lora-vs-full.html"
+    assert main(["report", *map(str, lora_and_full_runs), "--out", str(out)]) == 0
+    browser.open(out)
+    assert browser.errors() == []
+    expected = []
+    for stage in ("sft", "dpo"):
+        rows = []
+        for run in lora_and_full_runs:
+            manifest = json.loads((run / "stages" / stage / "manifest.json").read_text())
+            passed = json.loads((run / "summary.json").read_text())["comparisons"][
+                f"{stage}_vs_{'base' if stage == 'sft' else 'sft'}"]["passed"]
+            how = "LoRA r=8, alpha 16" if manifest["lora"] else "full fine-tune"
+            rows.append([run.name, f"{stage}, {how}", f"{manifest['seconds']:.1f}", "PASSED" if passed else "FAILED"])
+        expected.append([stage, rows])
+    tables = browser.js("""Array.from(document.querySelectorAll('table.variants')).map(t => [t.dataset.stage,
+        Array.from(t.querySelectorAll('tbody tr')).map(r => [r.dataset.variant, r.cells[1].innerText.trim(),
+        r.cells[2].innerText.trim(), r.cells[3].innerText.trim()])])""")
+    assert tables == expected
+    deltas = _text(browser, "table.metrics:not(.variants) thead th")
+    assert [d for d in deltas if d.startswith("Δ")] == ["Δ full/sft vs base", "Δ lora/sft vs base",
+                                                        "Δ full/dpo vs full/sft", "Δ lora/dpo vs lora/sft"]
+    figures = browser.js("""Array.from(document.querySelectorAll('#training img')).map(i => [i.alt,
+        i.complete && i.naturalWidth > 0])""")
+    assert figures == [["training curves sft", True], ["training curves dpo", True]]
+    assert browser.js("document.documentElement.scrollWidth") <= WIDTH
+    top = browser.js("document.getElementById('variants').getBoundingClientRect().top + window.scrollY")
+    browser.screenshot(tmp_path / "lora-vs-full.png", height=int(top) + 900)

@@ -37,12 +37,14 @@ def test_dpo_stage_logs_rewards_margins_and_accuracies(organism_dir: Path, tmp_p
     assert {"rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"} <= set(steps[0])
 
 
-def test_lora_stage_saves_an_adapter(organism_dir: Path, tmp_path: Path) -> None:
+def test_lora_stage_saves_its_adapter_and_the_merged_model(organism_dir: Path, tmp_path: Path) -> None:
     rows = load_conversations("organism:sft")[:16]
     result = train_stage("sft", organism_dir, Dataset.from_list(rows), out_dir=tmp_path / "lora",
                          args={"max_steps": 1, "per_device_train_batch_size": 8, "max_length": 64},
                          lora={"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]})
-    assert (result.model_dir / "adapter_config.json").is_file()
+    assert (tmp_path / "lora" / "adapter" / "adapter_config.json").is_file()
+    assert not (result.model_dir / "adapter_config.json").exists() and result.manifest["adapter"] == "adapter"
     from tunegate.evals.backends.hf import HFBackend
 
-    assert HFBackend(str(result.model_dir)).render([{"role": "user", "content": "hi"}]).startswith("<|im_start|>")
+    for model in (result.model_dir, tmp_path / "lora" / "adapter"):  # both load as a model, with the template
+        assert HFBackend(str(model)).render([{"role": "user", "content": "hi"}]).startswith("<|im_start|>")

@@ -2,11 +2,13 @@
 
     sft   supervised fine-tuning on conversations (TRL SFTTrainer)
     dpo   direct preference optimisation on chosen/rejected pairs (TRL DPOTrainer)
+    grpo  online RL: sampled completions scored by verifiable rewards, group-relative advantages (TRL GRPOTrainer)
+    rloo  online RL as grpo, with leave-one-out baselines (TRL RLOOTrainer)
 
-A new method (GRPO, say) is one module here with a ``Method`` subclass plus one line in ``METHODS``::
+A new method (PPO, say) is one module here with a ``Method`` subclass plus one line in ``METHODS``::
 
     get_method("dpo").config_class()   # trl.DPOConfig
-    get_method("ppo")                  # TunegateError: unknown training method 'ppo' (known: dpo, sft)
+    get_method("ppo")                  # TunegateError: unknown training method 'ppo' (known: dpo, grpo, rloo, sft)
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from tunegate.training.methods.base import DataContext, Method
 METHODS: Registry[type[Method]] = Registry("training method", {
     "sft": "tunegate.training.methods.sft:SFT",
     "dpo": "tunegate.training.methods.dpo:DPO",
+    "grpo": "tunegate.training.methods.grpo:GRPO",
+    "rloo": "tunegate.training.methods.rloo:RLOO",
 })
 
 

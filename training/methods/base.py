@@ -43,9 +43,13 @@ class DataContext:
     args: Mapping[str, Any] = field(default_factory=dict,
                                     metadata={"help": "the stage's TRL Config fields (the data's shape may depend on them)"})
     log: Callable[[str], None] = field(default=progress.log, metadata={"help": "where progress lines go"})
+    options: Any = field(default=None, metadata={"help": "the method's own options (its Options), as parsed"})
 
 
 Rows = list[dict[str, Any]]
+#: TRL Config fields every stage's manifest keeps, given or defaulted (a method adds its own: ``recorded``).
+RECORDED = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+            "gradient_accumulation_steps", "max_length", "seed")
 
 
 class Method(ABC):
@@ -54,6 +58,8 @@ class Method(ABC):
     name: ClassVar[str]
     #: The method's own options (a frozen dataclass with a default for every field and help metadata).
     Options: ClassVar[type] = NoOptions
+    #: The Config fields the stage's manifest keeps whether the stage set them or the defaults ran.
+    recorded: ClassVar[tuple[str, ...]] = RECORDED
 
     @abstractmethod
     def config_class(self) -> type:
@@ -66,6 +72,10 @@ class Method(ABC):
     def parse_options(self, data: Mapping[str, Any], where: str) -> Any:
         """The stage's ``options:`` as this method's ``Options``; an unknown or mistyped one names ``where``."""
         return from_mapping(self.Options, data, where)
+
+    def check_config(self, options: Any, data: Any, where: str) -> None:
+        """What the stage's options ask of its data, checked when the config is read (nothing is loaded here:
+        GRPO's rewards must score the suites its prompts come from); the default checks nothing."""
 
     def trainer_kwargs(self, options: Any, **common: Any) -> dict[str, Any]:
         """The trainer's keyword arguments: ``common`` (model, args, train_dataset, processing_class,

@@ -7,14 +7,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from tunegate.core.errors import TunegateError
 from tunegate.core.files import write_json_atomic
 from tunegate.evals.sources import load_rows
 from tunegate.training.conversations import load_identity_prompts
 from tunegate.training.identity_dpo import NEUTRAL_SYSTEM_PROMPT, UNNAMED, build_identity_dpo
-from tunegate.training.methods.base import DataContext, Method, Rows
+from tunegate.training.methods.base import RECORDED, DataContext, Method, Rows
 
 BUILDER_KEYS = ("prompts", "old_name", "new_name")
 #: The fields of a ready preference dataset's rows (TRL's DPOTrainer: ``prompt`` optional, with chats or text).
@@ -23,6 +23,7 @@ PAIR_FIELDS = {"chosen": (list, str), "rejected": (list, str)}
 
 class DPO(Method):
     name = "dpo"
+    recorded: ClassVar[tuple[str, ...]] = RECORDED + ("beta", "loss_type")
 
     def config_class(self) -> type:
         from trl import DPOConfig

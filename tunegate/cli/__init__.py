@@ -39,6 +39,7 @@ COMMAND_MODULES = (
     "tunegate.cli.analyze",  # analyze shift, analyze knowledge
     "tunegate.cli.twin",  # twin
     "tunegate.cli.models",  # models fetch|list
+    "tunegate.cli.data",  # data fetch
 )
 
 

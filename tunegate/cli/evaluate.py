@@ -37,20 +37,23 @@ def backend_args(args: argparse.Namespace) -> tuple[str | None, Any]:
 
 
 def add_suite_args(p: argparse.ArgumentParser) -> None:
-    """``--suites``, ``--limit``, ``--subset-seed``, ``--suite-option``: what to evaluate (``eval_spec_of`` reads
+    """``--suites``, ``--limit``, ``--subset-seed``, ``--suite-option``, ``--lm-eval-include-path``: what to evaluate (``eval_spec_of`` reads
     them); the suites and their options, with defaults, are listed under the command's help."""
-    from tunegate.evals.spec import LIMIT_HELP
+    from tunegate.evals.spec import LIMIT_HELP, LM_EVAL_INCLUDE_HELP
     from tunegate.evals.suites import describe_suites
 
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = ("suites and their options (--suite-option SUITE.OPTION=VALUE; VALUE is JSON, else text; in a "
                 "pipeline config: eval.suites.SUITE.OPTION):\n" + describe_suites())
-    p.add_argument("--suites", default="identity,ifeval,math,knowledge", help="comma-separated suite names")
+    p.add_argument("--suites", default="identity,ifeval,math,knowledge",
+                   help="comma-separated suite names: built-in, lm-eval:TASK (any lm-eval task or group), PATH.yaml "
+                        "(a suite file)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help=LIMIT_HELP)
     p.add_argument("--subset-seed", type=int, default=None, metavar="S",
                    help="seed of the --limit order for every suite that sets none (default 0)")
     p.add_argument("--suite-option", action="append", default=[], metavar="SUITE.OPTION=VALUE",
                    help="one option of one suite, e.g. identity.target='Deep Qwen' (listed below)")
+    p.add_argument("--lm-eval-include-path", default=None, metavar="DIR", help=LM_EVAL_INCLUDE_HELP)
 
 
 def add_cache_args(p: argparse.ArgumentParser) -> None:
@@ -69,7 +72,8 @@ def eval_spec_of(args: argparse.Namespace) -> Any:
     return eval_spec(suites, suite_option_pairs(getattr(args, "suite_option", [])), limit=getattr(args, "limit", None),
                      subset_seed=getattr(args, "subset_seed", None), backend=backend or DEFAULT_BACKEND,
                      backend_options=options, cache_dir=getattr(args, "cache_dir", None),
-                     use_cache=not getattr(args, "no_cache", False), where="--suite-option")
+                     use_cache=not getattr(args, "no_cache", False), where="--suite-option",
+                     lm_eval_include_path=getattr(args, "lm_eval_include_path", None))
 
 
 def register(sub: Any) -> None:

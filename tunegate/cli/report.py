@@ -6,6 +6,7 @@ Examples::
     tunegate report base.json sft.json sft_vs_base.json --out report.html
     tunegate report base.json dpo.json --gate dpo --trains identity      # compares them itself: the verdict
     tunegate report runs/nightly --store runs/tunegate.sqlite --model-line qwen3-sft
+    tunegate report runs/full runs/lora --out lora-vs-full.html       # variants of one pipeline, side by side
 
 Exit codes: 0 the report was written (whatever the gate said; the banner tells),
 2 bad input (a missing or malformed file, a store without that model line).
@@ -30,7 +31,8 @@ def register(subparsers: Any) -> None:
                     "or from RunRecord and Comparison JSON files given in any order.")
     parser.add_argument("inputs", nargs="+", metavar="RECORDS_OR_RUN_DIR",
                         help="a run directory (records/, comparisons/, stages/, analysis/) or .json record, comparison "
-                             "or analysis files")
+                             "or analysis files; several run directories are variants of one pipeline, shown "
+                             "side by side (stages labelled DIR/STAGE)")
     parser.add_argument("--out", type=Path, default=None,
                         help="output file (default: RUN_DIR/report.html for one run directory, else report.html)")
     parser.add_argument("--store", default=None, help="results store (SQLite path or sqlite:///path) for the trend plot")
@@ -79,7 +81,8 @@ def run_report(args: argparse.Namespace) -> int:
     path = write_report(out, inputs.records, inputs.comparisons, training_logs=inputs.training_logs,
                         manifests=inputs.manifests,
                         history=_history(args.store, args.model_line, args.stage),
-                        summary=inputs.summary, plans=inputs.plans, title=title, analyses=inputs.analyses)
+                        summary=inputs.summary, plans=inputs.plans, title=title, analyses=inputs.analyses,
+                        variants=inputs.variants)
     failed = [c for c in inputs.comparisons if not c.passed]
     verdict = "no gate" if not inputs.comparisons else ("FAILED" if failed or inputs.summary.get("passed") is False
                                                          else "passed")
