@@ -1,39 +1,20 @@
-"""tunegate's evaluation against lm-eval's ``simple_evaluate`` (HF backend) on the real architecture, side by side.
+"""tunegate's evaluation against lm-eval's ``simple_evaluate`` (HF backend) on real weights, side by side.
 
-Two workloads on the same checkpoint, items, dtype (float32), device (CPU), torch threads and batch size:
+The real configs' workloads (bench/_speed_workloads.py), each on the same checkpoint, items, dtype (float32),
+device (CPU), torch threads and batch size on both sides, through lm-eval's own task YAMLs:
 
-- MMLU, 0-shot, by log-likelihood of " A".." D" (lm-eval's own ``mmlu`` template through ``include``):
-  the first ``--per-subject`` test rows of each ``--subjects`` (default 4 x 50 = 200 items);
-- GSM8K, zero-shot completion, the first ``--gsm8k-n`` (16) test questions, greedy, ``--max-new-tokens`` (64),
-  lm-eval's stop strings; ``repetition_penalty: 1.0`` in lm-eval's task, because lm-eval's HF backend would
-  otherwise apply the checkpoint's generation_config (Qwen2.5-Instruct: 1.1) to greedy decoding, which
-  tunegate does not (``evals/backends/_tokens.py: GREEDY``).
+- ``ifeval``: IFEval through the chat template at the configs' budget (1280 new tokens), the first ``--ifeval-n``;
+- ``gsm8k``: GSM8K 5-shot with the shots as chat turns (lm-eval's ``--apply_chat_template --fewshot_as_multiturn``,
+  the same five shots), 256 new tokens, the first ``--gsm8k-n`` test questions;
+- ``mmlu0`` / ``mmlu5``: MMLU by log-likelihood of " A".." D", 0-shot and 5-shot (each subject's dev rows).
 
-Each side loads the model itself (its load is timed) after a warm-up that imports both stacks. The sides
-alternate ``--repeat`` times and keep their best time (timeit's rule). Then the peak RSS of a fresh process
-that evaluates the real configs' MMLU set (2,000 seeded test items, or its ``--rss-longest`` longest).
-
-    tunegate twin Qwen/Qwen2.5-0.5B-Instruct --out twins/qwen2.5           # the full-size twin (0.49B)
-    HF_HUB_OFFLINE=1 python bench/eval_speed.py --model twins/qwen2.5 --threads 1 --repeat 1 --rss-items 0
-    HF_HUB_OFFLINE=1 python bench/eval_speed.py --model twins/qwen2.5 --threads 1 --repeat 1 --rss-items 0 --only gsm8k
-    HF_HUB_OFFLINE=1 python bench/eval_speed.py --rss-child --model twins/qwen2.5 --threads 1 --rss-longest 32
-
-Measured on 2 CPU cores shared with 3-5 other jobs (load average 6-8; each run got 18-25% of a core, so wall
-seconds are loose and CPU seconds are the figure to compare), batch 32, one torch thread per side::
-
-    mmlu   (200 items): tunegate 1467.8 s (cpu 280.2 s), lm-eval 1502.9 s (cpu 313.7 s) -> 1.02x wall, 1.12x cpu;
-           same choice 200/200, max |dlogp| 2.9e-06
-    gsm8k  (16 x 64 tokens): tunegate 271.3 s (cpu 65.9 s), lm-eval 278.9 s (cpu 61.2 s) -> 1.03x wall, 0.93x cpu;
-           same response 16/16 (a second run, --only gsm8k: 394.5 s / 297.6 s wall, cpu 67.1 s / 65.6 s, 16/16)
-    peak RSS, MMLU 2000 items (the 32 longest prompts, its heaviest batches): 3.72 GiB (3.90 GB, /usr/bin/time -v)
-
-Both speed targets (2x MMLU, 1.3x generation) are missed. Profile: generation is the same transformers
-``generate`` over the same 16-row batch on both sides (the 0.49B forward per step dominates; lm-eval's per-step
-stop-string check is milliseconds), so the two run at ~1x. For MMLU both sides run one forward per
-question (lm-eval groups the four one-token continuations by context); on one padded batch of 8 MMLU prompts
-(52-369 tokens, 1 thread) tunegate's ``_loglikelihood_batch`` took 33.7 cpu s, a bare right-padded forward with
-``logits_to_keep=1`` 33.6 s, lm-eval's way (all positions' logits + log_softmax) 48.8 s: 1.45x per forward, the
-upper bound of skipping the tied 136M-parameter head; the whole run's 1.12x is below it (not yet explained).
+Per workload: tunegate on a fresh cache, tunegate again with every response cached (re-evaluation), then lm-eval;
+CPU seconds of this process for each. Agreement: generation counts identical responses and, for those that
+differ, how many change in lm-eval's own answer when the item is decoded alone (batch 1: the A/A noise floor);
+MMLU counts identical choices and the largest log-likelihood difference. ``--model`` takes the real
+SmolLM2-135M-Instruct (``smollm2-135m-instruct``, fetched by ``tunegate models fetch``) and the full-size
+Qwen2.5-0.5B twin (``tunegate twin Qwen/Qwen2.5-0.5B-Instruct --out twins/qwen2.5``; random weights). The
+README's speed table gives the figures and the commands that measured them.
 
 ``--backend openai`` instead times the first ``--gsm8k-n`` GSM8K items through the ``openai`` backend against a real
 ``transformers serve`` started on localhost, at ``--concurrency 1 4 16``, beside the in-process HF
@@ -70,9 +51,8 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import SHARED_DATA, peak_rss_gb  # noqa: E402
-
-SUBJECTS = ("astronomy", "abstract_algebra", "college_biology", "nutrition")
+from bench._common import SHARED_DATA, cpu_seconds, peak_rss_gb  # noqa: E402
+from bench._speed_workloads import BUILDERS, Workload, agreement, responses, run_lm_eval  # noqa: E402
 
 
 def warm_up(model_dir: str) -> None:
@@ -85,19 +65,14 @@ def warm_up(model_dir: str) -> None:
     import tunegate.evals.backends.hf  # noqa: F401
     import tunegate.evals.runner  # noqa: F401
     import tunegate.evals.stats  # noqa: F401  (scipy)
+    from tunegate.evals.suites.ifeval import instruction_registry
 
+    instruction_registry()  # IFEval's checks (nltk, langdetect) for both sides' scoring
     tok = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, trust_remote_code=False)
     with torch.inference_mode():
         model(**tok(["The capital of France is"], return_tensors="pt"))
     del model
-
-
-def cpu_seconds() -> float:
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
@@ -176,27 +151,108 @@ def main_served(args: argparse.Namespace) -> int:
     return 0
 
 
+def noise_floor(model_dir: str, workload: Workload, ids: list[str], theirs: dict[str, str], threads: int | None
+                ) -> int:
+    """Of the items ``ids`` the two sides answered differently, how many lm-eval's own batch-N answer changes on
+    when the item is decoded alone (batch 1, ``model.generate``): those are inside the A/A noise floor."""
+    from tunegate.evals.backends.hf import HFBackend
+    from tunegate.evals.requests import GenerationRequest
+
+    backend = HFBackend(model_dir, batch_size=1, threads=threads)
+    backend.continuous = False
+    items, settings = {it.id: it for it in workload.suite.items()}, workload.suite.generation()
+    requests = [GenerationRequest(prompt=backend.render(items[i].messages), max_new_tokens=settings.max_new_tokens,
+                                  stop=settings.stop) for i in ids]
+    return sum(alone != theirs[i] for alone, i in zip(backend.generate(requests), ids))
+
+
+def profiled(fn: Callable[[], Any], enabled: bool, label: str) -> Any:
+    """``fn()``; with ``enabled``, under torch's profiler, printing its ops by CPU time (what sets the floor)."""
+    if not enabled:
+        return fn()
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        out = fn()
+    print(f"--- profile: {label}\n" + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12),
+          flush=True)
+    return out
+
+
+def compare(model: str, workload: Workload, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """tunegate (fresh cache), tunegate again (every response cached), then lm-eval, on one workload."""
+    from tunegate.evals.backends import BackendOptions
+    from tunegate.evals.models import resolve_model_dir
+    from tunegate.evals.runner import evaluate
+    from tunegate.evals.spec import eval_spec
+
+    model_dir = str(resolve_model_dir(model))
+    options = BackendOptions(device="cpu", dtype="float32", batch_size=args.batch_size, threads=args.threads)
+    spec = eval_spec([workload.suite], cache_dir=work / f"cache-{workload.name}-{Path(model_dir).name}",
+                     backend_options=options)
+    run = lambda: evaluate(model, spec, progress=False)  # noqa: E731
+    record, wall, cpu = timed(lambda: profiled(run, args.profile, f"tunegate {workload.name}"))
+    _, cached_wall, cached_cpu = timed(run)
+    theirs_raw, lm_wall, lm_cpu = timed(lambda: profiled(
+        lambda: run_lm_eval(model_dir, workload, work / "tasks", batch_size=args.batch_size),
+        args.profile, f"lm-eval {workload.name}"))
+    theirs = responses(theirs_raw, workload)
+    agree = agreement(record, workload, theirs)
+    if agree.get("differing"):
+        agree["noise_floor"] = noise_floor(model_dir, workload, agree["differing"][:args.noise_max], theirs,
+                                           args.threads)
+        agree["noise_checked"] = min(len(agree["differing"]), args.noise_max)
+    return {"tunegate_s": round(wall, 1), "tunegate_cpu_s": round(cpu, 1), "lm_eval_s": round(lm_wall, 1),
+            "lm_eval_cpu_s": round(lm_cpu, 1), "cached_s": round(cached_wall, 2), "cached_cpu_s": round(cached_cpu, 2),
+            "speedup_cpu": round(lm_cpu / cpu, 2), "cached_speedup_cpu": round(lm_cpu / cached_cpu, 1),
+            "agreement": agree}
+
+
+def agreement_text(agree: dict[str, Any]) -> str:
+    if "max_abs_logprob_diff" in agree:
+        return f"{agree['same']}/{agree['n']} same choice, max |dlogp| {agree['max_abs_logprob_diff']:.1e}"
+    text = f"{agree['same']}/{agree['n']} same response"
+    if "noise_floor" in agree:
+        text += f" ({agree['noise_floor']} of {agree['noise_checked']} differing: lm-eval's answer changes at batch 1)"
+    return text
+
+
+def print_table(model: str, rows: dict[str, tuple[Workload, dict[str, Any]]]) -> None:
+    print(f"\n{model}: CPU seconds, one torch thread per side")
+    print(f"{'workload':<52} {'tunegate':>9} {'lm-eval':>9} {'ratio':>7} {'cached':>7} {'ratio':>7}  agreement")
+    for name, (w, f) in rows.items():
+        print(f"{name + ' (' + w.what + ')':<52} {f['tunegate_cpu_s']:9.1f} {f['lm_eval_cpu_s']:9.1f} "
+              f"{f['speedup_cpu']:6.2f}x {f['cached_cpu_s']:7.2f} {f['cached_speedup_cpu']:6.0f}x  "
+              f"{agreement_text(f['agreement'])}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None,
-                        help="checkpoint directory, e.g. a full-size `tunegate twin` (default: the shipped organism)")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="batch size for both (default: tunegate's own, 32 on CPU, also given to lm-eval)")
-    parser.add_argument("--subjects", default=",".join(SUBJECTS), help="MMLU subjects (comma-separated)")
-    parser.add_argument("--per-subject", type=int, default=50)
-    parser.add_argument("--gsm8k-n", type=int, default=16)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads for both (default: torch's)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per side; the best time counts")
-    parser.add_argument("--only", choices=("mmlu", "gsm8k"), default=None, help="one workload only")
-    parser.add_argument("--rss-items", type=int, default=2000, help="MMLU items of the peak-RSS run (0: skip)")
+    parser.add_argument("--model", action="append", default=None,
+                        help="a model name, checkpoint directory or `tunegate twin` folder; repeat for several "
+                             "(default: smollm2-135m-instruct, fetched by `tunegate models fetch`)")
+    parser.add_argument("--workloads", default="ifeval,gsm8k,mmlu0,mmlu5",
+                        help="comma-separated: ifeval, gsm8k (5-shot chat), mmlu0, mmlu5")
+    parser.add_argument("--batch-size", type=int, default=32, help="batch size of both sides (default 32)")
+    parser.add_argument("--ifeval-n", type=int, default=16, help="IFEval prompts (the first N)")
+    parser.add_argument("--ifeval-tokens", type=int, default=1280, help="IFEval budget (the configs': 1280)")
+    parser.add_argument("--gsm8k-n", type=int, default=32, help="GSM8K test questions (the first N)")
+    parser.add_argument("--gsm8k-tokens", type=int, default=256, help="GSM8K budget (the configs': 256)")
+    parser.add_argument("--per-subject", type=int, default=50, help="MMLU 0-shot rows per subject (4 subjects)")
+    parser.add_argument("--mmlu5-per-subject", type=int, default=25, help="MMLU 5-shot rows per subject")
+    parser.add_argument("--noise-max", type=int, default=4,
+                        help="differing answers decoded again alone to see if they are A/A noise (at most N)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of both sides (default 1)")
+    parser.add_argument("--profile", action="store_true", help="print torch profiler's top ops for every side")
+    parser.add_argument("--rss-items", type=int, default=0, help="MMLU items of a peak-RSS run (0: none)")
     parser.add_argument("--rss-longest", type=int, default=None,
                         help="run only this many of the RSS set's longest prompts (its heaviest batches)")
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--data", default=str(SHARED_DATA), help="folder with mmlu/ and gsm8k/ test.jsonl")
+    parser.add_argument("--data", default=str(SHARED_DATA), help="folder with ifeval/, gsm8k/ and mmlu/")
     parser.add_argument("--backend", choices=["hf", "openai"], default="hf",
                         help="openai: throughput against a localhost `transformers serve` at --concurrency levels, "
                              "beside the in-process hf backend (instead of the lm-eval comparison)")
+    parser.add_argument("--max-new-tokens", type=int, default=16, help="with --backend openai")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16], help="with --backend openai")
     parser.add_argument("--serve-arg", action="append", default=[],
                         help="extra `transformers serve` argument, e.g. --serve-arg=--continuous-batching")
@@ -210,77 +266,51 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.model is None:
-        from tunegate.organism import base_checkpoint
-
-        args.model = str(base_checkpoint())
+    torch.set_num_threads(args.threads)
+    models = args.model or ["smollm2-135m-instruct"]
     if args.rss_child:
+        args.model = models[0]
         return rss_child(args)
     if args.backend == "openai":
+        args.model = models[0]
         return main_served(args)
+    return main_compare(models, args)
 
-    from tunegate.evals.backends import BackendOptions
-    from tunegate.evals.lm_eval_fidelity import agreement, build_mirror, per_item, run_lm_eval
-    from tunegate.evals.runner import evaluate
-    from tunegate.evals.spec import eval_spec
 
-    warm_up(args.model)
-    backend = BackendOptions(device="cpu", dtype="float32", batch_size=args.batch_size or None,
-                             threads=args.threads or None)
-    subjects = tuple(s for s in args.subjects.split(",") if s)
-    print(f"model {args.model}; torch threads {torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f}",
-          flush=True)
+def main_compare(models: list[str], args: argparse.Namespace) -> int:
+    """The side-by-side table of every model and workload, then the figures as JSON."""
+    from tunegate.evals.models import resolve_model_dir
+
     figures: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="tunegate-bench-") as tmp:
-        mirror = build_mirror(tmp, mmlu_test=Path(args.data) / "mmlu" / "test.jsonl",
-                              gsm8k_test=Path(args.data) / "gsm8k" / "test.jsonl", subjects=subjects,
-                              per_subject=args.per_subject, gsm8k_n=args.gsm8k_n, max_new_tokens=args.max_new_tokens)
-        workloads = {"mmlu": (mirror.suites[0], [t for t in mirror.tasks if t.kind == "mmlu"]),
-                     "gsm8k": (mirror.suites[1], [t for t in mirror.tasks if t.kind == "gsm8k"])}
-        for name, (suite, tasks) in workloads.items():
-            if args.only and name != args.only:
-                continue
-            ours, theirs, cached, record, results = [], [], [], None, None
-            for rep in range(args.repeat):  # alternate the sides; each keeps its best time
-                spec = eval_spec([suite], cache_dir=Path(tmp) / f"c{name}{rep}", backend_options=backend)
-                run = lambda: evaluate(args.model, spec, progress=False)  # noqa: E731
-                record, wall, cpu = timed(run)
-                ours.append((wall, cpu))
-                cached.append(timed(run)[1])  # the same eval again: every response from the cache
-                batch = record.generation.get("batch_size")
-                results, wall2, cpu2 = timed(lambda: run_lm_eval(args.model, tasks, mirror.task_dir, batch_size=batch))
-                theirs.append((wall2, cpu2))
-                print(f"[{name} {rep}] tunegate {wall:.1f} s (cpu {cpu:.1f} s), lm-eval {wall2:.1f} s "
-                      f"(cpu {cpu2:.1f} s), batch {batch}", flush=True)
-            agree = agreement(record, per_item(results, tasks))
-            (t_ours, c_ours), (t_theirs, c_theirs) = min(ours), min(theirs)
-            figures[name] = {"tunegate_s": round(t_ours, 2), "lm_eval_s": round(t_theirs, 2),
-                             "tunegate_cpu_s": round(c_ours, 2), "lm_eval_cpu_s": round(c_theirs, 2),
-                             "speedup": round(t_theirs / t_ours, 2), "tunegate_cached_s": round(min(cached), 2),
-                             "agreement": {k: {m: v for m, v in d.items() if m != "differing"} | (
-                                 {"differing": d["differing"][:5]} if d.get("differing") else {})
-                                 for k, d in agree.items()}}
-        peak = peak_rss_gb()
-    for name, fig in figures.items():
-        what = f"{args.per_subject * len(subjects)} items" if name == "mmlu" else \
-            f"{args.gsm8k_n} x {args.max_new_tokens} tokens"
-        print(f"{name:<6} ({what}): tunegate {fig['tunegate_s']} s, lm-eval {fig['lm_eval_s']} s -> "
-              f"{fig['speedup']}x; agreement {json.dumps(fig['agreement'])}")
-    print(f"this process's peak RSS (both sides): {peak:.2f} GB")
-    if args.rss_items:
-        cmd = [sys.executable, __file__, "--rss-child", "--model", args.model, "--rss-items", str(args.rss_items),
-               "--data", args.data] + (["--rss-longest", str(args.rss_longest)] if args.rss_longest else []) + (
-            ["--batch-size", str(args.batch_size)] if args.batch_size else []) + (
-            ["--threads", str(args.threads)] if args.threads else [])
-        child = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
-        label = f"its {args.rss_longest} longest" if args.rss_longest else "all"
-        print(f"peak RSS, MMLU {args.rss_items} items ({label}: {child['items']} evaluated in {child['seconds']:.0f} s): "
-              f"{child['peak_rss_gb']:.2f} GB")
-        figures["rss"] = child
+    print(f"torch threads {args.threads} per side; batch {args.batch_size}; load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} cores", flush=True)
+    for model in models:
+        warm_up(str(resolve_model_dir(model)))
+        rows: dict[str, tuple[Workload, dict[str, Any]]] = {}
+        with tempfile.TemporaryDirectory(prefix="tunegate-bench-") as tmp:
+            for name in args.workloads.split(","):
+                workload = BUILDERS[name](Path(tmp), Path(args.data), args)
+                rows[name] = (workload, compare(model, workload, Path(tmp), args))
+                print(f"[{model} {name}] {json.dumps(rows[name][1])}", flush=True)
+        print_table(model, rows)
+        figures[model] = {name: f for name, (_, f) in rows.items()}
+        if args.rss_items:
+            figures[model]["rss"] = rss_of(model, args)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
     print("figures: " + json.dumps(figures))
     return 0
+
+
+def rss_of(model: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The peak RSS of a fresh process evaluating ``--rss-items`` MMLU items (``--rss-child``)."""
+    cmd = [sys.executable, __file__, "--rss-child", "--model", model, "--rss-items", str(args.rss_items),
+           "--data", args.data, "--batch-size", str(args.batch_size), "--threads", str(args.threads)] + (
+        ["--rss-longest", str(args.rss_longest)] if args.rss_longest else [])
+    child = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    label = f"its {args.rss_longest} longest" if args.rss_longest else "all"
+    print(f"peak RSS, MMLU {args.rss_items} items ({label}: {child['items']} evaluated in {child['seconds']:.0f} s): "
+          f"{child['peak_rss_gb']:.2f} GB")
+    return child
 
 
 if __name__ == "__main__":

@@ -108,3 +108,46 @@ def end_of_turn_token(tokenizer: Any) -> int | None:
         return None
     ids = tokenizer(text.split(probe, 1)[1], add_special_tokens=False)["input_ids"]
     return ids[0] if ids and ids[0] in tokenizer.added_tokens_decoder else None
+
+
+def shared_prefixes(seqs: Sequence[Sequence[int]], limits: Sequence[int], cost: int) -> list[tuple[int, list[int]]]:
+    """Groups of ``seqs`` (their indices) whose common token prefix is worth computing once, with its length.
+
+    ``limits[i]`` caps the prefix ``seqs[i]`` may share (the tokens after it are computed per sequence: at least the
+    last one, whose logits are needed). A group of n sharing p tokens saves (n - 1) * p tokens and costs ``cost``
+    (its own forward and copies, in tokens' worth); sequences in no group worth it come alone, with length 0. Among
+    nested choices (every MMLU prompt shares the template's start, each subject's prompts its five shots) the
+    grouping that saves the most wins::
+
+        shared_prefixes([[1, 2, 3, 4], [1, 2, 3, 5], [9]], [3, 3, 0], cost=1)   # [(3, [0, 1]), (0, [2])]
+    """
+    order = sorted(range(len(seqs)), key=lambda i: tuple(seqs[i]))
+    common = [min(_common_length(seqs[a], seqs[b]), limits[a], limits[b]) for a, b in zip(order, order[1:])]
+    best: dict[tuple[int, int], tuple[int, list[tuple[int, int, int]]]] = {}
+    stack = [(0, len(order), False)] if order else []
+    while stack:  # post-order over nested ranges of the sorted sequences (no recursion: depth can be large)
+        lo, hi, ready = stack.pop()
+        if hi - lo == 1:
+            best[(lo, hi)] = (0, [(0, lo, hi)])
+            continue
+        shared = min(common[lo:hi - 1])
+        cuts = [lo] + [k + 1 for k in range(lo, hi - 1) if common[k] == shared] + [hi]
+        parts = list(zip(cuts, cuts[1:]))
+        if not ready:
+            stack.append((lo, hi, True))
+            stack.extend((a, b, False) for a, b in parts)
+            continue
+        saved = sum(best[p][0] for p in parts)
+        whole = max((hi - lo - 1) * shared - cost, 0)
+        best[(lo, hi)] = (whole, [(shared, lo, hi)]) if whole and whole >= saved else \
+            (saved, [g for p in parts for g in best.pop(p)[1]])
+    groups = best[(0, len(order))][1] if order else []
+    return [(length, [order[k] for k in range(lo, hi)]) for length, lo, hi in groups]
+
+
+def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for k in range(n):
+        if a[k] != b[k]:
+            return k
+    return n

@@ -26,6 +26,8 @@ import torch
 from tunegate.core.errors import TunegateError
 from tunegate.core.files import sha256_file
 from tunegate.evals.models import fingerprint_dir, loading, resolve_model_dir
+from tunegate.evals.backends._continuous import PREFIX_COST, Decoding, expand, generate_tokens, prefill, supports
+from tunegate.evals.backends._tokens import shared_prefixes
 from tunegate.evals.backends._tokens import GREEDY, TokenizedPrompts, stop_token_ids
 from tunegate.evals.requests import (
     GenerationRequest,
@@ -77,35 +79,53 @@ class HFBackend(TokenizedPrompts):
                  batch_size: int | None = None, completion_mode: bool = False, threads: int | None = None,
                  chat_template_kwargs: Mapping[str, Any] | None = None, trust_remote_code: bool = False,
                  chat_template: str | None = None) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         self.name = model
         self.device = check_device(device or default_device())
-        dtype_ = torch_dtype(dtype, self.device)
+        self._torch_dtype = torch_dtype(dtype, self.device)
         self.path = resolve_model_dir(model)
         self._fingerprint = fingerprint_dir(self.path)
-        self.adapter = adapter = (self.path / "adapter_config.json").is_file()
+        self.adapter = (self.path / "adapter_config.json").is_file()
         self.trust_remote_code = bool(trust_remote_code)
-        remote = {"trust_remote_code": self.trust_remote_code}  # explicit: never transformers' interactive prompt
         with loading(model):
-            self.tokenizer = AutoTokenizer.from_pretrained(self.path, **remote)
-            if adapter:
-                from peft import AutoPeftModelForCausalLM
-
-                self.model = AutoPeftModelForCausalLM.from_pretrained(self.path, dtype=dtype_, **remote)
-            else:
-                self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype_, attn_implementation="sdpa",
-                                                                  **remote)
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path, trust_remote_code=self.trust_remote_code)
         self.template_override = self._template_for_base(chat_template)
-        self.model.to(self.device).eval()
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.completion_mode = completion_mode
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
-        self.batch_size = batch_size or (32 if self.device == "cpu" else auto_batch_size(self.model))
+        self._batch_size = batch_size or (32 if self.device == "cpu" else None)  # None: from free GPU memory
         if threads is not None:
             self.threads = threads
-        self.dtype = str(dtype_).removeprefix("torch.")
+        self.dtype = str(self._torch_dtype).removeprefix("torch.")
+
+    @functools.cached_property
+    def model(self) -> torch.nn.Module:
+        """The weights, loaded at first use: an evaluation whose every response is cached never loads them."""
+        from transformers import AutoModelForCausalLM
+
+        remote = {"trust_remote_code": self.trust_remote_code}  # explicit: never transformers' interactive prompt
+        with loading(self.name):
+            if self.adapter:
+                from peft import AutoPeftModelForCausalLM
+
+                model = AutoPeftModelForCausalLM.from_pretrained(self.path, dtype=self._torch_dtype, **remote)
+            else:
+                model = AutoModelForCausalLM.from_pretrained(self.path, dtype=self._torch_dtype,
+                                                             attn_implementation="sdpa", **remote)
+        return model.to(self.device).eval()
+
+    @property
+    def batch_size(self) -> int:
+        """Generation batch size: given, 32 on the CPU, or from free GPU memory once the weights are loaded."""
+        if self._batch_size is None:
+            self._batch_size = auto_batch_size(self.model)
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        self._batch_size = value
 
     def _template_for_base(self, chat_template: str | None) -> str | None:
         """Give a checkpoint without a chat template the one in the file ``chat_template``; the file's sha256
@@ -166,7 +186,7 @@ class HFBackend(TokenizedPrompts):
 
     def info(self) -> dict[str, Any]:
         return {"backend": "hf", "model": self.name, "path": str(self.path), "device": self.device, "dtype": self.dtype,
-                "batch_size": self.batch_size, "threads": vars(self).get("threads"), "fingerprint": self.fingerprint,
+                "batch_size": self._batch_size, "threads": vars(self).get("threads"), "fingerprint": self.fingerprint,
                 "trust_remote_code": self.trust_remote_code,
                 **({"chat_template_kwargs": self.chat_template_kwargs} if self.chat_template_kwargs else {}),
                 **({"chat_template": self.template_override} if self.template_override else {})}
@@ -183,42 +203,71 @@ class HFBackend(TokenizedPrompts):
             return self._generate(requests)
 
     def _generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
-        out: list[str | None] = [None] * len(requests)
-        encoded = [self._encode(r.prompt) for r in requests]
-        order = sorted(range(len(requests)), key=lambda i: (_settings_key(requests[i]), -len(encoded[i])))
+        """Requests with the same settings decode together: continuously batched where the model allows it
+        (``_continuous``), else in length-sorted static batches through ``model.generate``."""
+        out: list[str] = [""] * len(requests)
+        groups: dict[str, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(_settings_key(r), []).append(i)
+        for indices in groups.values():
+            req = requests[indices[0]]
+            prompts = [self._prompt_window(requests[i].prompt, req.max_new_tokens) for i in indices]
+            run = self._generate_continuous if self.continuous else self._generate_static
+            for i, text in zip(indices, run(prompts, req)):
+                out[i] = text
+        return out
+
+    @functools.cached_property
+    def continuous(self) -> bool:
+        """Whether this model decodes by continuous batching (see ``_continuous.supports``)."""
+        return supports(self.model)
+
+    def _generate_continuous(self, prompts: list[list[int]], req: GenerationRequest) -> list[str]:
+        """Continuous batching; out of memory, the batch size halves and the unfinished prompts run again."""
+        decoding = Decoding(max_new_tokens=req.max_new_tokens, eos=tuple(self.stop_token_ids), stop=tuple(req.stop),
+                            do_sample=req.do_sample, temperature=req.temperature or 1.0)
+        done: dict[int, list[int]] = {}
+        while True:
+            try:
+                generate_tokens(self.model, prompts, decoding, batch_size=self.batch_size, text=self._text,
+                                pad_id=self.tokenizer.pad_token_id, done=done)
+                break
+            except RuntimeError as exc:  # torch.OutOfMemoryError is one
+                self._halve_batch(exc)
+        return [truncate_at_stop(self._text(done[i]), req.stop) for i in range(len(prompts))]
+
+    def _text(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    def _halve_batch(self, exc: RuntimeError) -> None:
+        """Halve the batch size after an out-of-memory error (accelerate decides what is one and frees the
+        cache); any other error, or one at batch size 1, is raised again."""
+        from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
+
+        if self.batch_size == 1 or not should_reduce_batch_size(exc):
+            raise exc
+        clear_device_cache()
+        self.batch_size = max(1, self.batch_size // 2)
+
+    def _generate_static(self, prompts: list[list[int]], req: GenerationRequest) -> list[str]:
+        """Length-sorted static batches through ``model.generate`` (a model the continuous path does not take)."""
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+        out: list[str] = [""] * len(prompts)
         i = 0
         while i < len(order):
-            key = _settings_key(requests[order[i]])
-            batch = [order[i]]
-            while len(batch) < self.batch_size and i + len(batch) < len(order) \
-                    and _settings_key(requests[order[i + len(batch)]]) == key:
-                batch.append(order[i + len(batch)])
-            texts = self._generate_batch([encoded[j] for j in batch], requests[batch[0]])
+            batch = order[i:i + self.batch_size]
+            try:
+                texts = self._generate_padded([prompts[j] for j in batch], req)
+            except RuntimeError as exc:
+                self._halve_batch(exc)
+                continue
             for j, text in zip(batch, texts):
                 out[j] = text
             i += len(batch)
-        return [t or "" for t in out]
-
-    def _generate_batch(self, ids: list[list[int]], req: GenerationRequest) -> list[str]:
-        # accelerate decides what is out-of-memory and frees the cache; the halving stays ours because its
-        # find_executable_batch_size reruns the whole call and empties the cache before every call (every batch)
-        from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
-
-        try:
-            return self._generate_padded(ids, req)
-        except RuntimeError as exc:  # torch.OutOfMemoryError is one
-            if len(ids) == 1 or not should_reduce_batch_size(exc):
-                raise
-            clear_device_cache()
-            half = len(ids) // 2
-            self.batch_size = max(1, half)
-            return self._generate_batch(ids[:half], req) + self._generate_batch(ids[half:], req)
+        return out
 
     def _generate_padded(self, ids: list[list[int]], req: GenerationRequest) -> list[str]:
         pad = self.tokenizer.pad_token_id
-        room = self.max_length - req.max_new_tokens  # as lm-eval: keep the last (max_length - max_new) prompt tokens
-        if room > 0:
-            ids = [x[-room:] for x in ids]
         width = max(len(x) for x in ids)
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=self.device)
         mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
@@ -248,23 +297,47 @@ class HFBackend(TokenizedPrompts):
         members: dict[tuple[int, ...], list[int]] = {}
         for i, seq in enumerate(inputs):
             members.setdefault(seq, []).append(i)
-        seqs = sorted(members, key=len, reverse=True)
+        scored = {s: max(len(pairs[i][1]) for i in members[s]) for s in members}  # positions each row scores
         out = [0.0] * len(requests)
-        for batch in _token_batches(seqs, self.batch_size, LL_TOKENS_PER_ROW * self.batch_size):
-            conts = [[pairs[i][1] for i in members[s]] for s in batch]
-            for s, values in zip(batch, self._loglikelihood_batch(batch, conts)):
-                for i, v in zip(members[s], values):
-                    out[i] = v
+        for prefix, seqs in self._prefix_groups(list(members), scored):
+            skip = prefix[0] if prefix else 0
+            for batch in _token_batches(seqs, self.batch_size, LL_TOKENS_PER_ROW * self.batch_size, skip):
+                conts = [[pairs[i][1] for i in members[s]] for s in batch]
+                for s, values in zip(batch, self._loglikelihood_batch(batch, conts, prefix)):
+                    for i, v in zip(members[s], values):
+                        out[i] = v
         return out
 
-    def _last_logits(self, seqs: list[tuple[int, ...]], keep: int) -> torch.Tensor:
-        """One forward over left-padded ``seqs``: float logits of the last ``keep`` positions of each row
-        (only those go through the output layer, where the model takes ``logits_to_keep``)."""
-        width = max(len(s) for s in seqs)
+    def _prefix_groups(self, seqs: list[tuple[int, ...]], scored: Mapping[tuple[int, ...], int]
+                       ) -> Iterator[tuple[tuple[int, Any] | None, list[tuple[int, ...]]]]:
+        """``seqs`` in groups, longest first, each with the (length, cache) of the token prefix its rows share
+        (computed here, once) or None: the rows' last ``scored[s]`` positions stay out of the prefix."""
+        if not self.continuous:  # a model whose cache cannot be shared this way: one group, no prefix
+            yield None, sorted(seqs, key=len, reverse=True)
+            return
+        for length, idx in shared_prefixes(seqs, [len(s) - scored[s] for s in seqs], PREFIX_COST):
+            group = sorted((seqs[i] for i in idx), key=len, reverse=True)
+            if not length:
+                yield None, group
+                continue
+            ids = torch.tensor([group[0][:length]], device=self.device)
+            yield (length, prefill(self.model, ids, None, None, None)[1]), group
+
+    def _last_logits(self, seqs: list[tuple[int, ...]], keep: int, prefix: tuple[int, Any] | None = None
+                     ) -> torch.Tensor:
+        """One forward over left-padded ``seqs`` (after their shared ``prefix``: its length and cache): float logits
+        of the last ``keep`` positions of each row (only those go through the output layer, where the model takes
+        ``logits_to_keep``)."""
+        skip = prefix[0] if prefix else 0
+        rows = [s[skip:] for s in seqs]
+        width = max(len(s) for s in rows)
         pad = self.tokenizer.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(s)) + list(s) for s in seqs], device=self.device)
-        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
-        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        input_ids = torch.tensor([[pad] * (width - len(s)) + list(s) for s in rows], device=self.device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in rows], device=self.device)
+        position_ids = (skip + mask.cumsum(-1) - 1).clamp(min=0)
+        if prefix is not None:
+            mask = torch.cat([mask.new_ones((len(rows), skip)), mask], dim=1)
+            return prefill(self.model, input_ids, mask, position_ids, expand(prefix[1], len(rows)), keep)[0].float()
         with torch.inference_mode():
             try:
                 logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
@@ -273,10 +346,11 @@ class HFBackend(TokenizedPrompts):
                 logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids).logits
         return logits[:, -keep:].float()
 
-    def _loglikelihood_batch(self, seqs: list[tuple[int, ...]], conts: list[list[list[int]]]) -> list[list[float]]:
+    def _loglikelihood_batch(self, seqs: list[tuple[int, ...]], conts: list[list[list[int]]],
+                             prefix: tuple[int, Any] | None = None) -> list[list[float]]:
         """One forward over left-padded ``seqs``; per row, the log-likelihood of each continuation that ends it."""
         keep = max(len(k) for row in conts for k in row)  # only the last positions are scored
-        logprobs = torch.log_softmax(self._last_logits(seqs, keep), dim=-1)
+        logprobs = torch.log_softmax(self._last_logits(seqs, keep, prefix), dim=-1)
         out = []
         for row, row_conts in enumerate(conts):
             values = []
@@ -358,12 +432,13 @@ class HFBackend(TokenizedPrompts):
 LL_TOKENS_PER_ROW = 256
 
 
-def _token_batches(seqs: Sequence[Sequence[int]], max_rows: int, max_tokens: int) -> Iterator[list[Any]]:
+def _token_batches(seqs: Sequence[Sequence[int]], max_rows: int, max_tokens: int, skip: int = 0) -> Iterator[list[Any]]:
     """Consecutive batches of length-sorted (longest first) ``seqs``: at most ``max_rows`` rows and
-    ``max_tokens`` padded tokens (a batch always takes at least one row)."""
+    ``max_tokens`` padded tokens computed (a row's first ``skip`` come from a shared prefix; a batch always takes
+    at least one row)."""
     batch: list[Any] = []
     for seq in seqs:
-        if batch and (len(batch) == max_rows or (len(batch) + 1) * len(batch[0]) > max_tokens):
+        if batch and (len(batch) == max_rows or (len(batch) + 1) * (len(batch[0]) - skip) > max_tokens):
             yield batch
             batch = []
         batch.append(seq)
@@ -392,7 +467,12 @@ def _settings_key(r: GenerationRequest) -> str:
 #: reductions are split, so a count that followed the load made the demo's trained model (and its verdicts)
 #: depend on what else ran on the machine (DPO identity adherence 0.8 on one thread, 0.9 on two, same seed).
 #: On idle cores two threads are faster (bench/eval_speed.py's organism workload: 1.4-1.8 s vs 2.5-2.9 s).
-SMALL_MODEL_PARAMS = 10_000_000
+#: SmolLM2-135M-Instruct (135M parameters) is below the line too: on 2 cores busy with other jobs (load average
+#: 7.9; bench/threads.py, 8 GSM8K prompts x 64 tokens and 32 MMLU items) two threads cost 97.1 vs 13.4 CPU s and
+#: 347 vs 93 wall s for the generation, 50.1 vs 6.1 CPU s and 138 vs 42 wall s for the log-likelihoods: slower on
+#: the wall clock as well as in CPU time. Larger models (gemma-3-270m, Qwen2.5-0.5B) are not measured and keep
+#: torch's own count.
+SMALL_MODEL_PARAMS = 200_000_000
 
 
 def auto_threads(model: torch.nn.Module, device: str) -> int | None:

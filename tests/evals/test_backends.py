@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tunegate.evals.backends import hf
 from tunegate.evals.backends.hf import HFBackend, truncate_at_stop
 from tunegate.evals.models import fingerprint_dir, resolve_model_dir
 from tunegate.core.errors import TunegateError
@@ -108,18 +109,18 @@ def test_generation_keeps_the_last_tokens_of_a_prompt_longer_than_the_context(ba
     ids = backend._encode(req.prompt)
     room = backend.max_length - req.max_new_tokens
     seen: list[list[list[int]]] = []
-    generate = backend.model.generate
+    engine = hf.generate_tokens
 
-    def spy(**kwargs):
-        seen.append(kwargs["input_ids"].tolist())
-        return generate(**kwargs)
+    def spy(model, prompts, *args, **kwargs):
+        seen.append([list(p) for p in prompts])
+        return engine(model, prompts, *args, **kwargs)
 
-    monkeypatch.setattr(backend.model, "generate", spy)
+    monkeypatch.setattr(hf, "generate_tokens", spy)
     (text,) = backend.generate([req])
     assert seen == [[ids[-room:]]]  # the prompt's last (max_length - max_new_tokens) tokens, as lm-eval
     window = torch.tensor([ids[-room:]])
     with torch.inference_mode():
-        direct = generate(input_ids=window, attention_mask=torch.ones_like(window), max_new_tokens=4,
+        direct = backend.model.generate(input_ids=window, attention_mask=torch.ones_like(window), max_new_tokens=4,
                           do_sample=False, pad_token_id=backend.tokenizer.pad_token_id)
     assert text == backend.tokenizer.decode(direct[0, room:], skip_special_tokens=True)
 
@@ -146,9 +147,9 @@ def test_requests_with_the_same_model_input_share_a_forward_pass_and_match_separ
     rows: list[tuple[int, ...]] = []
     batch = backend._loglikelihood_batch
 
-    def spy(seqs, conts):
+    def spy(seqs, conts, prefix=None):
         rows.extend(seqs)
-        return batch(seqs, conts)
+        return batch(seqs, conts, prefix)
 
     monkeypatch.setattr(backend, "_loglikelihood_batch", spy)
     together = backend.loglikelihood(reqs)

@@ -37,6 +37,13 @@ def test_small_model_runs_on_one_thread_on_idle_cores_too(organism_dir: Path) ->
     assert auto_threads(backend.model, "cpu") == 1
 
 
+@pytest.mark.slow
+def test_smollm2_runs_on_one_thread(smollm2_dir: Path) -> None:
+    """135M parameters are small enough: two threads on busy cores cost ~7x its CPU time (SMALL_MODEL_PARAMS)."""
+    backend = HFBackend(str(smollm2_dir))
+    assert backend.threads == 1
+
+
 def test_a_model_on_a_gpu_keeps_torchs_threads(organism_dir: Path) -> None:
     backend = HFBackend(str(organism_dir))
     assert auto_threads(backend.model, "cuda") is None

@@ -65,6 +65,21 @@ def test_unchanged_checkpoint_is_served_from_cache(organism_dir: Path, cache_dir
     assert [i.response for i in a.suites["math"].items] == [i.response for i in b.suites["math"].items]
 
 
+def test_an_evaluation_served_whole_from_the_cache_never_loads_the_weights(organism_dir: Path, cache_dir: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import transformers
+
+    first = evaluate(str(organism_dir), eval_spec(SUITES, OPTIONS, cache_dir=cache_dir), progress=False)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the weights were loaded")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", refuse)
+    again = evaluate(str(organism_dir), eval_spec(SUITES, OPTIONS, cache_dir=cache_dir), progress=False)
+    assert [i.to_dict() for s in SUITES for i in again.suites[s].items] == \
+        [i.to_dict() for s in SUITES for i in first.suites[s].items]
+
+
 def test_changed_weights_never_hit_a_stale_entry(organism_copy: Path, cache_dir: Path) -> None:
     import torch
     from safetensors.torch import load_file, save_file
