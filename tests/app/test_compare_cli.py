@@ -72,6 +72,21 @@ def test_mismatched_items_exit_2(files, capsys):
     assert "missing from the baseline" in capsys.readouterr().err
 
 
+def test_a_shipped_gate_judges_the_suites_the_records_ran_and_names_the_rules_it_left(files, capsys):
+    """`--gate sft` also rules identity and knowledge; records of math and IFEval are gated on those two."""
+    assert main(["compare", str(files["base"]), str(files["worse"]), "--gate", "sft"]) == 1
+    captured = capsys.readouterr()
+    assert "gate failed on math.exact_match" in captured.err
+    assert "gate rules not applied, neither record ran their suite: identity.adherence, knowledge.accuracy" in captured.out
+
+
+def test_a_gate_rule_of_no_suite_at_all_exits_2(files, capsys, tmp_path):
+    gate = tmp_path / "gate.yaml"
+    gate.write_text("metrics:\n  maths.exact_match: {margin: 0.02}\n")
+    assert main(["compare", str(files["base"]), str(files["same"]), "--gate", str(gate)]) == 2
+    assert "unknown metric(s) ['maths.exact_match']" in capsys.readouterr().err
+
+
 def test_unknown_gate_metric_exits_2(files, capsys, tmp_path):
     gate = tmp_path / "gate.yaml"
     gate.write_text("metrics:\n  math.accuracy: {margin: 0.02}\n")
