@@ -11,10 +11,12 @@ device (CPU), torch threads and batch size on both sides, through lm-eval's own 
 Per workload: tunegate on a fresh cache, tunegate again with every response cached (re-evaluation), then lm-eval;
 CPU seconds of this process for each. Agreement: generation counts identical responses and, for those that
 differ, how many change in lm-eval's own answer when the item is decoded alone (batch 1: the A/A noise floor);
-MMLU counts identical choices and the largest log-likelihood difference. ``--model`` takes the real
+MMLU counts identical choices and the largest log-likelihood difference. A generation workload also prints the
+ceiling of what refilling finished rows can save on its own answers (``decode_steps``: decode steps and row-steps of
+lm-eval's static batches against continuous batching). ``--model`` takes the real
 SmolLM2-135M-Instruct (``smollm2-135m-instruct``, fetched by ``tunegate models fetch``) and the full-size
 Qwen2.5-0.5B twin (``tunegate twin Qwen/Qwen2.5-0.5B-Instruct --out twins/qwen2.5``; random weights). The
-README's speed table gives the figures and the commands that measured them.
+speed table of docs/speed.md gives the figures and the commands that measured them.
 
 ``--backend openai`` instead times the first ``--gsm8k-n`` GSM8K items through the ``openai`` backend against a real
 ``transformers serve`` started on localhost, at ``--concurrency 1 4 16``, beside the in-process HF
@@ -179,6 +181,33 @@ def profiled(fn: Callable[[], Any], enabled: bool, label: str) -> Any:
     return out
 
 
+def decode_steps(record: Any, model_dir: str, batch: int, budget: int) -> dict[str, Any]:
+    """What refilling finished rows can save at most, from the answers themselves (tokens + the end token).
+
+    A static batch (lm-eval's order: longest prompt first) decodes until its longest answer ends; continuous
+    batching gives a finished row's slot the next prompt at once. If a decode step cost the same however many
+    rows it holds, the saving would be the ratio of steps; if it cost only per row, the ratio of row-steps.
+    A SmolLM2 step holds both (62 / 162 CPU ms for 1 / 8 rows at 300 tokens), so the measured gain lies between.
+    """
+    import heapq
+
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    items = sorted((it for suite in record.suites.values() for it in suite.items), key=lambda it: -len(it.prompt))
+    lengths = [min(len(tok(it.response, add_special_tokens=False).input_ids) + 1, budget) for it in items]
+    batches = [lengths[i:i + batch] for i in range(0, len(lengths), batch)]
+    static_steps = sum(max(b) for b in batches)
+    slots: list[int] = []
+    for n in lengths:  # each slot's finishing step; a new prompt takes the slot that frees first
+        heapq.heappush(slots, n if len(slots) < batch else heapq.heappop(slots) + n)
+    continuous_steps = max(slots)
+    static_rows = sum(len(b) * max(b) for b in batches)
+    return {"answer_tokens": sum(lengths), "longest": max(lengths), "static_steps": static_steps,
+            "continuous_steps": continuous_steps, "steps_ratio": round(static_steps / continuous_steps, 2),
+            "static_row_steps": static_rows, "row_steps_ratio": round(static_rows / sum(lengths), 2)}
+
+
 def compare(model: str, workload: Workload, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     """tunegate (fresh cache), tunegate again (every response cached), then lm-eval, on one workload."""
     from tunegate.evals.backends import BackendOptions
@@ -205,7 +234,9 @@ def compare(model: str, workload: Workload, work: Path, args: argparse.Namespace
     return {"tunegate_s": round(wall, 1), "tunegate_cpu_s": round(cpu, 1), "lm_eval_s": round(lm_wall, 1),
             "lm_eval_cpu_s": round(lm_cpu, 1), "cached_s": round(cached_wall, 2), "cached_cpu_s": round(cached_cpu, 2),
             "speedup_cpu": round(lm_cpu / cpu, 2), "cached_speedup_cpu": round(lm_cpu / cached_cpu, 1),
-            "agreement": agree}
+            "agreement": agree,
+            **({"decode": decode_steps(record, model_dir, args.batch_size, workload.suite.generation().max_new_tokens)}
+               if workload.kind == "generate" else {})}
 
 
 def agreement_text(agree: dict[str, Any]) -> str:
@@ -224,6 +255,10 @@ def print_table(model: str, rows: dict[str, tuple[Workload, dict[str, Any]]]) ->
         print(f"{name + ' (' + w.what + ')':<52} {f['tunegate_cpu_s']:9.1f} {f['lm_eval_cpu_s']:9.1f} "
               f"{f['speedup_cpu']:6.2f}x {f['cached_cpu_s']:7.2f} {f['cached_speedup_cpu']:6.0f}x  "
               f"{agreement_text(f['agreement'])}", flush=True)
+        if "decode" in f:
+            d = f["decode"]
+            print(f"{'':<52} decode steps static {d['static_steps']} / continuous {d['continuous_steps']} "
+                  f"({d['steps_ratio']}x), row-steps {d['row_steps_ratio']}x: the refill's ceiling", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
