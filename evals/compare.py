@@ -59,11 +59,11 @@ def _without_unrun_suites(gate: GateConfig, ran: set[str], warnings: list[str]) 
     """
     from tunegate.evals.suites import is_suite
 
-    unrun = [r.metric for r in gate.rules if r.metric.split(".")[0] not in ran and is_suite(r.metric.split(".")[0])]
+    unrun = [r for r in gate.rules if r.suite not in ran and is_suite(r.suite)]
     if not unrun:
         return gate
-    warnings.append(f"gate rules not applied, neither record ran their suite: {', '.join(unrun)}")
-    return gate.only(ran | {r.metric.split(".")[0] for r in gate.rules if r.metric not in unrun})
+    warnings.append(f"gate rules not applied, neither record ran their suite: {', '.join(r.metric for r in unrun)}")
+    return gate.only(ran | {r.suite for r in gate.rules if r not in unrun})
 
 
 def compare_records(

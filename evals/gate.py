@@ -114,6 +114,10 @@ class MetricRule:
     weight: float = field(default=1.0, metadata={
         "help": "alpha weight in the multiplicity family (weighted Holm), relative to the other members"})
 
+    @property
+    def suite(self) -> str:
+        return self.metric.split(".")[0]
+
     def __post_init__(self) -> None:
         if "." not in self.metric:
             raise TunegateError(f"metrics: '{self.metric}': expected 'suite.metric'")
@@ -239,7 +243,7 @@ class GateConfig:
         keep = set(suites)
         family = self.family if isinstance(self.family, str) else tuple(m for m in self.family
                                                                        if m.split(".")[0] in keep)
-        return replace(self, rules=tuple(r for r in self.rules if r.metric.split(".")[0] in keep), family=family)
+        return replace(self, rules=tuple(r for r in self.rules if r.suite in keep), family=family)
 
     def rules_for(self, known: Sequence[str]) -> dict[str, MetricRule]:
         """The rule of every known ``suite.metric``; a listed metric that is not known is a TunegateError."""
