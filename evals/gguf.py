@@ -37,7 +37,9 @@ def model_cache_dir() -> Path:
     explicit = os.environ.get("TUNEGATE_MODEL_CACHE")
     if explicit:
         return Path(explicit).expanduser()
-    return Path(os.environ.get("TUNEGATE_CACHE", Path.home() / ".cache" / "tunegate")).expanduser() / "models"
+    from tunegate.evals.cache import default_cache_dir
+
+    return default_cache_dir().expanduser() / "models"
 
 
 def is_gguf(model: str | Path) -> bool:

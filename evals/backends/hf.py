@@ -27,8 +27,7 @@ from tunegate.core.errors import TunegateError
 from tunegate.core.files import sha256_file
 from tunegate.evals.models import fingerprint_dir, loading, resolve_model_dir
 from tunegate.evals.backends._continuous import PREFIX_COST, Decoding, expand, generate_tokens, prefill, supports
-from tunegate.evals.backends._tokens import shared_prefixes
-from tunegate.evals.backends._tokens import GREEDY, TokenizedPrompts, stop_token_ids
+from tunegate.evals.backends._tokens import GREEDY, TokenizedPrompts, shared_prefixes, stop_token_ids
 from tunegate.evals.requests import (
     GenerationRequest,
     LoglikelihoodRequest,
