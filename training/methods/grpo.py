@@ -80,9 +80,10 @@ class GRPO(Method):
         self.rewards(options, data, where)
 
     def rewards(self, options: GRPOOptions, data: Any, where: str) -> tuple[str, ...]:
-        """The stage's reward names, each checked against its prompts: ``options.rewards``, or each suite's own."""
+        """The stage's reward names, each checked against its prompts: ``options.rewards``, or each suite's own in
+        name order, the order ``trainer_kwargs`` hands them to TRL (and ``args.reward_weights`` must follow)."""
         suites = self.suites(data, where)
-        names = options.rewards or tuple(suites or ())
+        names = options.rewards or tuple(sorted(suites or ()))
         if not names:
             raise TunegateError(f"{where}.options: field 'rewards' must name at least one module:function reward "
                                 "when 'data' is a dataset")
